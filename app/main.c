@@ -1,0 +1,49 @@
+/* wafer: the command-line entry point. Thin: parse the subcommand, call it. */
+#include "commands.h"
+#include "wafer/common.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static void usage(FILE *fp)
+{
+    fprintf(fp,
+            "usage: wafer run -c wafer.yaml [--daemon]   serve (foreground unless --daemon)\n"
+            "       wafer -t -c wafer.yaml              check a configuration and exit 0 (valid) or 1\n"
+            "       wafer classify -m MODEL_DIR [TEXT...] print label probabilities (texts from stdin if none)\n"
+            "       wafer --help | --version\n");
+}
+
+struct command {
+    const char *name;
+    int (*fn)(int, char **);
+};
+
+static const struct command commands[] = {
+    { "run", wf_cmd_run },
+    { "classify", wf_cmd_classify },
+};
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+        usage(stdout);
+        return 0;
+    }
+    if (!strcmp(argv[1], "--version") || !strcmp(argv[1], "-V")) {
+        printf("wafer %s\n", WF_VERSION);
+        return 0;
+    }
+    if (!strcmp(argv[1], "-t"))
+        return wf_cmd_check(argc - 1, argv + 1);
+    for (size_t i = 0; i < WF_ARRAY_LEN(commands); i++)
+        if (!strcmp(argv[1], commands[i].name))
+            return commands[i].fn(argc - 1, argv + 1);
+    fprintf(stderr, "wafer: unknown command '%s'\n", argv[1]);
+    usage(stderr);
+    return 2;
+}
