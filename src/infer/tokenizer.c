@@ -13,10 +13,18 @@
  *   7. WordPiece, greedy longest match first, "##" continuation, a word of more
  *      than max_input_chars_per_word code points becomes [UNK].
  * The sets of steps 2, 3, 4 and 6 come from tok_tables.h, generated from a probe
- * of the Rust library (its Unicode tables are older than Python's and
- * utf8proc's: see docs/model-format.md "Tokenizer" for where the Python
- * BertTokenizer differs and why we follow the fast one). NFD and lower-casing
- * use utf8proc with the exceptions the probe found.
+ * of the Rust library; NFD and lower-casing use utf8proc with the exceptions the
+ * probe found.
+ *
+ * The Python BertTokenizer (BertTokenizerLegacy in transformers 5) differs from
+ * the fast one, and so from us, in: final sigma (str.lower() gives U+03C2);
+ * unassigned code points and newer format characters (it drops them); newer
+ * punctuation and non-spacing marks (it splits / strips them); U+2B820-U+2B91F
+ * (it splits them as CJK); NFC before everything (it composes, e.g. U+F900 ->
+ * U+8C48); and a special token that appears only after clean-up ("[CL\0S]"
+ * is [CLS] there). Details in docs/model-format.md, "Tokenizer". We follow the
+ * fast one: it is what transformers loads by default, so models are trained
+ * with it.
  *
  * The text is processed in one pass, one word at a time, in a bounded buffer
  * on the stack: nothing is allocated per call.
@@ -514,12 +522,6 @@ static bool valid_utf8(const unsigned char *s, size_t n)
     return true;
 }
 
-static bool opts_valid(const wf_tok_opts_t *o)
-{
-    return (o->kind == WF_TOK_WORDPIECE || o->kind == WF_TOK_BYTES) && o->strip_accents >= -1 &&
-           o->strip_accents <= 1 && o->max_input_chars_per_word >= 1 &&
-           o->max_input_chars_per_word <= TOK_MAX_WORD_CHARS;
-}
 
 static wf_status_t load_vocab(wf_tokenizer_t *t, const char *path, wf_err_t *err)
 {
@@ -665,9 +667,14 @@ wf_status_t wf_tokenizer_load(const char *vocab_path, const wf_tok_opts_t *opts,
     if (!opts || !out)
         return fail(err, WF_ERR_INVALID, "tokenizer: missing options or output");
     *out = NULL;
-    if (!opts_valid(opts))
+    if ((opts->kind != WF_TOK_WORDPIECE && opts->kind != WF_TOK_BYTES) || opts->strip_accents < -1 ||
+        opts->strip_accents > 1 || opts->max_input_chars_per_word < 1)
         return fail(err, WF_ERR_INVALID, "tokenizer: invalid options (kind %d, strip_accents %d, "
-                    "max_input_chars_per_word %d: 1..%d)", (int)opts->kind, opts->strip_accents,
+                    "max_input_chars_per_word %d)", (int)opts->kind, opts->strip_accents,
+                    opts->max_input_chars_per_word);
+    /* the word being matched lives in a fixed buffer on the stack */
+    if (opts->max_input_chars_per_word > TOK_MAX_WORD_CHARS)
+        return fail(err, WF_ERR_UNSUPPORTED, "tokenizer: max_input_chars_per_word %d is over the supported %d",
                     opts->max_input_chars_per_word, TOK_MAX_WORD_CHARS);
     pthread_once(&ascii_once, ascii_init);
     wf_tokenizer_t *t = calloc(1, sizeof(*t));

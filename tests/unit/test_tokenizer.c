@@ -341,6 +341,9 @@ TEST(vocab_loading)
     CHECK(wf_tokenizer_load(NULL, &o, &t, &err) == WF_ERR_INVALID);
     o.max_input_chars_per_word = 0;
     CHECK(wf_tokenizer_load(FIX "vocab.txt", &o, &t, &err) == WF_ERR_INVALID);
+    o.max_input_chars_per_word = 1025;
+    CHECK(wf_tokenizer_load(FIX "vocab.txt", &o, &t, &err) == WF_ERR_UNSUPPORTED);
+    CHECK(strstr(err.msg, "max_input_chars_per_word 1025") != NULL);
     o.max_input_chars_per_word = 100;
     o.strip_accents = 2;
     CHECK(wf_tokenizer_load(FIX "vocab.txt", &o, &t, &err) == WF_ERR_INVALID);
@@ -405,6 +408,22 @@ TEST(speed)
     printf("speed: %d strings, %ld tokens, %.1f MB/s, %.2f M tokens/s, %.2f us/string\n", iters, tokens,
            (double)bytes / sec / 1e6, (double)tokens / sec / 1e6, sec / iters * 1e6);
     CHECK(tokens > iters * 10);
+    /* a 4 KiB request body of mixed text, tokenized whole (no truncation) */
+    static char body[4096];
+    size_t bl = 0;
+    for (int i = 0; bl + 200 < sizeof body; i++) {
+        size_t n = strlen(texts[i % 5]);
+        memcpy(body + bl, texts[i % 5], n);
+        bl += n;
+        body[bl++] = '&';
+    }
+    tokens = 0;
+    t0 = wf_now_ns();
+    for (int i = 0; i < 500; i++)
+        tokens += wf_tokenizer_tokenize(l, body, bl, NULL, 0);
+    sec = (double)(wf_now_ns() - t0) / 1e9;
+    printf("speed: 4 KiB body x 500: %.1f MB/s, %.2f M tokens/s, %.1f us/body\n", (double)bl * 500 / sec / 1e6,
+           (double)tokens / sec / 1e6, sec / 500 * 1e6);
     wf_tokenizer_free(l);
 }
 
