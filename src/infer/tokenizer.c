@@ -41,7 +41,7 @@
 #include "infer/tok_tables.h"
 
 #define TOK_MAX_FILE (64u << 20)   /* vocab.txt size limit */
-#define TOK_MAX_LINES (4u << 20)   /* vocabulary entries */
+#define TOK_MAX_LINES (1u << 20)   /* vocabulary entries */
 #define TOK_MAX_TOKEN_BYTES 512    /* one vocabulary token */
 #define TOK_MAX_WORD_CHARS 1024    /* max_input_chars_per_word upper bound */
 #define TOK_BYTES_VOCAB 261
@@ -187,9 +187,9 @@ static inline int utf8_put(uint32_t cp, char *out)
     return 4;
 }
 
-/* Accent stripping of one code point: canonical decomposition, then the
- * non-spacing marks (as the Rust library knows them) removed. */
-static int strip_cp(uint32_t cp, uint32_t *out, int cap)
+/* Canonical decomposition of one code point, for accent stripping (the marks
+ * are dropped by the caller). */
+static int decompose_cp(uint32_t cp, uint32_t *out)
 {
     if (cp < 0xC0) {
         out[0] = cp;
@@ -206,14 +206,12 @@ static int strip_cp(uint32_t cp, uint32_t *out, int cap)
     int last = 0;
     utf8proc_ssize_t n = utf8proc_decompose_char((utf8proc_int32_t)cp, d, 8, UTF8PROC_DECOMPOSE, &last);
     if (n < 1 || n > 8) {
-        d[0] = (utf8proc_int32_t)cp;
-        n = 1;
+        out[0] = cp;
+        return 1;
     }
-    int k = 0;
-    for (int i = 0; i < n && k < cap; i++)
-        if (!IN(tok_mark, (uint32_t)d[i]))
-            out[k++] = (uint32_t)d[i];
-    return k;
+    for (int i = 0; i < n; i++)
+        out[i] = (uint32_t)d[i];
+    return (int)n;
 }
 
 static int lower_cp(uint32_t cp, uint32_t *out)
@@ -270,6 +268,7 @@ typedef struct {
     uint32_t cps[TOK_MAX_WORD_CHARS + 40];
     int n;          /* code points stored */
     int nchars;     /* code points seen (n, or more once the word is too long) */
+    int fence;      /* canonical reordering does not move a mark before this index */
     char bytes[2 + 4 * (TOK_MAX_WORD_CHARS + 40)];
     uint16_t off[TOK_MAX_WORD_CHARS + 41];
 } tok_run_t;
@@ -289,7 +288,7 @@ static void word_flush(tok_run_t *r)
         return;
     if (r->nchars > t->opts.max_input_chars_per_word) {
         emit(r, t->sp[SP_UNK]);
-        r->n = r->nchars = 0;
+        r->n = r->nchars = r->fence = 0;
         return;
     }
     /* UTF-8 of the word at bytes+2; "##" is written over the two bytes before
@@ -323,13 +322,13 @@ static void word_flush(tok_run_t *r)
             /* the whole word is [UNK]: drop the pieces emitted for it */
             r->count = first;
             emit(r, t->sp[SP_UNK]);
-            r->n = r->nchars = 0;
+            r->n = r->nchars = r->fence = 0;
             return;
         }
         emit(r, id);
         start = end;
     }
-    r->n = r->nchars = 0;
+    r->n = r->nchars = r->fence = 0;
 }
 
 static inline void word_add(tok_run_t *r, uint32_t cp, bool reorder)
@@ -342,7 +341,7 @@ static inline void word_add(tok_run_t *r, uint32_t cp, bool reorder)
     if (reorder) {
         /* canonical ordering (part of NFD): a mark moves before marks of a higher class */
         int c = ccc(cp);
-        while (c != 0 && i > 0) {
+        while (c != 0 && i > r->fence) {
             int pc = ccc(r->cps[i - 1]);
             if (pc <= c)
                 break;
@@ -359,30 +358,38 @@ static bool done(const tok_run_t *r)
 }
 
 /* Normalises one cleaned, non-space code point and adds it to the word,
- * isolating punctuation produced by the normalisation. */
+ * isolating punctuation produced by the normalisation. NFD's canonical
+ * ordering runs over the marks before they are dropped, so a dropped mark of
+ * class 0 still stops reordering across it. */
 static void add_cp(tok_run_t *r, uint32_t cp)
 {
     const wf_tokenizer_t *t = r->t;
-    uint32_t a[8], b[24];
-    int na, nb = 0;
+    uint32_t a[8], b[3];
+    int na;
     if (t->strip)
-        na = strip_cp(cp, a, 8);
+        na = decompose_cp(cp, a);
     else
         a[0] = cp, na = 1;
-    if (t->opts.lowercase) {
-        for (int i = 0; i < na; i++)
-            nb += lower_cp(a[i], b + nb);
-    } else {
-        memcpy(b, a, (size_t)na * sizeof(uint32_t));
-        nb = na;
-    }
-    for (int i = 0; i < nb; i++) {
-        if (is_punct(b[i])) {
-            word_flush(r);
-            word_add(r, b[i], false);
-            word_flush(r);
-        } else {
-            word_add(r, b[i], t->strip);
+    for (int i = 0; i < na; i++) {
+        uint32_t d = a[i];
+        if (t->strip && d >= 0x300 && IN(tok_mark, d)) {
+            if (ccc(d) == 0)
+                r->fence = r->n;
+            continue;
+        }
+        int nb = 1;
+        if (t->opts.lowercase)
+            nb = lower_cp(d, b);
+        else
+            b[0] = d;
+        for (int j = 0; j < nb; j++) {
+            if (is_punct(b[j])) {
+                word_flush(r);
+                word_add(r, b[j], false);
+                word_flush(r);
+            } else {
+                word_add(r, b[j], t->strip);
+            }
         }
     }
 }
@@ -403,7 +410,7 @@ static void run_wordpiece(tok_run_t *r, const unsigned char *s, size_t n)
 {
     const wf_tokenizer_t *t = r->t;
     size_t i = 0;
-    r->n = r->nchars = 0;
+    r->n = r->nchars = r->fence = 0;
     while (i < n && !done(r)) {
         unsigned c = s[i];
         if (c == '[') {
@@ -464,7 +471,7 @@ static int tok_run(const wf_tokenizer_t *t, const char *text, size_t len, int32_
     r.cap = cap;
     r.count = 0;
     r.stop = stop;
-    r.n = r.nchars = 0;
+    r.n = r.nchars = r.fence = 0;
     if (t->opts.kind == WF_TOK_BYTES)
         run_bytes(&r, (const unsigned char *)text, len);
     else
