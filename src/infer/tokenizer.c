@@ -51,10 +51,9 @@ enum { SP_PAD, SP_UNK, SP_CLS, SP_SEP, SP_MASK, SP__COUNT };
 static const char *const sp_names[SP__COUNT] = { "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]" };
 
 typedef struct {
-    uint64_t h;
     uint32_t off; /* into t->blob */
     uint32_t len;
-    int32_t id; /* -1: empty slot */
+    int32_t id;
 } tok_ent_t;
 
 struct wf_tokenizer {
@@ -62,6 +61,9 @@ struct wf_tokenizer {
     bool strip;
     int vocab_size;
     char *blob; /* vocab.txt contents; entries point into it */
+    /* Open addressing. Most lookups miss (WordPiece tries the longest piece
+     * first), so probing reads only the small tag array; 0 marks a free slot. */
+    uint32_t *tags;
     tok_ent_t *tab;
     uint32_t mask;
     int max_token_bytes;
@@ -244,16 +246,21 @@ static inline int ccc(uint32_t cp)
 
 /* ------------------------------------------------------------ vocabulary lookup */
 
+static inline uint32_t tag_of(uint64_t h)
+{
+    return (uint32_t)(h >> 32) | 1u;
+}
+
 static int32_t vocab_find(const wf_tokenizer_t *t, const char *p, size_t n)
 {
     uint64_t h = wf_hash64(p, n, TOK_HASH_SEED);
-    for (uint32_t i = (uint32_t)h & t->mask;; i = (i + 1) & t->mask) {
+    uint32_t tag = tag_of(h);
+    for (uint32_t i = (uint32_t)h & t->mask; t->tags[i]; i = (i + 1) & t->mask) {
         const tok_ent_t *e = &t->tab[i];
-        if (e->id < 0)
-            return -1;
-        if (e->h == h && e->len == n && memcmp(t->blob + e->off, p, n) == 0)
+        if (t->tags[i] == tag && e->len == n && memcmp(t->blob + e->off, p, n) == 0)
             return e->id;
     }
+    return -1;
 }
 
 /* ------------------------------------------------------------ the WordPiece pass */
@@ -581,15 +588,14 @@ static wf_status_t load_vocab(wf_tokenizer_t *t, const char *path, wf_err_t *err
         goto out;
     }
     uint32_t cap = 16;
-    while (cap < lines * 2)
+    while (cap < lines * 4)
         cap <<= 1;
     t->tab = malloc((size_t)cap * sizeof(tok_ent_t));
-    if (!t->tab) {
+    t->tags = calloc(cap, sizeof(uint32_t));
+    if (!t->tab || !t->tags) {
         st = fail(err, WF_ERR_NOMEM, "%s: out of memory", path);
         goto out;
     }
-    for (uint32_t i = 0; i < cap; i++)
-        t->tab[i].id = -1;
     t->mask = cap - 1;
     t->blob = buf;
 
@@ -630,17 +636,17 @@ static wf_status_t load_vocab(wf_tokenizer_t *t, const char *path, wf_err_t *err
          * the earlier id is then never produced. Empty lines take an id that
          * no text can produce, as there too. */
         uint64_t h = wf_hash64(tok, tl, TOK_HASH_SEED);
-        uint32_t i = (uint32_t)h & t->mask;
-        for (;; i = (i + 1) & t->mask) {
+        uint32_t tag = tag_of(h);
+        for (uint32_t i = (uint32_t)h & t->mask;; i = (i + 1) & t->mask) {
             tok_ent_t *en = &t->tab[i];
-            if (en->id < 0) {
-                en->h = h;
+            if (!t->tags[i]) {
+                t->tags[i] = tag;
                 en->off = (uint32_t)pos;
                 en->len = (uint32_t)tl;
                 en->id = (int32_t)line;
                 break;
             }
-            if (en->h == h && en->len == tl && memcmp(buf + en->off, tok, tl) == 0) {
+            if (t->tags[i] == tag && en->len == tl && memcmp(buf + en->off, tok, tl) == 0) {
                 en->id = (int32_t)line;
                 break;
             }
@@ -713,6 +719,7 @@ void wf_tokenizer_free(wf_tokenizer_t *t)
 {
     if (!t)
         return;
+    free(t->tags);
     free(t->tab);
     free(t->blob);
     free(t);

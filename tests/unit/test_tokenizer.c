@@ -349,6 +349,28 @@ TEST(vocab_loading)
     CHECK(wf_tokenizer_load(FIX "vocab.txt", &o, &t, &err) == WF_ERR_INVALID);
 }
 
+/* NFD's canonical ordering: marks of a lower class move first, but not across
+ * a class-0 character, even one that accent stripping then drops (U+0E31). */
+TEST(canonical_ordering)
+{
+    const char v[] = BASE "a\n##\xf0\x9d\x85\xa5\n##\xf0\x9d\x85\xad\n";
+    wf_tokenizer_t *t = NULL;
+    wf_err_t err;
+    CHECK(load_str(v, sizeof v - 1, true, &t, &err) == WF_OK);
+    if (!t)
+        return;
+    int32_t a = wf_tokenizer_token_id(t, "a"), m216 = wf_tokenizer_token_id(t, "##\xf0\x9d\x85\xa5"),
+            m226 = wf_tokenizer_token_id(t, "##\xf0\x9d\x85\xad");
+    int32_t ids[8];
+    /* a U+1D16D (class 226) U+1D165 (216) -> a U+1D165 U+1D16D */
+    CHECK_EQ_INT(wf_tokenizer_tokenize(t, "a\xf0\x9d\x85\xad\xf0\x9d\x85\xa5", 9, ids, 8), 3);
+    CHECK(ids[0] == a && ids[1] == m216 && ids[2] == m226);
+    /* with U+0E31 (class 0, dropped) between them the order stays */
+    CHECK_EQ_INT(wf_tokenizer_tokenize(t, "a\xf0\x9d\x85\xad\xe0\xb8\xb1\xf0\x9d\x85\xa5", 12, ids, 8), 3);
+    CHECK(ids[0] == a && ids[1] == m226 && ids[2] == m216);
+    wf_tokenizer_free(t);
+}
+
 TEST(options)
 {
     /* strip_accents=0 with lower-casing keeps the accents; U+0130 lower-cases to "i" + U+0307 */
