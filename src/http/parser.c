@@ -450,8 +450,12 @@ static int parse_fields(scan_t *s, const char **pp, size_t max_headers, wf_http_
         if (*p != ':' || p == n0) {
             if (p > n0 && is_ows(*p))
                 return fail(s, WF_HTTP_E_SPACE_BEFORE_COLON);
-            if (*p == '\r' && p + 1 < end && p[1] != '\n')
-                return fail(s, WF_HTTP_E_BARE_CR);
+            if (*p == '\r') {
+                if (p + 1 >= end)
+                    return more(s);
+                if (p[1] != '\n')
+                    return fail(s, WF_HTTP_E_BARE_CR);
+            }
             return fail(s, WF_HTTP_E_HEADER_NAME);
         }
         wf_str_t name = wf_str(n0, (size_t)(p - n0));
