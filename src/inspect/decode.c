@@ -247,7 +247,7 @@ static bool put_cp(char *out, size_t cap, size_t *w, uint32_t cp, bool name, uin
     }
     utf8proc_int32_t d[8];
     int bc = 0;
-    utf8proc_ssize_t nd = utf8proc_decompose_char((utf8proc_int32_t)cp, d, 8, UTF8PROC_COMPAT, &bc);
+    utf8proc_ssize_t nd = utf8proc_decompose_char((utf8proc_int32_t)cp, d, 8, UTF8PROC_COMPAT | UTF8PROC_DECOMPOSE, &bc);
     if (nd > 0 && nd <= 8) {
         bool ascii = true;
         for (utf8proc_ssize_t i = 0; i < nd; i++)
