@@ -77,6 +77,9 @@ static const char *const deny_words[] = {
 static bool word_denied(const unsigned char *s, size_t n, bool whole, bool value)
 {
     char w[24];
+    /* event handler names (onload, onerror, onwebkitanimationiteration, ...) */
+    if (value && n >= 5 && (s[0] | 0x20) == 'o' && (s[1] | 0x20) == 'n')
+        return true;
     if (n >= sizeof(w))
         return false;
     for (size_t i = 0; i < n; i++)
@@ -85,9 +88,6 @@ static bool word_denied(const unsigned char *s, size_t n, bool whole, bool value
     for (size_t i = 0; i < WF_ARRAY_LEN(deny_words); i++)
         if (!strcmp(w, deny_words[i]))
             return true;
-    /* event handler names (onload, onerror, ...) */
-    if (value && n >= 5 && w[0] == 'o' && w[1] == 'n')
-        return true;
     /* a literal combined with something else is an expression: 1-true */
     if (!whole && (!strcmp(w, "true") || !strcmp(w, "false") || !strcmp(w, "null")))
         return true;
@@ -115,9 +115,18 @@ static bool words_ok(const unsigned char *s, size_t n, bool value)
 }
 
 /* Value rule: [A-Za-z0-9_.-], '.' only between digits (numbers, versions),
- * '-' only between letters or digits (no leading '-', no "--"). */
+ * '-' only between letters or digits (no leading '-', no "--"), and not in
+ * a value of digits and '-' alone (5739-5738 is arithmetic: a blind SQL
+ * injection probe). */
 static bool value_safe(const unsigned char *s, size_t n)
 {
+    bool letter = false, dash = false;
+    for (size_t i = 0; i < n; i++) {
+        letter |= is_alpha(s[i]);
+        dash |= s[i] == '-';
+    }
+    if (dash && !letter)
+        return false;
     for (size_t i = 0; i < n; i++) {
         unsigned char c = s[i];
         if (is_alnum(c) || c == '_')
