@@ -172,9 +172,9 @@ void wf_ix_urlencoded(wf_ix_t *x, wf_unit_kind_t kind, wf_str_t s)
             const char *eq = memchr(piece.p, '=', piece.n);
             wf_str_t name = eq ? wf_str(piece.p, (size_t)(eq - piece.p)) : WF_STR_NULL;
             wf_str_t value = eq ? wf_str(eq + 1, piece.n - name.n - 1) : piece;
-            if (wf_ix_add(x, kind, name, WF_DECODE_PERCENT | WF_DECODE_PLUS, value,
-                          WF_DECODE_PERCENT | WF_DECODE_PLUS | WF_DECODE_ENTITIES, 0) < 0)
-                return;
+            /* keeps going when full: each argument left over is counted as dropped */
+            wf_ix_add(x, kind, name, WF_DECODE_PERCENT | WF_DECODE_PLUS, value,
+                      WF_DECODE_PERCENT | WF_DECODE_PLUS | WF_DECODE_ENTITIES, 0);
         }
         i = end + 1;
     }
@@ -200,9 +200,8 @@ static void cookies(wf_ix_t *x, wf_str_t v)
             const char *eq = memchr(piece.p, '=', piece.n);
             wf_str_t name = eq ? trim_ows(wf_str(piece.p, (size_t)(eq - piece.p))) : WF_STR_NULL;
             wf_str_t value = eq ? trim_ows(wf_str(eq + 1, piece.n - (size_t)(eq - piece.p) - 1)) : piece;
-            if (wf_ix_add(x, WF_UNIT_COOKIE, name, WF_DECODE_PERCENT, value,
-                          WF_DECODE_PERCENT | WF_DECODE_PLUS | WF_DECODE_ENTITIES, 0) < 0)
-                return;
+            wf_ix_add(x, WF_UNIT_COOKIE, name, WF_DECODE_PERCENT, value,
+                      WF_DECODE_PERCENT | WF_DECODE_PLUS | WF_DECODE_ENTITIES, 0);
         }
         i = end + 1;
     }
