@@ -67,14 +67,17 @@ static const char *const deny_words[] = {
     "shadow", "telnet", "chmod", "rm", "echo", "eval", "exit", "tftp",
     /* script */
     "alert", "prompt", "confirm", "script", "javascript", "vbscript", "livescript", "expression", "iframe",
-    "svg", "img", "fromcharcode", "atob", "document", "window", "xss",
+    "fromcharcode", "atob", "document", "window", "xss",
     /* prototype pollution */
     "proto", "prototype", "constructor",
     /* files */
     "htaccess", "htpasswd", "boot", "win", "etc",
 };
 
-static bool word_denied(const unsigned char *s, size_t n, bool whole, bool value)
+/* In paths only names of files that no site serves on purpose count. */
+static const char *const deny_path_words[] = { "passwd", "shadow", "htaccess", "htpasswd", "cmdshell", "whoami" };
+
+static bool word_denied(const unsigned char *s, size_t n, bool whole, bool value, bool path)
 {
     char w[24];
     /* event handler names (onload, onerror, onwebkitanimationiteration, ...) */
@@ -85,6 +88,12 @@ static bool word_denied(const unsigned char *s, size_t n, bool whole, bool value
     for (size_t i = 0; i < n; i++)
         w[i] = (char)(s[i] | 0x20);
     w[n] = 0;
+    if (path) {
+        for (size_t i = 0; i < WF_ARRAY_LEN(deny_path_words); i++)
+            if (!strcmp(w, deny_path_words[i]))
+                return true;
+        return false;
+    }
     for (size_t i = 0; i < WF_ARRAY_LEN(deny_words); i++)
         if (!strcmp(w, deny_words[i]))
             return true;
@@ -95,7 +104,7 @@ static bool word_denied(const unsigned char *s, size_t n, bool whole, bool value
 }
 
 /* Checks letter runs and hex literals shared by all rules. */
-static bool words_ok(const unsigned char *s, size_t n, bool value)
+static bool words_ok(const unsigned char *s, size_t n, bool value, bool path)
 {
     for (size_t i = 0; i < n;) {
         if (s[i] == '0' && i + 2 < n && (s[i + 1] | 0x20) == 'x' && is_hex(s[i + 2]))
@@ -107,7 +116,7 @@ static bool words_ok(const unsigned char *s, size_t n, bool value)
         size_t j = i;
         while (j < n && is_alpha(s[j]))
             j++;
-        if (word_denied(s + i, j - i, i == 0 && j == n, value))
+        if (word_denied(s + i, j - i, i == 0 && j == n, value, path))
             return false;
         i = j;
     }
@@ -137,7 +146,7 @@ static bool value_safe(const unsigned char *s, size_t n)
             continue;
         return false;
     }
-    return words_ok(s, n, true);
+    return words_ok(s, n, true, false);
 }
 
 /* Path rule: [A-Za-z0-9_.~/-], no "..", no "//", no segment that starts
@@ -155,7 +164,7 @@ static bool path_safe(const unsigned char *s, size_t n)
             continue;
         return false;
     }
-    return words_ok(s, n, false);
+    return words_ok(s, n, false, true);
 }
 
 /* Name rule: [A-Za-z0-9_.-] and the brackets of a[b][0] / JSON paths. */
@@ -169,7 +178,7 @@ static bool name_safe(const unsigned char *s, size_t n)
             continue;
         return false;
     }
-    return words_ok(s, n, false);
+    return words_ok(s, n, false, false);
 }
 
 bool wf_inspect_text_is_safe(wf_unit_kind_t kind, wf_str_t text, size_t max_len)
