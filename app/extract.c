@@ -161,7 +161,7 @@ int wf_cmd_extract(int argc, char **argv)
         return 2;
     }
     int rc = 0;
-    uint64_t next_index = 0, invalid = 0;
+    uint64_t next_index = 0, invalid = 0, inspect_ns = 0;
     const char *stdin_only[] = { "-" };
     char **files = argc > i ? argv + i : (char **)stdin_only;
     int nfiles = argc > i ? argc - i : 1;
@@ -187,6 +187,7 @@ int wf_cmd_extract(int argc, char **argv)
                     continue;
                 }
                 wf_units_t us = { 0 };
+                uint64_t t0 = wf_now_ns();
                 if (rec.is_value) {
                     const char *nm = names[rec.index % nnames];
                     stats.requests++;
@@ -194,6 +195,7 @@ int wf_cmd_extract(int argc, char **argv)
                 } else {
                     wf_inspect_request(&conf, &rec.req, rec.body, &arena, &us, &stats);
                 }
+                inspect_ns += wf_now_ns() - t0;
                 print_units(&o, rec.index, &us);
                 wf_arena_reset(&arena);
             }
@@ -214,12 +216,13 @@ int wf_cmd_extract(int argc, char **argv)
     if (stats_out)
         fprintf(stderr,
                 "requests %llu invalid %llu units %llu safe %llu dropped %llu truncated %llu chunked %llu "
-                "bytes_cut %llu json_invalid %llu json_too_deep %llu multipart_invalid %llu\n",
+                "bytes_cut %llu json_invalid %llu json_too_deep %llu multipart_invalid %llu inspect_ms %.1f\n",
                 (unsigned long long)stats.requests, (unsigned long long)invalid, (unsigned long long)stats.units,
                 (unsigned long long)stats.units_safe, (unsigned long long)stats.units_dropped,
                 (unsigned long long)stats.units_truncated, (unsigned long long)stats.units_chunked,
                 (unsigned long long)stats.bytes_cut, (unsigned long long)stats.json_invalid,
-                (unsigned long long)stats.json_too_deep, (unsigned long long)stats.multipart_invalid);
+                (unsigned long long)stats.json_too_deep, (unsigned long long)stats.multipart_invalid,
+                inspect_ns / 1e6);
     free(o.text);
     wf_arena_free(&arena);
     return rc;

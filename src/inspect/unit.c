@@ -50,32 +50,57 @@ static bool is_digit(unsigned char c) { return c >= '0' && c <= '9'; }
 static bool is_alnum(unsigned char c) { return is_alpha(c) || is_digit(c); }
 static bool is_hex(unsigned char c) { return is_digit(c) || ((c | 0x20) >= 'a' && (c | 0x20) <= 'f'); }
 
-/* Words that are code on their own in some interpreter (SQL statements and
- * time functions, shell commands, script sinks, prototype keys, sensitive
- * file names). A value or name with one of them as a whole letter run goes to
- * the model even when its charset is safe. Lower case; compared ignoring case. */
-static const char *const deny_words[] = {
-    /* SQL */
-    "select", "union", "insert", "update", "delete", "drop", "truncate", "alter", "exec", "execute",
-    "declare", "waitfor", "delay", "sleep", "benchmark", "having", "procedure", "handler", "distinct",
-    "information", "schema", "sysobjects", "xp", "cmdshell", "concat", "char", "chr", "ascii", "substring",
-    "substr", "version", "database", "pg", "dbms", "utl", "extractvalue", "updatexml", "load", "outfile",
-    "dumpfile", "bfilename", "shutdown",
-    /* shell */
-    "whoami", "uname", "ifconfig", "ipconfig", "netstat", "systeminfo", "sysinfo", "ls", "pwd", "cat", "wget",
-    "curl", "nc", "ncat", "netcat", "bash", "sh", "zsh", "cmd", "powershell", "ping", "nslookup", "passwd",
-    "shadow", "telnet", "chmod", "rm", "echo", "eval", "exit", "tftp",
-    /* script */
-    "alert", "prompt", "confirm", "script", "javascript", "vbscript", "livescript", "expression", "iframe",
-    "fromcharcode", "atob", "document", "window", "xss",
-    /* prototype pollution */
-    "proto", "prototype", "constructor",
-    /* files */
-    "htaccess", "htpasswd", "boot", "win", "etc",
+/* Words that are code on their own in some interpreter: SQL statements,
+ * functions and time delays; shell commands; script sinks; prototype keys;
+ * sensitive file names. A value or name with one of them as a whole letter run
+ * goes to the model even when its charset is safe. Lower case, sorted (binary
+ * search); compared ignoring case. */
+typedef struct {
+    const char *w;
+    size_t n;
+} word_t;
+#define W(s) { s, sizeof(s) - 1 }
+
+static const word_t deny_words[] = {
+    W("alert"), W("alter"), W("ascii"), W("atob"), W("bash"), W("benchmark"), W("bfilename"), W("boot"), W("cat"),
+    W("char"), W("chmod"), W("chr"), W("cmd"), W("cmdshell"), W("concat"), W("confirm"), W("constructor"),
+    W("curl"), W("database"), W("dbms"), W("declare"), W("delay"), W("delete"), W("distinct"), W("document"),
+    W("drop"), W("dumpfile"), W("echo"), W("etc"), W("eval"), W("exec"), W("execute"), W("exit"), W("expression"),
+    W("extractvalue"), W("fromcharcode"), W("handler"), W("having"), W("htaccess"), W("htpasswd"), W("ifconfig"),
+    W("iframe"), W("information"), W("insert"), W("ipconfig"), W("javascript"), W("livescript"), W("load"), W("ls"),
+    W("nc"), W("ncat"), W("netcat"), W("netstat"), W("nslookup"), W("outfile"), W("passwd"), W("pg"), W("ping"),
+    W("powershell"), W("procedure"), W("prompt"), W("proto"), W("prototype"), W("pwd"), W("rm"), W("schema"),
+    W("script"), W("select"), W("sh"), W("shadow"), W("shutdown"), W("sleep"), W("substr"), W("substring"),
+    W("sysinfo"), W("sysobjects"), W("systeminfo"), W("telnet"), W("tftp"), W("truncate"), W("uname"), W("union"),
+    W("update"), W("updatexml"), W("utl"), W("vbscript"), W("version"), W("waitfor"), W("wget"), W("whoami"),
+    W("win"), W("window"), W("xp"), W("xss"), W("zsh"),
 };
 
+static int word_cmp(const word_t *d, const char *w, size_t n)
+{
+    int c = memcmp(d->w, w, WF_MIN(d->n, n));
+    return c ? c : (d->n > n) - (d->n < n);
+}
+
+static bool word_in(const word_t *list, size_t count, const char *w, size_t n)
+{
+    size_t lo = 0, hi = count;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        int c = word_cmp(&list[mid], w, n);
+        if (!c)
+            return true;
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return false;
+}
+
 /* In paths only names of files that no site serves on purpose count. */
-static const char *const deny_path_words[] = { "passwd", "shadow", "htaccess", "htpasswd", "cmdshell", "whoami" };
+static const word_t deny_path_words[] = { W("cmdshell"), W("htaccess"), W("htpasswd"), W("passwd"), W("shadow"),
+                                          W("whoami") };
 
 static bool word_denied(const unsigned char *s, size_t n, bool whole, bool value, bool path)
 {
@@ -89,14 +114,10 @@ static bool word_denied(const unsigned char *s, size_t n, bool whole, bool value
         w[i] = (char)(s[i] | 0x20);
     w[n] = 0;
     if (path) {
-        for (size_t i = 0; i < WF_ARRAY_LEN(deny_path_words); i++)
-            if (!strcmp(w, deny_path_words[i]))
-                return true;
-        return false;
+        return word_in(deny_path_words, WF_ARRAY_LEN(deny_path_words), w, n);
     }
-    for (size_t i = 0; i < WF_ARRAY_LEN(deny_words); i++)
-        if (!strcmp(w, deny_words[i]))
-            return true;
+    if (word_in(deny_words, WF_ARRAY_LEN(deny_words), w, n))
+        return true;
     /* a literal combined with something else is an expression: 1-true */
     if (!whole && (!strcmp(w, "true") || !strcmp(w, "false") || !strcmp(w, "null")))
         return true;
