@@ -179,6 +179,8 @@ static size_t entity_pass(char *b, size_t n, uint32_t *flags)
                 p++;
             if (p < n && b[p] == ';' && p > s) {
                 for (size_t i = 0; i < WF_ARRAY_LEN(entities); i++) {
+                    if (entities[i].name[0] != b[s])
+                        continue;
                     size_t len = strlen(entities[i].name);
                     if (len == p - s && memcmp(entities[i].name, b + s, len) == 0) {
                         ok = true;

@@ -200,17 +200,13 @@ int wf_ix_multipart(wf_ix_t *x, wf_str_t body, wf_str_t content_type)
         if (body.n - i < 2 || body.p[i] != '\r' || body.p[i + 1] != '\n')
             return -WF_EPARSE;
         i += 2;
-        const char *hend = memmem(body.p + i, body.n - i, "\r\n\r\n", 4);
-        size_t hlen;
-        if (body.n - i >= 2 && body.p[i] == '\r' && body.p[i + 1] == '\n') {
-            hlen = 0; /* no headers: invalid below (no Content-Disposition) */
-            hend = body.p + i - 2;
-        } else if (!hend) {
-            return -WF_EPARSE;
-        }
-        hlen = (size_t)(hend - (body.p + i));
-        if (hlen > conf->max_part_header_bytes)
-            return -WF_EPARSE;
+        /* the header block ends at the first empty line, searched no further
+         * than max_part_header_bytes so that a missing one costs little */
+        size_t hwin = WF_MIN(body.n - i, conf->max_part_header_bytes + 4);
+        const char *hend = memmem(body.p + i, hwin, "\r\n\r\n", 4);
+        if (!hend)
+            return -WF_EPARSE; /* too long, or a part without headers */
+        size_t hlen = (size_t)(hend - (body.p + i));
         wf_str_t name = WF_STR_NULL, filename = WF_STR_NULL;
         bool has_file = false;
         if (!part_headers(wf_str(body.p + i, hlen), nbuf, fbuf, conf->max_part_header_bytes, &name, &filename,

@@ -448,6 +448,7 @@ TEST(extract_multipart_invalid)
     wf_inspect_conf_t c;
     wf_inspect_conf_default(&c);
     wf_inspect_stats_t st = { 0 };
+    c.max_part_header_bytes = 100;
     static const char *const bad[] = {
         /* no close delimiter */
         "------xyz\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\nv\r\n",
@@ -461,6 +462,12 @@ TEST(extract_multipart_invalid)
         "------xyz\r\nContent-Disposition: attachment; name=\"a\"\r\n\r\nv\r\n------xyz--",
         /* bare LF */
         "------xyz\nContent-Disposition: form-data; name=\"a\"\n\nv\n------xyz--",
+        /* a part without headers */
+        "------xyz\r\n\r\nv\r\n------xyz--",
+        /* a header block longer than max_part_header_bytes */
+        "------xyz\r\nContent-Disposition: form-data; name=\"a\"\r\nX-Pad: "
+        "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+        "\r\n\r\nv\r\n------xyz--",
         /* unterminated quoted name */
         "------xyz\r\nContent-Disposition: form-data; name=\"a\r\n\r\nv\r\n------xyz--",
     };
@@ -570,6 +577,30 @@ TEST(limits_long_names)
         cut += u->name.n == 8 && text_is(u, "1");
     }
     CHECK(whole == 1 && cut == 1);
+}
+
+TEST(limits_arena_exhausted)
+{
+    /* an arena too small for the scratch buffers: no units, counted, no crash */
+    wf_arena_t small;
+    wf_arena_init(&small, 4096, 16 * 1024);
+    wf_inspect_conf_t c;
+    wf_inspect_conf_default(&c);
+    wf_inspect_stats_t st = { 0 };
+    wf_http_request_t r = mkreq("/a", "x=1");
+    wf_units_t us;
+    CHECK_EQ_INT(wf_inspect_request(&c, &r, WF_STR_NULL, &small, &us, &st), 0);
+    CHECK_EQ_INT(us.n, 0);
+    CHECK(us.flags & WF_INSPECT_R_UNITS_DROPPED);
+    CHECK_EQ_INT(st.no_memory, 1);
+    CHECK(small.total <= 16 * 1024);
+    /* with smaller limits the same arena is enough */
+    c.max_value_bytes = 1024;
+    c.max_units = 8;
+    wf_arena_reset(&small);
+    wf_inspect_request(&c, &r, WF_STR_NULL, &small, &us, &st);
+    CHECK_EQ_INT(us.n, 2);
+    wf_arena_free(&small);
 }
 
 /* ---- fast path ---- */
