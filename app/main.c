@@ -11,6 +11,8 @@ static void usage(FILE *fp)
             "usage: wafer run -c wafer.yaml [--daemon]   serve (foreground unless --daemon)\n"
             "       wafer -t -c wafer.yaml              check a configuration and exit 0 (valid) or 1\n"
             "       wafer classify -m MODEL_DIR [TEXT...] print label probabilities (texts from stdin if none)\n"
+            "       wafer extract [--format raw|lines|jsonl|nginx] [--json] [--all] [FILE|-]...\n"
+            "                                            print the model input text of every inspection unit\n"
             "       wafer --help | --version\n");
 }
 
@@ -22,6 +24,7 @@ struct command {
 static const struct command commands[] = {
     { "run", wf_cmd_run },
     { "classify", wf_cmd_classify },
+    { "extract", wf_cmd_extract },
 };
 
 int main(int argc, char **argv)
