@@ -120,6 +120,14 @@ typedef struct {
 
 typedef struct wf_tokenizer wf_tokenizer_t;
 
+/* WordPiece ids equal Hugging Face's BertTokenizerFast for the same vocab.txt
+ * and options (docs/model-format.md, "Tokenizer"); "[CLS]" etc. written in
+ * the text are those special tokens, as there; invalid UTF-8 bytes are
+ * dropped. vocab.txt: one token per line, id = line number, a duplicate's
+ * last line wins, [PAD] [UNK] [CLS] [SEP] required; errors name file:line.
+ * max_input_chars_per_word: 1 to 1024. wf_tokenizer_vocab_size() is the
+ * number of lines (261 for bytes). encode/tokenize allocate nothing. */
+
 /* WordPiece from vocab.txt (BertTokenizer semantics); bytes: ids are
  * byte value + 5 after [PAD]=0 [UNK]=1 [CLS]=2 [SEP]=3 [MASK]=4, vocab_path may be NULL. */
 wf_status_t wf_tokenizer_load(const char *vocab_path, const wf_tok_opts_t *opts, wf_tokenizer_t **out, wf_err_t *err);
