@@ -218,4 +218,155 @@ TEST(config_errors)
     CHECK(strstr(err.msg, "/nonexistent/config.json: cannot open") != NULL);
 }
 
+static wf_status_t load_meta(const char *text, const wf_model_config_t *cfg, wf_model_meta_t *m, wf_err_t *err)
+{
+    err->msg[0] = 0;
+    wf_status_t s = wf_model_meta_load(write_tmp(text), cfg, m, err);
+    unlink(tmp_path);
+    return s;
+}
+
+static void three_label_cfg(wf_model_config_t *c)
+{
+    wf_err_t err;
+    if (load_cfg("{\"model_type\":\"bert\",\"max_position_embeddings\":256,\"vocab_size\":300,"
+                 "\"id2label\":{\"0\":\"benign\",\"1\":\"sqli\",\"2\":\"xss\"}}",
+                 c, &err) != WF_OK)
+        abort();
+}
+
+#define META_REJECT(text, cfg, status, needle)                                                    \
+    do {                                                                                          \
+        wf_model_meta_t m_;                                                                       \
+        wf_err_t e_;                                                                              \
+        CHECK_EQ_INT(load_meta(text, cfg, &m_, &e_), status);                                     \
+        if (!strstr(e_.msg, needle) || !strstr(e_.msg, "/tmp/wafer-cfg-")) {                      \
+            fprintf(stderr, "%s:%d: message \"%s\" lacks \"%s\"\n", __FILE__, __LINE__, e_.msg,    \
+                    needle);                                                                      \
+            wf_test_failed_now = 1;                                                               \
+        }                                                                                         \
+    } while (0)
+
+TEST(meta_full)
+{
+    wf_model_config_t c;
+    three_label_cfg(&c);
+    wf_model_meta_t m;
+    wf_err_t err;
+    CHECK_EQ_INT(load_meta("{\"format\":1,\"name\":\"wafer-test-1\",\"labels\":[\"benign\",\"sqli\",\"xss\"],"
+                           "\"thresholds\":{\"sqli\":0.25,\"xss\":1},\"max_len\":128,"
+                           "\"tokenizer\":{\"kind\":\"wordpiece\",\"lowercase\":false,\"strip_accents\":true,"
+                           "\"tokenize_chinese_chars\":false,\"max_input_chars_per_word\":50},"
+                           "\"units\":[\"path\",\"query_value\"],\"text_format\":\"wafer-unit-v1\"}",
+                           &c, &m, &err),
+                 WF_OK);
+    CHECK_EQ_STR(m.name, "wafer-test-1");
+    CHECK_EQ_INT(m.num_labels, 3);
+    CHECK_EQ_STR(m.labels[2], "xss");
+    CHECK(m.thresholds[0] == 0.5f && m.thresholds[1] == 0.25f && m.thresholds[2] == 1.0f);
+    CHECK_EQ_INT(m.max_len, 128);
+    CHECK_EQ_INT(m.tok.kind, WF_TOK_WORDPIECE);
+    CHECK(!m.tok.lowercase && m.tok.strip_accents == 1 && !m.tok.tokenize_chinese_chars);
+    CHECK_EQ_INT(m.tok.max_input_chars_per_word, 50);
+    CHECK_EQ_INT(m.nunits, 2);
+    CHECK_EQ_STR(m.units[1], "query_value");
+    CHECK_EQ_STR(m.text_format, "wafer-unit-v1");
+}
+
+TEST(meta_defaults)
+{
+    wf_model_config_t c;
+    three_label_cfg(&c);
+    wf_model_meta_t m;
+    wf_err_t err;
+    CHECK_EQ_INT(load_meta("{\"name\":\"m\",\"labels\":[\"benign\",\"sqli\",\"xss\"],"
+                           "\"tokenizer\":{\"kind\":\"bytes\"}}",
+                           &c, &m, &err),
+                 WF_OK);
+    CHECK_EQ_INT(m.max_len, 256); /* capped by max_position_embeddings */
+    CHECK(m.thresholds[1] == 0.5f && m.thresholds[2] == 0.5f);
+    CHECK_EQ_INT(m.tok.kind, WF_TOK_BYTES);
+    CHECK(m.tok.lowercase && m.tok.strip_accents == -1 && m.tok.tokenize_chinese_chars);
+    CHECK_EQ_INT(m.tok.max_input_chars_per_word, 100);
+    CHECK_EQ_INT(m.nunits, 0);
+    CHECK_EQ_STR(m.text_format, "wafer-unit-v1");
+    /* without a config: no cross-checks, max_len 512 */
+    CHECK_EQ_INT(load_meta("{\"name\":\"m\",\"labels\":[\"a\",\"b\"],\"tokenizer\":{\"kind\":\"wordpiece\"}}", NULL,
+                           &m, &err),
+                 WF_OK);
+    CHECK_EQ_INT(m.max_len, 512);
+    /* thresholds as a list, one per label */
+    CHECK_EQ_INT(load_meta("{\"name\":\"m\",\"labels\":[\"benign\",\"sqli\",\"xss\"],\"thresholds\":[0.5,0.9,0.1],"
+                           "\"tokenizer\":{\"kind\":\"wordpiece\"},\"units\":[]}",
+                           &c, &m, &err),
+                 WF_OK);
+    CHECK(m.thresholds[1] == 0.9f && m.thresholds[2] == 0.1f);
+    CHECK_EQ_INT(m.nunits, 0);
+}
+
+TEST(meta_errors)
+{
+    wf_model_config_t c;
+    three_label_cfg(&c);
+    const char *tk = ",\"tokenizer\":{\"kind\":\"wordpiece\"}";
+    char buf[512];
+#define WITH(fmt) (snprintf(buf, sizeof buf, fmt, tk), buf)
+    META_REJECT("{\"labels\":[\"benign\",\"sqli\",\"xss\"],\"tokenizer\":{\"kind\":\"bytes\"}}", &c, WF_ERR_FORMAT,
+                "name: missing");
+    META_REJECT(WITH("{\"name\":\"a b\",\"labels\":[\"benign\",\"sqli\",\"xss\"]%s}"), &c, WF_ERR_FORMAT, "name:");
+    META_REJECT(WITH("{\"name\":\"m\",\"labels\":[\"benign\",\"sqli\"]%s}"), &c, WF_ERR_FORMAT,
+                "labels: 2 labels but config.json's id2label has 3");
+    META_REJECT(WITH("{\"name\":\"m\",\"labels\":[\"benign\",\"xss\",\"sqli\"]%s}"), &c, WF_ERR_FORMAT,
+                "labels[1]: 'xss' but config.json's id2label[1] is 'sqli'");
+    META_REJECT(WITH("{\"name\":\"m\",\"labels\":[\"a\",\"a\"]%s}"), NULL, WF_ERR_FORMAT, "labels[1]: 'a' repeats");
+    META_REJECT(WITH("{\"name\":\"m\",\"labels\":[\"a\"]%s}"), NULL, WF_ERR_FORMAT, "labels: 1 labels");
+    META_REJECT(WITH("{\"name\":\"m\",\"labels\":\"a\"%s}"), NULL, WF_ERR_FORMAT, "labels: not a list");
+    META_REJECT(WITH("{\"name\":\"m\",\"labels\":[\"a\",3]%s}"), NULL, WF_ERR_FORMAT, "labels[1]");
+    META_REJECT(WITH("{\"name\":\"m\",\"labels\":[\"benign\",\"sqli\",\"xss\"],\"thresholds\":{\"cmdi\":0.5}%s}"),
+                &c, WF_ERR_FORMAT, "thresholds.cmdi: not one of the labels");
+    META_REJECT(WITH("{\"name\":\"m\",\"labels\":[\"benign\",\"sqli\",\"xss\"],\"thresholds\":{\"sqli\":1.5}%s}"),
+                &c, WF_ERR_FORMAT, "thresholds.sqli: not a number in [0, 1]");
+    META_REJECT(WITH("{\"name\":\"m\",\"labels\":[\"benign\",\"sqli\",\"xss\"],\"thresholds\":{\"sqli\":\"x\"}%s}"),
+                &c, WF_ERR_FORMAT, "thresholds.sqli");
+    META_REJECT(WITH("{\"name\":\"m\",\"labels\":[\"benign\",\"sqli\",\"xss\"],\"thresholds\":[0.5,0.5]%s}"),
+                &c, WF_ERR_FORMAT, "thresholds: 2 values for 3 labels");
+    META_REJECT(WITH("{\"name\":\"m\",\"labels\":[\"benign\",\"sqli\",\"xss\"],\"thresholds\":[0.5,0.5,-1]%s}"),
+                &c, WF_ERR_FORMAT, "thresholds[2]: not a number");
+    META_REJECT(WITH("{\"name\":\"m\",\"labels\":[\"benign\",\"sqli\",\"xss\"],\"thresholds\":0.5%s}"),
+                &c, WF_ERR_FORMAT, "thresholds: not a list or an object");
+    META_REJECT(WITH("{\"name\":\"m\",\"labels\":[\"benign\",\"sqli\",\"xss\"],\"max_len\":257%s}"), &c,
+                WF_ERR_FORMAT, "max_len: not an integer in [2, 256]");
+    META_REJECT(WITH("{\"name\":\"m\",\"labels\":[\"benign\",\"sqli\",\"xss\"],\"max_len\":1%s}"), &c, WF_ERR_FORMAT,
+                "max_len");
+    META_REJECT("{\"name\":\"m\",\"labels\":[\"benign\",\"sqli\",\"xss\"]}", &c, WF_ERR_FORMAT, "tokenizer: missing");
+    META_REJECT("{\"name\":\"m\",\"labels\":[\"benign\",\"sqli\",\"xss\"],\"tokenizer\":{}}", &c, WF_ERR_FORMAT,
+                "tokenizer.kind: missing");
+    META_REJECT("{\"name\":\"m\",\"labels\":[\"benign\",\"sqli\",\"xss\"],\"tokenizer\":{\"kind\":\"bpe\"}}", &c,
+                WF_ERR_UNSUPPORTED, "tokenizer.kind");
+    META_REJECT("{\"name\":\"m\",\"labels\":[\"benign\",\"sqli\",\"xss\"],"
+                "\"tokenizer\":{\"kind\":\"wordpiece\",\"lowercase\":1}}",
+                &c, WF_ERR_FORMAT, "tokenizer.lowercase");
+    META_REJECT("{\"name\":\"m\",\"labels\":[\"benign\",\"sqli\",\"xss\"],"
+                "\"tokenizer\":{\"kind\":\"wordpiece\",\"do_lower_case\":true}}",
+                &c, WF_ERR_FORMAT, "tokenizer.'do_lower_case': unknown field");
+    wf_model_config_t small;
+    wf_err_t err;
+    CHECK_EQ_INT(load_cfg("{\"model_type\":\"bert\",\"vocab_size\":100}", &small, &err), WF_OK);
+    META_REJECT("{\"name\":\"m\",\"labels\":[\"LABEL_0\",\"LABEL_1\"],\"tokenizer\":{\"kind\":\"bytes\"}}", &small,
+                WF_ERR_FORMAT, "vocab_size >= 261");
+    META_REJECT(WITH("{\"name\":\"m\",\"labels\":[\"benign\",\"sqli\",\"xss\"],\"units\":[\"Path\"]%s}"), &c,
+                WF_ERR_FORMAT, "units[0]");
+    META_REJECT(WITH("{\"name\":\"m\",\"labels\":[\"benign\",\"sqli\",\"xss\"],\"units\":[\"path\",\"path\"]%s}"), &c,
+                WF_ERR_FORMAT, "units[1]: repeats units[0]");
+    META_REJECT(WITH("{\"name\":\"m\",\"labels\":[\"benign\",\"sqli\",\"xss\"],\"text_format\":\"\"%s}"), &c,
+                WF_ERR_FORMAT, "text_format");
+    META_REJECT(WITH("{\"name\":\"m\",\"labels\":[\"benign\",\"sqli\",\"xss\"],\"format\":2%s}"), &c,
+                WF_ERR_UNSUPPORTED, "format: only version 1");
+    META_REJECT(WITH("{\"name\":\"m\",\"labels\":[\"benign\",\"sqli\",\"xss\"],\"treshold\":{}%s}"), &c,
+                WF_ERR_FORMAT, "'treshold': unknown field");
+    META_REJECT(WITH("{\"name\":\"m\",\"name\":\"n\",\"labels\":[\"benign\",\"sqli\",\"xss\"]%s}"), &c,
+                WF_ERR_FORMAT, "duplicate");
+#undef WITH
+}
+
 TEST_MAIN()
