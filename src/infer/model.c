@@ -86,7 +86,7 @@ wf_status_t wf_model_load(const char *dir, wf_model_t **out, wf_err_t *err)
     if ((s = wf_arch_dims(&m->cfg, &d, err)) != WF_OK) {
         char tmp[sizeof(err->msg)];
         if (err) {
-            snprintf(tmp, sizeof(tmp), "%s: %s", path, err->msg);
+            snprintf(tmp, sizeof(tmp), "%.300s: %.200s", path, err->msg);
             memcpy(err->msg, tmp, sizeof(tmp));
         }
         goto fail;
@@ -96,14 +96,14 @@ wf_status_t wf_model_load(const char *dir, wf_model_t **out, wf_err_t *err)
         goto fail;
     if (m->meta.num_labels != m->cfg.num_labels) {
         if (err)
-            snprintf(err->msg, sizeof(err->msg), "%s: %d labels, but config.json has num_labels %d", path,
+            snprintf(err->msg, sizeof(err->msg), "%.300s: %d labels, but config.json has num_labels %d", path,
                      m->meta.num_labels, m->cfg.num_labels);
         s = WF_ERR_FORMAT;
         goto fail;
     }
     if (m->meta.max_len < 2 || m->meta.max_len > m->cfg.max_position_embeddings) {
         if (err)
-            snprintf(err->msg, sizeof(err->msg), "%s: max_len %d out of range 2..%d (max_position_embeddings)",
+            snprintf(err->msg, sizeof(err->msg), "%.300s: max_len %d out of range 2..%d (max_position_embeddings)",
                      path, m->meta.max_len, m->cfg.max_position_embeddings);
         s = WF_ERR_FORMAT;
         goto fail;
@@ -118,7 +118,7 @@ wf_status_t wf_model_load(const char *dir, wf_model_t **out, wf_err_t *err)
     }
     if (wf_tokenizer_vocab_size(m->tok) > m->cfg.vocab_size) {
         if (err)
-            snprintf(err->msg, sizeof(err->msg), "%s: tokenizer has %d ids, but config.json has vocab_size %d",
+            snprintf(err->msg, sizeof(err->msg), "%.300s: tokenizer has %d ids, but config.json has vocab_size %d",
                      dir, wf_tokenizer_vocab_size(m->tok), m->cfg.vocab_size);
         s = WF_ERR_FORMAT;
         goto fail;

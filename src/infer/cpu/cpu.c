@@ -229,7 +229,7 @@ static void attn_items(void *ctx, int i0, int i1, int tid)
 {
     attn_job_t *j = ctx;
     cpu_t *c = j->c;
-    int I = c->d.true_hidden, dh = c->d.head_dim, ld = 3 * I;
+    int Iw = c->d.true_hidden, dh = c->d.head_dim, ld = 3 * Iw;
     float scale = 1.0f / sqrtf((float)dh);
     float *kt = c->scratch + tid * c->scratch_per_thread; /* (dh, L) */
     float *sc = kt + (size_t)dh * c->lmax;                /* (L) */
@@ -238,8 +238,8 @@ static void attn_items(void *ctx, int i0, int i1, int tid)
         int base = c->start[s], L = c->start[s + 1] - base;
         int q1 = q0 + ATTN_QBLOCK < L ? q0 + ATTN_QBLOCK : L;
         const float *Q = j->qkv + (size_t)base * ld + hd * dh;
-        const float *K = Q + I;
-        const float *V = Q + 2 * I;
+        const float *K = Q + Iw;
+        const float *V = Q + 2 * Iw;
         for (int t = 0; t < L; t++)
             for (int d = 0; d < dh; d++)
                 kt[(size_t)d * L + t] = K[(size_t)t * ld + d];
@@ -264,7 +264,7 @@ static void attn_items(void *ctx, int i0, int i1, int tid)
                 sum += sc[t];
             }
             float inv = 1.0f / sum;
-            float *out = j->ctx + (size_t)(base + q) * I + hd * dh;
+            float *out = j->ctx + (size_t)(base + q) * Iw + hd * dh;
             for (int d = 0; d < dh; d++)
                 out[d] = 0.0f;
             for (int t = 0; t < L; t++) {
@@ -366,55 +366,55 @@ static epi_t epi_act(const cpu_t *c, const lin_t *L)
 static void forward_layer(cpu_t *c, const layer_t *L, int T)
 {
     const wf_arch_dims_t *d = &c->d;
-    int H = d->hidden, I = d->true_hidden, F = d->inter;
+    int H = d->hidden, Iw = d->true_hidden, F = d->inter;
     const float *bi = NULL, *ba = NULL;
     if (d->bottleneck) {
         /* Input and attention bottlenecks read the same x: one product, one norm per half. */
         epi_t e = epi_none(&L->bott);
         e.nseg = d->kq_shared ? 2 : 1;
-        e.seg_len = I;
+        e.seg_len = Iw;
         e.seg[0] = &L->bn_in;
         e.seg[1] = &L->bn_att;
         e.norm = d->norm;
         e.eps = d->eps;
-        linear(c, c->x, H, T, &L->bott, c->bt, 2 * I, &e);
+        linear(c, c->x, H, T, &L->bott, c->bt, 2 * Iw, &e);
         bi = c->bt;
-        ba = c->bt + I;
+        ba = c->bt + Iw;
     }
     const float *src[3] = { c->x, bi, ba };
-    const int lds[3] = { H, 2 * I, 2 * I };
+    const int lds[3] = { H, 2 * Iw, 2 * Iw };
     epi_t e0 = epi_none(&L->proj0);
-    linear(c, src[L->src0], lds[L->src0], T, &L->proj0, c->qkv, 3 * I, &e0);
+    linear(c, src[L->src0], lds[L->src0], T, &L->proj0, c->qkv, 3 * Iw, &e0);
     if (L->proj1.out) {
         epi_t e1 = epi_none(&L->proj1);
-        linear(c, src[L->src1], lds[L->src1], T, &L->proj1, c->qkv + L->proj0.out, 3 * I, &e1);
+        linear(c, src[L->src1], lds[L->src1], T, &L->proj1, c->qkv + L->proj0.out, 3 * Iw, &e1);
     }
     attn_job_t aj = { c, c->qkv, c->ctx };
     wf_pool_for(c->pool, c->nitems, 1, attn_items, &aj);
 
     const float *res = d->bottleneck ? bi : c->x;
-    int ldres = d->bottleneck ? 2 * I : H;
+    int ldres = d->bottleneck ? 2 * Iw : H;
     epi_t e = epi_norm(c, &L->ao, res, ldres, &L->ao_n, d->eps);
-    linear(c, c->ctx, I, T, &L->ao, c->a, I, &e);
+    linear(c, c->ctx, Iw, T, &L->ao, c->a, Iw, &e);
     float *a = c->a, *a2 = c->a2;
     for (int f = 0; f < d->nffn; f++) {
         epi_t ea = epi_act(c, &L->fi[f]);
-        linear(c, a, I, T, &L->fi[f], c->h, F, &ea);
-        epi_t en = epi_norm(c, &L->fo[f], a, I, &L->fn[f], d->eps);
-        linear(c, c->h, F, T, &L->fo[f], a2, I, &en);
+        linear(c, a, Iw, T, &L->fi[f], c->h, F, &ea);
+        epi_t en = epi_norm(c, &L->fo[f], a, Iw, &L->fn[f], d->eps);
+        linear(c, c->h, F, T, &L->fo[f], a2, Iw, &en);
         float *t = a;
         a = a2;
         a2 = t;
     }
     epi_t ea = epi_act(c, &L->in);
-    linear(c, a, I, T, &L->in, c->h, F, &ea);
+    linear(c, a, Iw, T, &L->in, c->h, F, &ea);
     if (d->bottleneck) {
-        epi_t en = epi_norm(c, &L->out, a, I, &L->out_n, d->out_eps);
-        linear(c, c->h, F, T, &L->out, a2, I, &en);
+        epi_t en = epi_norm(c, &L->out, a, Iw, &L->out_n, d->out_eps);
+        linear(c, c->h, F, T, &L->out, a2, Iw, &en);
         epi_t eb = epi_norm(c, &L->ob, c->x, H, &L->ob_n, d->eps);
-        linear(c, a2, I, T, &L->ob, c->x2, H, &eb);
+        linear(c, a2, Iw, T, &L->ob, c->x2, H, &eb);
     } else {
-        epi_t en = epi_norm(c, &L->out, a, I, &L->out_n, d->out_eps);
+        epi_t en = epi_norm(c, &L->out, a, Iw, &L->out_n, d->out_eps);
         linear(c, c->h, F, T, &L->out, c->x2, H, &en);
     }
     float *t = c->x;
@@ -658,13 +658,13 @@ static wf_status_t cpu_init(const wf_model_t *m, const wf_session_opts_t *o, voi
     }
 
     /* Activations: one block for max_tokens / max_batch. */
-    size_t T = (size_t)o->max_tokens, B = (size_t)o->max_batch, H = d->hidden, I = d->true_hidden, F = d->inter;
+    size_t T = (size_t)o->max_tokens, B = (size_t)o->max_batch, H = d->hidden, Iw = d->true_hidden, F = d->inter;
     size_t max_items = (size_t)d->heads * (T / ATTN_QBLOCK + B);
     c->scratch_per_thread = ((size_t)d->head_dim * c->lmax + c->lmax + 15) & ~(size_t)15;
     size_t off = 0;
     size_t ox = take(&off, T * H), ox2 = take(&off, T * H), oe = take(&off, T * (size_t)d->emb_in),
-           obt = take(&off, d->bottleneck ? T * 2 * I : 0), oqkv = take(&off, T * 3 * I), octx = take(&off, T * I),
-           oa = take(&off, T * I), oa2 = take(&off, T * I), oh = take(&off, T * F),
+           obt = take(&off, d->bottleneck ? T * 2 * Iw : 0), oqkv = take(&off, T * 3 * Iw), octx = take(&off, T * Iw),
+           oa = take(&off, T * Iw), oa2 = take(&off, T * Iw), oh = take(&off, T * F),
            ocls = take(&off, B * H), opool = take(&off, B * H),
            oscr = take(&off, c->scratch_per_thread * (size_t)c->threads);
     /* int arrays share the block (same size as float) */
