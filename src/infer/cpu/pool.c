@@ -2,6 +2,7 @@
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <sched.h>
 #include <stdlib.h>
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -14,14 +15,20 @@
 /* Workers spin this many rounds for the next job before sleeping: a forward
  * pass issues hundreds of parallel-fors back to back, and a futex wake-up per
  * op would cost more than many small ops themselves. */
-#define SPIN_ROUNDS 20000
+#define SPIN_ROUNDS 4000
+/* After this many rounds a spinning thread yields between polls, so that an
+ * oversubscribed machine still makes progress. */
+#define SPIN_YIELD_AFTER 500
 
 struct wf_pool {
     int threads;
     pthread_t *tids;
     pthread_mutex_t mu;
     pthread_cond_t wake, done;
-    atomic_uint gen;     /* bumped for every job */
+    /* (job number << 16) | participants, published with release for every
+     * job; one word, so that a worker never pairs one job's number with
+     * another's participant count */
+    atomic_ullong gen;
     atomic_int pending;  /* workers still inside the current job */
     atomic_int next;     /* next item index to hand out */
     int stop;
@@ -52,13 +59,15 @@ static void *worker(void *arg)
     worker_arg_t wa = *(worker_arg_t *)arg;
     free(arg);
     wf_pool_t *p = wa.p;
-    unsigned seen = 0;
+    unsigned long long seen = 0;
     for (;;) {
-        unsigned g;
+        unsigned long long g;
         int spins = 0;
         while ((g = atomic_load_explicit(&p->gen, memory_order_acquire)) == seen && spins < SPIN_ROUNDS) {
-            CPU_RELAX();
-            spins++;
+            if (++spins > SPIN_YIELD_AFTER)
+                sched_yield();
+            else
+                CPU_RELAX();
         }
         if (g == seen) {
             pthread_mutex_lock(&p->mu);
@@ -70,6 +79,8 @@ static void *worker(void *arg)
                 return NULL;
         }
         seen = g;
+        if (wa.tid >= (int)(g & 0xffff))
+            continue; /* too few chunks for this one: the caller does not wait for it */
         run_chunks(p, wa.tid);
         if (atomic_fetch_sub_explicit(&p->pending, 1, memory_order_acq_rel) == 1) {
             pthread_mutex_lock(&p->mu);
@@ -145,16 +156,21 @@ void wf_pool_for(wf_pool_t *p, int n, int grain, wf_pool_fn fn, void *ctx)
     p->grain = grain;
     p->fn = fn;
     p->ctx = ctx;
+    int chunks = (n + grain - 1) / grain;
+    int participants = chunks < p->threads ? chunks : p->threads;
     atomic_store_explicit(&p->next, 0, memory_order_relaxed);
-    atomic_store_explicit(&p->pending, p->threads - 1, memory_order_relaxed);
-    atomic_fetch_add_explicit(&p->gen, 1, memory_order_release);
+    atomic_store_explicit(&p->pending, participants - 1, memory_order_relaxed);
+    unsigned long long job = (atomic_load_explicit(&p->gen, memory_order_relaxed) >> 16) + 1;
+    atomic_store_explicit(&p->gen, (job << 16) | (unsigned)participants, memory_order_release);
     pthread_cond_broadcast(&p->wake);
     pthread_mutex_unlock(&p->mu);
     run_chunks(p, 0);
     int spins = 0;
     while (atomic_load_explicit(&p->pending, memory_order_acquire) > 0 && spins < SPIN_ROUNDS) {
-        CPU_RELAX();
-        spins++;
+        if (++spins > SPIN_YIELD_AFTER)
+            sched_yield();
+        else
+            CPU_RELAX();
     }
     if (atomic_load_explicit(&p->pending, memory_order_acquire) > 0) {
         pthread_mutex_lock(&p->mu);
