@@ -18,12 +18,14 @@
 #include "infer/arch.h"
 #include "infer/backend.h"
 #include "infer/cpu/pool.h"
+#include "wafer/core.h"
 
 #include <cblas.h>
 #include <math.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <strings.h>
 
 #define ERR(code, ...)                                                                 \
     do {                                                                               \
@@ -31,6 +33,14 @@
             snprintf(err->msg, sizeof(err->msg), __VA_ARGS__);                         \
         return (code);                                                                 \
     } while (0)
+
+/* The elementwise kernels and attention get an AVX2 clone picked at load
+ * time (the build targets baseline x86-64; sgemm is OpenBLAS's own dispatch). */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define WF_SIMD __attribute__((target_clones("avx2", "default")))
+#else
+#define WF_SIMD
+#endif
 
 /* Query rows per attention work item. */
 #define ATTN_QBLOCK 16
@@ -66,7 +76,7 @@ typedef struct {
     lin_t pooler, cls;
     float *wblock;  /* converted weights */
     float *ablock;  /* activations */
-    wf_pool_t *pool;
+    wf_tpool_t *pool;
     int threads, max_tokens, max_batch, lmax;
     /* activations (row-major, leading dimension = width) */
     float *x, *x2, *e, *bt, *qkv, *ctx, *a, *a2, *h, *cls_in, *pooled, *scratch;
@@ -92,7 +102,7 @@ static inline float act_apply(wf_act_t a, float v)
     return v;
 }
 
-static void norm_row(float *y, int n, const nrm_t *nm, wf_norm_t type, float eps)
+WF_SIMD static void norm_row(float *y, int n, const nrm_t *nm, wf_norm_t type, float eps)
 {
     if (type == WF_NORM_NONORM) {
         for (int i = 0; i < n; i++)
@@ -130,7 +140,7 @@ typedef struct {
     float eps;
 } epi_t;
 
-static void epi_row(const epi_t *e, float *y, int r, int c0, int c1, bool bias_done)
+WF_SIMD static void epi_row(const epi_t *e, float *y, int r, int c0, int c1, bool bias_done)
 {
     if (e->bias && !bias_done)
         for (int j = c0; j < c1; j++)
@@ -206,15 +216,15 @@ static void linear(cpu_t *c, const float *X, int ldx, int T, const lin_t *L, flo
     int k = c->threads;
     if (k == 1 || T >= 8 * k) {
         int grain = (T + k - 1) / k;
-        wf_pool_for(c->pool, T, grain, lin_rows, &j);
+        wf_tpool_for(c->pool, T, grain, lin_rows, &j);
         return;
     }
     /* Few rows (small batches): split the output columns instead. */
     int grain = (L->out + k - 1) / k;
     grain = (grain + 15) & ~15;
-    wf_pool_for(c->pool, L->out, grain, lin_cols, &j);
+    wf_tpool_for(c->pool, L->out, grain, lin_cols, &j);
     if (epi_needs_rows(e))
-        wf_pool_for(c->pool, T, 1, lin_epi_rows, &j);
+        wf_tpool_for(c->pool, T, 1, lin_epi_rows, &j);
 }
 
 /* ---------------------------------------------------------------- attention */
@@ -225,7 +235,7 @@ typedef struct {
     float *ctx;
 } attn_job_t;
 
-static void attn_items(void *ctx, int i0, int i1, int tid)
+WF_SIMD static void attn_items(void *ctx, int i0, int i1, int tid)
 {
     attn_job_t *j = ctx;
     cpu_t *c = j->c;
@@ -390,7 +400,7 @@ static void forward_layer(cpu_t *c, const layer_t *L, int T)
         linear(c, src[L->src1], lds[L->src1], T, &L->proj1, c->qkv + L->proj0.out, 3 * Iw, &e1);
     }
     attn_job_t aj = { c, c->qkv, c->ctx };
-    wf_pool_for(c->pool, c->nitems, 1, attn_items, &aj);
+    wf_tpool_for(c->pool, c->nitems, 1, attn_items, &aj);
 
     const float *res = d->bottleneck ? bi : c->x;
     int ldres = d->bottleneck ? 2 * Iw : H;
@@ -447,7 +457,7 @@ static wf_status_t cpu_run(void *state, const wf_batch_t *b, float *logits)
 
     emb_job_t ej = { c, b };
     if (d->emb_in) {
-        wf_pool_for(c->pool, b->n, 1, emb_gather, &ej);
+        wf_tpool_for(c->pool, b->n, 1, emb_gather, &ej);
         epi_t e = epi_none(&c->emb_t);
         e.pos = c->pos;
         e.posid = c->posid;
@@ -459,7 +469,7 @@ static wf_status_t cpu_run(void *state, const wf_batch_t *b, float *logits)
         e.eps = d->emb_eps;
         linear(c, c->e, d->emb_in, T, &c->emb_t, c->x, H, &e);
     } else {
-        wf_pool_for(c->pool, b->n, 1, emb_plain, &ej);
+        wf_tpool_for(c->pool, b->n, 1, emb_plain, &ej);
     }
     for (int l = 0; l < c->cfg.num_hidden_layers; l++)
         forward_layer(c, &c->layers[l], T);
@@ -610,7 +620,7 @@ static void cpu_free(void *state)
     if (!c)
         return;
     if (c->pool)
-        wf_pool_free(c->pool);
+        wf_tpool_free(c->pool);
     free(c->wblock);
     free(c->ablock);
     free(c);
@@ -622,6 +632,29 @@ static size_t take(size_t *off, size_t nfloats)
     size_t at = *off;
     *off += (nfloats + 15) & ~(size_t)15;
     return at;
+}
+
+/* OpenBLAS picks its kernels from the CPU model; on a model newer than the
+ * library (e.g. Emerald Rapids with 0.3.21) it falls back to its SSE3
+ * "Prescott" kernels, about 4x slower than its AVX-512 ones. Say so once,
+ * with the fix (the variable is read when the library loads). */
+static void warn_blas_core(void)
+{
+#if defined(__x86_64__) && defined(__GNUC__)
+    static atomic_int warned;
+    const char *core = openblas_get_corename();
+    const char *old[] = { "Prescott", "Core2", "Penryn", "Dunnington", "Nehalem", "Atom", "Katmai", "Coppermine",
+                          "Northwood", "Banias", "Sandybridge", "Barcelona", "Opteron", "Athlon" };
+    bool is_old = false;
+    for (size_t i = 0; core && i < sizeof(old) / sizeof(old[0]); i++)
+        is_old = is_old || strcasecmp(core, old[i]) == 0;
+    if (!is_old || !__builtin_cpu_supports("avx2") || atomic_exchange(&warned, 1))
+        return;
+    bool avx512 = __builtin_cpu_supports("avx512f");
+    wf_warn("cpu backend: OpenBLAS does not know this CPU and uses its %s kernels; start wafer with "
+            "OPENBLAS_CORETYPE=%s for several times faster matrix products",
+            core, avx512 ? "SkylakeX" : "Haswell");
+#endif
 }
 
 static wf_status_t cpu_init(const wf_model_t *m, const wf_session_opts_t *o, void **state, wf_err_t *err)
@@ -695,13 +728,14 @@ static wf_status_t cpu_init(const wf_model_t *m, const wf_session_opts_t *o, voi
     c->start = (int *)(A + ostart);
     c->items = (int *)(A + oitems);
 
-    c->pool = wf_pool_new(c->threads);
+    c->pool = wf_tpool_new(c->threads);
     if (!c->pool) {
         cpu_free(c);
         ERR(WF_ERR_BACKEND, "cpu backend: cannot start %d threads", o->threads);
     }
     /* Each of our threads calls single-threaded sgemm on its own block. */
     openblas_set_num_threads(1);
+    warn_blas_core();
     *state = c;
     return WF_OK;
 }
