@@ -93,8 +93,10 @@ typedef struct {
  * rational approximation Eigen and XLA use for float, within 5e-7 absolute. */
 static inline float exp_fast(float x)
 {
-    x = x < -87.3f ? -87.3f : x; /* ternaries, not fminf: they vectorise */
-    x = x > 88.7f ? 88.7f : x;
+    /* Ternaries, not fminf: they vectorise. NaN (hostile weights) maps to the
+     * low end, so that the conversion to int below is always defined. */
+    x = !(x >= -87.3f) ? -87.3f : x;
+    x = x > 88.0f ? 88.0f : x;
     float n = rintf(x * 1.44269504088896341f);
     float r = x - n * 0.693359375f;
     r = r - n * -2.12194440e-4f;
