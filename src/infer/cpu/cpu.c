@@ -165,16 +165,29 @@ WF_SIMD static void norm_row(float *y, int n, const nrm_t *nm, wf_norm_t type, f
             y[i] = y[i] * nm->w[i] + nm->b[i];
         return;
     }
-    double s = 0;
-    for (int i = 0; i < n; i++)
+    /* Eight running sums, so that the reductions vectorise (and stay deterministic). */
+    float acc[8] = { 0 }, acc2[8] = { 0 };
+    int i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int k = 0; k < 8; k++)
+            acc[k] += y[i + k];
+    float s = 0.0f;
+    for (; i < n; i++)
         s += y[i];
-    float mean = (float)(s / n);
-    double v = 0;
-    for (int i = 0; i < n; i++) {
-        float c = y[i] - mean;
-        v += (double)c * c;
-    }
-    float rstd = (float)(1.0 / sqrt(v / n + eps));
+    for (int k = 0; k < 8; k++)
+        s += acc[k];
+    float mean = s / n;
+    for (i = 0; i + 8 <= n; i += 8)
+        for (int k = 0; k < 8; k++) {
+            float c = y[i + k] - mean;
+            acc2[k] += c * c;
+        }
+    float v = 0.0f;
+    for (; i < n; i++)
+        v += (y[i] - mean) * (y[i] - mean);
+    for (int k = 0; k < 8; k++)
+        v += acc2[k];
+    float rstd = 1.0f / sqrtf(v / n + eps);
     for (int i = 0; i < n; i++)
         y[i] = (y[i] - mean) * rstd * nm->w[i] + nm->b[i];
 }
