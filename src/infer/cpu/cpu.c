@@ -36,7 +36,8 @@
 
 /* The elementwise kernels and attention get an AVX2 clone picked at load
  * time (the build targets baseline x86-64; sgemm is OpenBLAS's own dispatch). */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+/* Not under ThreadSanitizer: its instrumented ifunc resolver runs before its runtime is up. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_THREAD__)
 #define WF_SIMD __attribute__((target_clones("avx2", "default")))
 #else
 #define WF_SIMD
