@@ -67,6 +67,14 @@ const wf_tensor_t *wf_st_at(const wf_safetensors_t *st, size_t i);
 const wf_tensor_t *wf_st_find(const wf_safetensors_t *st, const char *name);
 /* Copies a tensor into float32 (converting F16/BF16). `n` must equal numel. */
 wf_status_t wf_tensor_to_f32(const wf_tensor_t *t, float *out, size_t n);
+/* wf_st_at() orders tensors by their place in the data section; wf_st_find()
+ * is a binary search by name. Integer dtypes convert to the nearest float. */
+
+/* Value of a "__metadata__" entry of the header, or NULL. */
+const char *wf_st_metadata(const wf_safetensors_t *st, const char *key);
+/* Exact conversions of one IEEE half / bfloat16 value (subnormals, inf, NaN). */
+float wf_f16_to_f32(uint16_t h);
+float wf_bf16_to_f32(uint16_t h);
 
 /* ---------------------------------------------------------------- config */
 
@@ -103,8 +111,19 @@ typedef struct {
     char id2label[WF_MAX_LABELS][32];
 } wf_model_config_t;
 
-/* Parses a transformers config.json (model_type "bert" or "mobilebert"). */
+/* Parses a transformers config.json (model_type "bert" or "mobilebert").
+ * Keys that are absent take transformers' BertConfig / MobileBertConfig
+ * defaults (num_labels 2 with LABEL_0, LABEL_1 when neither id2label nor
+ * num_labels is given). For "bert" the MobileBERT fields are set to what
+ * describes plain BERT: embedding_size = hidden_size, no trigram input, no
+ * bottleneck, one feed-forward network, layer_norm, classifier_activation.
+ * Sizes are bounded (see src/infer/config.c) so that a hostile config cannot
+ * make a loader allocate without limit. */
 wf_status_t wf_model_config_load(const char *path, wf_model_config_t *cfg, wf_err_t *err);
+/* MobileBERT's inner width: intra_bottleneck_size with a bottleneck,
+ * hidden_size without (transformers' config.true_hidden_size); hidden_size
+ * for BERT. */
+int wf_model_config_true_hidden(const wf_model_config_t *cfg);
 
 /* ---------------------------------------------------------------- tokenizers */
 
@@ -156,6 +175,12 @@ typedef struct {
     char text_format[32];             /* how unit text is built (versioned, e.g. "wafer-unit-v1") */
     char name[64];                    /* model id, as reported in events */
 } wf_model_meta_t;
+
+/* Parses wafer.json (format: docs/model-format.md). cfg, when not NULL, is
+ * the model's config: labels must then equal its id2label in order and
+ * count, and max_len must fit max_position_embeddings. Errors name the file
+ * and the field. */
+wf_status_t wf_model_meta_load(const char *path, const wf_model_config_t *cfg, wf_model_meta_t *meta, wf_err_t *err);
 
 typedef struct wf_model wf_model_t;
 
