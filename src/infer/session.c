@@ -122,6 +122,8 @@ void wf_session_free(wf_session_t *s)
 }
 
 const char *wf_session_backend(const wf_session_t *s) { return s->ops->name; }
+const wf_backend_ops_t *wf_session_backend_ops(const wf_session_t *s) { return s->ops; }
+void *wf_session_backend_state(const wf_session_t *s) { return s->state; }
 
 static void softmax_rows(const float *logits, float *probs, int n, int c)
 {

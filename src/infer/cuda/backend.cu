@@ -508,6 +508,24 @@ extern "C" const wf_cuda_bucket_t *wf_cuda_bucket_get(void *state, int tokens, i
     return &bk->pub;
 }
 
+extern "C" const wf_cuda_bucket_t *wf_cuda_bucket_at(void *state, int i, int dev_launch, wf_err_t *err)
+{
+    cu_t *c = (cu_t *)state;
+    if (i < 0 || i >= c->nb)
+        return NULL;
+    std::lock_guard<std::mutex> g(c->mu);
+    if (bucket_build(c, &c->b[i], dev_launch != 0, err) != WF_OK)
+        return NULL;
+    return &c->b[i].pub;
+}
+
+extern "C" void wf_cuda_model_limits(void *state, int *vocab, int *max_pos)
+{
+    cu_t *c = (cu_t *)state;
+    *vocab = c->cfg.vocab_size;
+    *max_pos = c->cfg.max_position_embeddings;
+}
+
 extern "C" int wf_cuda_num_labels(void *state) { return ((cu_t *)state)->C; }
 extern "C" void *wf_cuda_stream(void *state) { return ((cu_t *)state)->st; }
 

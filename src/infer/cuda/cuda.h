@@ -60,7 +60,11 @@ void wf_cuda_pack(const wf_batch_t *b, int tokens, int seqs, int32_t *blk);
  * `seqs` sequences, with a device-launchable instance when dev_launch.
  * Returns NULL when over the session's sizes or on failure (message in err). */
 const wf_cuda_bucket_t *wf_cuda_bucket_get(void *state, int tokens, int seqs, int dev_launch, wf_err_t *err);
+/* Bucket i (0 = smallest) built as above, or NULL past the last. */
+const wf_cuda_bucket_t *wf_cuda_bucket_at(void *state, int i, int dev_launch, wf_err_t *err);
 int wf_cuda_num_labels(void *state);
+/* The model's vocabulary size and max_position_embeddings (the scheduler validates submissions). */
+void wf_cuda_model_limits(void *state, int *vocab, int *max_pos);
 void *wf_cuda_stream(void *state);
 
 #ifdef __cplusplus
