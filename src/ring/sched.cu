@@ -412,6 +412,12 @@ extern "C" int wf_ring_sched_start(struct wf_session *session, wf_ring_t *ring, 
     if (e != cudaSuccess)
         SERR(WF_ERR_BACKEND, "ring scheduler: device state: %s", cudaGetErrorString(e));
 
+    /* A previous scheduler's stop request must not stop this one. */
+    uint32_t zero = 0;
+    if (wf_ring_region_host(rg))
+        __atomic_store_n((uint32_t *)((char *)wf_ring_region_host(rg) + p.l.ctrl_stop), zero, __ATOMIC_RELEASE);
+    else
+        WF_CU(cudaMemcpy(p.base + p.l.ctrl_stop, &zero, sizeof(zero), cudaMemcpyHostToDevice));
     e = one_kernel_graph(s->st, [&] { publish_k<<<1, 256, 0, s->st>>>(p); }, &s->publish);
     if (e != cudaSuccess)
         SERR(WF_ERR_BACKEND, "ring scheduler: publish graph: %s", cudaGetErrorString(e));

@@ -9,7 +9,7 @@ out=$2
 src=$(cd "$(dirname "$0")/../.." && pwd)
 rm -rf "$out"
 mkdir -p "$out/bin" "$out/lib" "$out/tests/fixtures" "$out/bench/gpu" "$out/tests/gpu"
-for b in tests/gpu/gpu_agree tests/gpu/ring_test bench/gpu/bench_gpu bench/gpu/bench_ring; do
+for b in tests/gpu/gpu_agree tests/gpu/ring_test bench/gpu/bench_gpu; do
     [ -x "$build/$b" ] && cp "$build/$b" "$out/bin/"
 done
 for b in "$out"/bin/*; do

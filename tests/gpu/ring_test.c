@@ -285,9 +285,10 @@ static int bench(const char *kind, int L)
                 while (wf_ring_submit(ring, (uint64_t)i, 0, tk, (uint32_t)L) == -EAGAIN)
                     ;
             got = 0;
+            double w0 = now_s();
             while (got < B) {
                 int k = wf_ring_poll(ring, v, NULL, 16384);
-                if (k < 0 || wf_ring_status(ring, NULL)) {
+                if (k < 0 || wf_ring_status(ring, NULL) || now_s() - w0 > 10) {
                     printf("FAIL: poll %d status %u\n", k, wf_ring_status(ring, NULL));
                     return 2;
                 }

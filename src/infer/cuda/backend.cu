@@ -299,6 +299,7 @@ static cublasStatus_t forward(cu_t *c, const bucket_t *bk, cudaStream_t st)
                     : c->cfg.hidden_act == WF_ACT_GELU_NEW ? EPI_GELU_TANH
                                                            : EPI_BIAS;
     bool act_kernel = act_epi == EPI_BIAS;
+    int tc_lmax = wf_cu_attention_tc_lmax(d->head_dim, T < c->cfg.max_position_embeddings ? T : c->cfg.max_position_embeddings);
     for (int l = 0; l < c->cfg.num_hidden_layers; l++) {
         const layer_t *L = &c->L[l];
         if (d->bottleneck) {
@@ -324,7 +325,8 @@ static cublasStatus_t forward(cu_t *c, const bucket_t *bk, cudaStream_t st)
         G(src[L->src0], lds[L->src0], T, &L->proj0, c->qkv, true, 3 * I, EPI_BIAS);
         if (L->proj1.out)
             G(src[L->src1], lds[L->src1], T, &L->proj1, c->qkv + L->proj0.out, true, 3 * I, EPI_BIAS);
-        wf_cu_attention(c->qkv, c->ctx16, start, items, nitems, T / WF_CU_ATTN_QB + nb, d->heads, d->head_dim, st);
+        wf_cu_attention(c->qkv, c->ctx16, start, items, nitems, T / WF_CU_ATTN_QB + nb, nb, d->heads, d->head_dim,
+                        tc_lmax, st);
 
         G(c->ctx16, I, T, &L->ao, c->g, true, I, EPI_BIAS);
         NORM_BEGIN();
@@ -801,6 +803,7 @@ static wf_status_t cu_init(const wf_model_t *m, const wf_session_opts_t *o, void
     } while (0)
     CK(cudaSetDevice(0), "cannot use GPU 0");
     CK(cudaStreamCreateWithFlags(&c->st, cudaStreamNonBlocking), "cannot create a stream");
+    CK(wf_cu_attention_setup(), "cannot size the attention kernel's shared memory");
     if (WF_CU(cublasLtCreate(&c->lt)) != CUBLAS_STATUS_SUCCESS) {
         c->lt = NULL;
         cu_free(c);

@@ -62,8 +62,14 @@ void wf_cu_act_bf16(bf16 *x, long n, int kind, cudaStream_t st);
  * i < *nitems; start[s]..start[s+1] are sequence s's rows. grid_items is the
  * bucket's upper bound on *nitems. */
 #define WF_CU_ATTN_QB 16
+/* Sequences of up to tc_lmax tokens (wf_cu_attention_tc_lmax: 0 when the
+ * tensor-core kernel does not apply to this head size) go to the tensor-core
+ * kernel, one block per (sequence, head) over nb sequences; longer ones to
+ * the general kernel. */
+int wf_cu_attention_tc_lmax(int dh, int lmax);
 void wf_cu_attention(const float *qkv, bf16 *ctx, const int32_t *start, const int32_t *items, const int32_t *nitems,
-                     int grid_items, int heads, int dh, cudaStream_t st);
+                     int grid_items, int nb, int heads, int dh, int tc_lmax, cudaStream_t st);
+cudaError_t wf_cu_attention_setup(void);
 
 /* ---- head.cu ---- */
 /* CLS rows: out (nb, H) bf16 = x16[start[s]] (zeros for empty sequences). */
