@@ -20,10 +20,12 @@ for w in $what; do
         echo "== agreement (CPU vs GPU)"
         timeout 120 "$b/bin/gpu_agree" 8 2>&1 | tee "$out/agree.log"
         if [ "${PIPESTATUS[0]}" != 0 ]; then
-            echo "agreement: FAILED; again with the general attention kernel only (WAFER_CUDA_ATTN_SIMPLE=1)"
+            echo "agreement: FAILED"
             fail=1
-            WAFER_CUDA_ATTN_SIMPLE=1 timeout 120 "$b/bin/gpu_agree" 8 2>&1 | tee "$out/agree_simple.log"
         fi
+        echo "== agreement with the tensor-core attention kernel (WAFER_CUDA_ATTN_TC=1)"
+        WAFER_CUDA_ATTN_TC=1 timeout 120 "$b/bin/gpu_agree" 8 2>&1 | tee "$out/agree_tc.log"
+        [ "${PIPESTATUS[0]}" = 0 ] || { echo "agreement (tensor-core attention): FAILED"; fail=1; }
         ;;
     ring)
         echo "== ring: dma-buf export, soak, self-scheduled latency/throughput"
@@ -36,8 +38,8 @@ for w in $what; do
     bench)
         echo "== bench_gpu"
         timeout 150 "$b/bin/bench_gpu" -k /tmp/wafer-bench-models -s "${BENCH_SECS:-0.3}" 2>&1 | tee "$out/bench.log"
-        echo "== bench_gpu, general attention kernel only (before the tensor-core kernel)"
-        WAFER_CUDA_ATTN_SIMPLE=1 timeout 60 "$b/bin/bench_gpu" -m mobilebert,bert-small -l 128,64 -b 1,64,1024,4096 \
+        echo "== bench_gpu with the tensor-core attention kernel (WAFER_CUDA_ATTN_TC=1)"
+        WAFER_CUDA_ATTN_TC=1 timeout 60 "$b/bin/bench_gpu" -m mobilebert,bert-small -l 128,64 -b 1,64,1024,4096 \
             -s "${BENCH_SECS:-0.3}" 2>&1 | tee -a "$out/bench.log"
         ;;
     torch)
