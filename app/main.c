@@ -10,7 +10,8 @@ static void usage(FILE *fp)
     fprintf(fp,
             "usage: wafer run -c wafer.yaml [--daemon]   serve (foreground unless --daemon)\n"
             "       wafer -t -c wafer.yaml              check a configuration and exit 0 (valid) or 1\n"
-            "       wafer classify -m MODEL_DIR [TEXT...] print label probabilities (texts from stdin if none)\n"
+            "       wafer classify -m MODEL_DIR [--backend cpu|cuda|auto] [--threads N] [--json] [--] [TEXT...]\n"
+            "                                           print label probabilities (texts from stdin if none)\n"
             "       wafer --help | --version\n");
 }
 

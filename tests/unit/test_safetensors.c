@@ -2,7 +2,9 @@
 #include "test.h"
 #include "wafer/infer.h"
 
+#include <dirent.h>
 #include <math.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <unistd.h>
 
@@ -401,6 +403,37 @@ TEST(status_and_dtype_names)
     CHECK_EQ_STR(wf_dtype_name(WF_DT_BF16), "BF16");
     CHECK_EQ_INT(wf_dtype_size(WF_DT_I64), 8);
     CHECK_EQ_INT(wf_dtype_size(WF_DT__COUNT), 0);
+}
+
+/* The fuzz seeds (tests/fuzz/gen_safetensors_corpus.py): valid_* open, bad_* do not. */
+TEST(fuzz_seed_corpus)
+{
+    const char *dir = "tests/fuzz/corpus/safetensors";
+    DIR *d = opendir(dir);
+    CHECK(d != NULL);
+    if (!d)
+        return;
+    int valid = 0, bad = 0;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        bool want_ok = !strncmp(de->d_name, "valid_", 6);
+        if (!want_ok && strncmp(de->d_name, "bad_", 4))
+            continue;
+        char path[512];
+        snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
+        wf_safetensors_t *st = NULL;
+        wf_err_t err;
+        wf_status_t s = wf_st_open(path, &st, &err);
+        if ((s == WF_OK) != want_ok) {
+            fprintf(stderr, "%s: %s\n", path, s == WF_OK ? "accepted" : err.msg);
+            wf_test_failed_now = 1;
+        }
+        valid += want_ok;
+        bad += !want_ok;
+        wf_st_close(st);
+    }
+    closedir(d);
+    CHECK(valid >= 5 && bad >= 10);
 }
 
 TEST_MAIN()

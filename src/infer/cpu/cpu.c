@@ -18,12 +18,14 @@
 #include "infer/arch.h"
 #include "infer/backend.h"
 #include "infer/cpu/pool.h"
+#include "wafer/core.h"
 
 #include <cblas.h>
 #include <math.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <strings.h>
 
 #define ERR(code, ...)                                                                 \
     do {                                                                               \
@@ -32,8 +34,17 @@
         return (code);                                                                 \
     } while (0)
 
+/* The elementwise kernels and attention get an AVX2 clone picked at load
+ * time (the build targets baseline x86-64; sgemm is OpenBLAS's own dispatch). */
+/* Not under ThreadSanitizer: its instrumented ifunc resolver runs before its runtime is up. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_THREAD__)
+#define WF_SIMD __attribute__((target_clones("avx2", "default")))
+#else
+#define WF_SIMD
+#endif
+
 /* Query rows per attention work item. */
-#define ATTN_QBLOCK 16
+#define ATTN_QBLOCK 64
 
 typedef struct { const float *w, *b; int out, in; } lin_t;
 typedef struct { const float *w, *b; } nrm_t;
@@ -66,7 +77,7 @@ typedef struct {
     lin_t pooler, cls;
     float *wblock;  /* converted weights */
     float *ablock;  /* activations */
-    wf_pool_t *pool;
+    wf_tpool_t *pool;
     int threads, max_tokens, max_batch, lmax;
     /* activations (row-major, leading dimension = width) */
     float *x, *x2, *e, *bt, *qkv, *ctx, *a, *a2, *h, *cls_in, *pooled, *scratch;
@@ -77,38 +88,107 @@ typedef struct {
 
 /* ------------------------------------------------------------------ kernels */
 
-static inline float act_apply(wf_act_t a, float v)
+/* exp and erf without libm calls, so that the loops using them vectorise.
+ * exp: Cephes' expf (range reduction by ln 2 in two parts, degree-6
+ * polynomial), within 1e-7 relative of libm over the softmax range. erf: the
+ * rational approximation Eigen and XLA use for float, within 5e-7 absolute. */
+static inline float exp_fast(float x)
+{
+    /* Ternaries, not fminf: they vectorise. NaN (hostile weights) maps to the
+     * low end, so that the conversion to int below is always defined. */
+    x = !(x >= -87.3f) ? -87.3f : x;
+    x = x > 88.0f ? 88.0f : x;
+    float n = rintf(x * 1.44269504088896341f);
+    float r = x - n * 0.693359375f;
+    r = r - n * -2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    float y = p * r * r + r + 1.0f;
+    union { int32_t i; float f; } sc = { .i = ((int32_t)n + 127) << 23 };
+    return y * sc.f;
+}
+
+static inline float erf_fast(float x)
+{
+    x = x < -4.0f ? -4.0f : x;
+    x = x > 4.0f ? 4.0f : x;
+    float x2 = x * x;
+    float a = -2.72614225801306e-10f;
+    a = a * x2 + 2.77068142495902e-08f;
+    a = a * x2 + -2.10102402082508e-06f;
+    a = a * x2 + -5.69250639462346e-05f;
+    a = a * x2 + -7.34990630326855e-04f;
+    a = a * x2 + -2.95459980854025e-03f;
+    a = a * x2 + -1.60960333262415e-02f;
+    float b = -1.45660718464996e-05f;
+    b = b * x2 + -2.13374055278905e-04f;
+    b = b * x2 + -1.68282697438203e-03f;
+    b = b * x2 + -7.37332916720468e-03f;
+    b = b * x2 + -1.42647390514189e-02f;
+    return x * a / b;
+}
+
+static inline float tanh_fast(float x) { return 1.0f - 2.0f / (exp_fast(2.0f * x) + 1.0f); }
+
+/* One loop per activation, so that each vectorises. */
+static inline void act_rows(wf_act_t a, float *y, int c0, int c1)
 {
     switch (a) {
     case WF_ACT_GELU:
-        return 0.5f * v * (1.0f + erff(v * (float)M_SQRT1_2));
+        for (int j = c0; j < c1; j++)
+            y[j] = 0.5f * y[j] * (1.0f + erf_fast(y[j] * (float)M_SQRT1_2));
+        break;
     case WF_ACT_GELU_NEW:
-        return 0.5f * v * (1.0f + tanhf(0.7978845608028654f * (v + 0.044715f * v * v * v)));
+        for (int j = c0; j < c1; j++) {
+            float v = y[j];
+            y[j] = 0.5f * v * (1.0f + tanh_fast(0.7978845608028654f * (v + 0.044715f * v * v * v)));
+        }
+        break;
     case WF_ACT_RELU:
-        return v > 0.0f ? v : 0.0f;
+        for (int j = c0; j < c1; j++)
+            y[j] = y[j] > 0.0f ? y[j] : 0.0f;
+        break;
     case WF_ACT_TANH:
-        return tanhf(v);
+        for (int j = c0; j < c1; j++)
+            y[j] = tanh_fast(y[j]);
+        break;
     }
-    return v;
 }
 
-static void norm_row(float *y, int n, const nrm_t *nm, wf_norm_t type, float eps)
+WF_SIMD static void norm_row(float *y, int n, const nrm_t *nm, wf_norm_t type, float eps)
 {
     if (type == WF_NORM_NONORM) {
         for (int i = 0; i < n; i++)
             y[i] = y[i] * nm->w[i] + nm->b[i];
         return;
     }
-    double s = 0;
-    for (int i = 0; i < n; i++)
+    /* Eight running sums, so that the reductions vectorise (and stay deterministic). */
+    float acc[8] = { 0 }, acc2[8] = { 0 };
+    int i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int k = 0; k < 8; k++)
+            acc[k] += y[i + k];
+    float s = 0.0f;
+    for (; i < n; i++)
         s += y[i];
-    float mean = (float)(s / n);
-    double v = 0;
-    for (int i = 0; i < n; i++) {
-        float c = y[i] - mean;
-        v += (double)c * c;
-    }
-    float rstd = (float)(1.0 / sqrt(v / n + eps));
+    for (int k = 0; k < 8; k++)
+        s += acc[k];
+    float mean = s / n;
+    for (i = 0; i + 8 <= n; i += 8)
+        for (int k = 0; k < 8; k++) {
+            float c = y[i + k] - mean;
+            acc2[k] += c * c;
+        }
+    float v = 0.0f;
+    for (; i < n; i++)
+        v += (y[i] - mean) * (y[i] - mean);
+    for (int k = 0; k < 8; k++)
+        v += acc2[k];
+    float rstd = 1.0f / sqrtf(v / n + eps);
     for (int i = 0; i < n; i++)
         y[i] = (y[i] - mean) * rstd * nm->w[i] + nm->b[i];
 }
@@ -130,14 +210,13 @@ typedef struct {
     float eps;
 } epi_t;
 
-static void epi_row(const epi_t *e, float *y, int r, int c0, int c1, bool bias_done)
+WF_SIMD static void epi_row(const epi_t *e, float *y, int r, int c0, int c1, bool bias_done)
 {
     if (e->bias && !bias_done)
         for (int j = c0; j < c1; j++)
             y[j] += e->bias[j];
     if (e->act)
-        for (int j = c0; j < c1; j++)
-            y[j] = act_apply(e->act_kind, y[j]);
+        act_rows(e->act_kind, y, c0, c1);
     if (e->res) {
         const float *rr = e->res + (size_t)r * e->ldr;
         for (int j = c0; j < c1; j++)
@@ -206,15 +285,15 @@ static void linear(cpu_t *c, const float *X, int ldx, int T, const lin_t *L, flo
     int k = c->threads;
     if (k == 1 || T >= 8 * k) {
         int grain = (T + k - 1) / k;
-        wf_pool_for(c->pool, T, grain, lin_rows, &j);
+        wf_tpool_for(c->pool, T, grain, lin_rows, &j);
         return;
     }
     /* Few rows (small batches): split the output columns instead. */
     int grain = (L->out + k - 1) / k;
     grain = (grain + 15) & ~15;
-    wf_pool_for(c->pool, L->out, grain, lin_cols, &j);
+    wf_tpool_for(c->pool, L->out, grain, lin_cols, &j);
     if (epi_needs_rows(e))
-        wf_pool_for(c->pool, T, 1, lin_epi_rows, &j);
+        wf_tpool_for(c->pool, T, 1, lin_epi_rows, &j);
 }
 
 /* ---------------------------------------------------------------- attention */
@@ -225,55 +304,47 @@ typedef struct {
     float *ctx;
 } attn_job_t;
 
+/* Softmax over each row of S (rows, L), in place. */
+WF_SIMD static void softmax_rows(float *S, int rows, int L)
+{
+    for (int q = 0; q < rows; q++) {
+        float *sc = S + (size_t)q * L;
+        float mx = sc[0];
+        for (int t = 1; t < L; t++)
+            mx = sc[t] > mx ? sc[t] : mx;
+        float sum = 0.0f;
+        for (int t = 0; t < L; t++) {
+            sc[t] = exp_fast(sc[t] - mx);
+            sum += sc[t];
+        }
+        float inv = 1.0f / sum;
+        for (int t = 0; t < L; t++)
+            sc[t] *= inv;
+    }
+}
+
+/* One item: ATTN_QBLOCK query rows of one head of one sequence, against all
+ * keys of that sequence only (packed batches need no mask). */
 static void attn_items(void *ctx, int i0, int i1, int tid)
 {
     attn_job_t *j = ctx;
     cpu_t *c = j->c;
     int Iw = c->d.true_hidden, dh = c->d.head_dim, ld = 3 * Iw;
     float scale = 1.0f / sqrtf((float)dh);
-    float *kt = c->scratch + tid * c->scratch_per_thread; /* (dh, L) */
-    float *sc = kt + (size_t)dh * c->lmax;                /* (L) */
+    float *S = c->scratch + tid * c->scratch_per_thread; /* (ATTN_QBLOCK, L) */
     for (int it = i0; it < i1; it++) {
         int s = c->items[3 * it], hd = c->items[3 * it + 1], q0 = c->items[3 * it + 2];
         int base = c->start[s], L = c->start[s + 1] - base;
-        int q1 = q0 + ATTN_QBLOCK < L ? q0 + ATTN_QBLOCK : L;
-        const float *Q = j->qkv + (size_t)base * ld + hd * dh;
-        const float *K = Q + Iw;
-        const float *V = Q + 2 * Iw;
-        for (int t = 0; t < L; t++)
-            for (int d = 0; d < dh; d++)
-                kt[(size_t)d * L + t] = K[(size_t)t * ld + d];
-        for (int q = q0; q < q1; q++) {
-            const float *qr = Q + (size_t)q * ld;
-            for (int t = 0; t < L; t++)
-                sc[t] = 0.0f;
-            for (int d = 0; d < dh; d++) {
-                float qd = qr[d];
-                const float *kr = kt + (size_t)d * L;
-                for (int t = 0; t < L; t++)
-                    sc[t] += qd * kr[t];
-            }
-            float mx = -INFINITY;
-            for (int t = 0; t < L; t++) {
-                sc[t] *= scale;
-                mx = sc[t] > mx ? sc[t] : mx;
-            }
-            float sum = 0.0f;
-            for (int t = 0; t < L; t++) {
-                sc[t] = expf(sc[t] - mx);
-                sum += sc[t];
-            }
-            float inv = 1.0f / sum;
-            float *out = j->ctx + (size_t)(base + q) * Iw + hd * dh;
-            for (int d = 0; d < dh; d++)
-                out[d] = 0.0f;
-            for (int t = 0; t < L; t++) {
-                float p = sc[t] * inv;
-                const float *vr = V + (size_t)t * ld;
-                for (int d = 0; d < dh; d++)
-                    out[d] += p * vr[d];
-            }
-        }
+        int nq = q0 + ATTN_QBLOCK < L ? ATTN_QBLOCK : L - q0;
+        const float *Q = j->qkv + (size_t)(base + q0) * ld + hd * dh;
+        const float *K = j->qkv + (size_t)base * ld + Iw + hd * dh;
+        const float *V = K + Iw;
+        /* S = Q K^T / sqrt(dh) */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, L, dh, scale, Q, ld, K, ld, 0.0f, S, L);
+        softmax_rows(S, nq, L);
+        /* ctx = S V */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, dh, L, 1.0f, S, L, V, ld, 0.0f,
+                    j->ctx + (size_t)(base + q0) * Iw + hd * dh, Iw);
     }
 }
 
@@ -390,7 +461,7 @@ static void forward_layer(cpu_t *c, const layer_t *L, int T)
         linear(c, src[L->src1], lds[L->src1], T, &L->proj1, c->qkv + L->proj0.out, 3 * Iw, &e1);
     }
     attn_job_t aj = { c, c->qkv, c->ctx };
-    wf_pool_for(c->pool, c->nitems, 1, attn_items, &aj);
+    wf_tpool_for(c->pool, c->nitems, 1, attn_items, &aj);
 
     const float *res = d->bottleneck ? bi : c->x;
     int ldres = d->bottleneck ? 2 * Iw : H;
@@ -447,7 +518,7 @@ static wf_status_t cpu_run(void *state, const wf_batch_t *b, float *logits)
 
     emb_job_t ej = { c, b };
     if (d->emb_in) {
-        wf_pool_for(c->pool, b->n, 1, emb_gather, &ej);
+        wf_tpool_for(c->pool, b->n, 1, emb_gather, &ej);
         epi_t e = epi_none(&c->emb_t);
         e.pos = c->pos;
         e.posid = c->posid;
@@ -459,7 +530,7 @@ static wf_status_t cpu_run(void *state, const wf_batch_t *b, float *logits)
         e.eps = d->emb_eps;
         linear(c, c->e, d->emb_in, T, &c->emb_t, c->x, H, &e);
     } else {
-        wf_pool_for(c->pool, b->n, 1, emb_plain, &ej);
+        wf_tpool_for(c->pool, b->n, 1, emb_plain, &ej);
     }
     for (int l = 0; l < c->cfg.num_hidden_layers; l++)
         forward_layer(c, &c->layers[l], T);
@@ -610,7 +681,7 @@ static void cpu_free(void *state)
     if (!c)
         return;
     if (c->pool)
-        wf_pool_free(c->pool);
+        wf_tpool_free(c->pool);
     free(c->wblock);
     free(c->ablock);
     free(c);
@@ -622,6 +693,29 @@ static size_t take(size_t *off, size_t nfloats)
     size_t at = *off;
     *off += (nfloats + 15) & ~(size_t)15;
     return at;
+}
+
+/* OpenBLAS picks its kernels from the CPU model; on a model newer than the
+ * library (e.g. Emerald Rapids with 0.3.21) it falls back to its SSE3
+ * "Prescott" kernels, about 4x slower than its AVX-512 ones. Say so once,
+ * with the fix (the variable is read when the library loads). */
+static void warn_blas_core(void)
+{
+#if defined(__x86_64__) && defined(__GNUC__)
+    static atomic_int warned;
+    const char *core = openblas_get_corename();
+    const char *old[] = { "Prescott", "Core2", "Penryn", "Dunnington", "Nehalem", "Atom", "Katmai", "Coppermine",
+                          "Northwood", "Banias", "Sandybridge", "Barcelona", "Opteron", "Athlon" };
+    bool is_old = false;
+    for (size_t i = 0; core && i < sizeof(old) / sizeof(old[0]); i++)
+        is_old = is_old || strcasecmp(core, old[i]) == 0;
+    if (!is_old || !__builtin_cpu_supports("avx2") || atomic_exchange(&warned, 1))
+        return;
+    bool avx512 = __builtin_cpu_supports("avx512f");
+    wf_warn("cpu backend: OpenBLAS does not know this CPU and uses its %s kernels; start wafer with "
+            "OPENBLAS_CORETYPE=%s for several times faster matrix products",
+            core, avx512 ? "SkylakeX" : "Haswell");
+#endif
 }
 
 static wf_status_t cpu_init(const wf_model_t *m, const wf_session_opts_t *o, void **state, wf_err_t *err)
@@ -660,7 +754,7 @@ static wf_status_t cpu_init(const wf_model_t *m, const wf_session_opts_t *o, voi
     /* Activations: one block for max_tokens / max_batch. */
     size_t T = (size_t)o->max_tokens, B = (size_t)o->max_batch, H = d->hidden, Iw = d->true_hidden, F = d->inter;
     size_t max_items = (size_t)d->heads * (T / ATTN_QBLOCK + B);
-    c->scratch_per_thread = ((size_t)d->head_dim * c->lmax + c->lmax + 15) & ~(size_t)15;
+    c->scratch_per_thread = ((size_t)ATTN_QBLOCK * c->lmax + 15) & ~(size_t)15;
     size_t off = 0;
     size_t ox = take(&off, T * H), ox2 = take(&off, T * H), oe = take(&off, T * (size_t)d->emb_in),
            obt = take(&off, d->bottleneck ? T * 2 * Iw : 0), oqkv = take(&off, T * 3 * Iw), octx = take(&off, T * Iw),
@@ -695,13 +789,14 @@ static wf_status_t cpu_init(const wf_model_t *m, const wf_session_opts_t *o, voi
     c->start = (int *)(A + ostart);
     c->items = (int *)(A + oitems);
 
-    c->pool = wf_pool_new(c->threads);
+    c->pool = wf_tpool_new(c->threads);
     if (!c->pool) {
         cpu_free(c);
         ERR(WF_ERR_BACKEND, "cpu backend: cannot start %d threads", o->threads);
     }
     /* Each of our threads calls single-threaded sgemm on its own block. */
     openblas_set_num_threads(1);
+    warn_blas_core();
     *state = c;
     return WF_OK;
 }

@@ -20,7 +20,7 @@
  * oversubscribed machine still makes progress. */
 #define SPIN_YIELD_AFTER 500
 
-struct wf_pool {
+struct wf_tpool {
     int threads;
     pthread_t *tids;
     pthread_mutex_t mu;
@@ -34,16 +34,16 @@ struct wf_pool {
     int stop;
     /* the current job */
     int n, grain;
-    wf_pool_fn fn;
+    wf_tpool_fn fn;
     void *ctx;
 };
 
 typedef struct {
-    wf_pool_t *p;
+    wf_tpool_t *p;
     int tid;
 } worker_arg_t;
 
-static void run_chunks(wf_pool_t *p, int tid)
+static void run_chunks(wf_tpool_t *p, int tid)
 {
     for (;;) {
         int b = atomic_fetch_add_explicit(&p->next, p->grain, memory_order_relaxed);
@@ -58,7 +58,7 @@ static void *worker(void *arg)
 {
     worker_arg_t wa = *(worker_arg_t *)arg;
     free(arg);
-    wf_pool_t *p = wa.p;
+    wf_tpool_t *p = wa.p;
     unsigned long long seen = 0;
     for (;;) {
         unsigned long long g;
@@ -90,11 +90,11 @@ static void *worker(void *arg)
     }
 }
 
-wf_pool_t *wf_pool_new(int threads)
+wf_tpool_t *wf_tpool_new(int threads)
 {
     if (threads < 1)
         threads = 1;
-    wf_pool_t *p = calloc(1, sizeof(*p));
+    wf_tpool_t *p = calloc(1, sizeof(*p));
     if (!p)
         return NULL;
     p->threads = threads;
@@ -103,7 +103,7 @@ wf_pool_t *wf_pool_new(int threads)
     pthread_cond_init(&p->done, NULL);
     p->tids = calloc((size_t)threads, sizeof(pthread_t));
     if (!p->tids) {
-        wf_pool_free(p);
+        wf_tpool_free(p);
         return NULL;
     }
     for (int i = 1; i < threads; i++) {
@@ -115,14 +115,14 @@ wf_pool_t *wf_pool_new(int threads)
         if (!wa || pthread_create(&p->tids[i], NULL, worker, wa) != 0) {
             free(wa);
             p->threads = i; /* only these were started */
-            wf_pool_free(p);
+            wf_tpool_free(p);
             return NULL;
         }
     }
     return p;
 }
 
-void wf_pool_free(wf_pool_t *p)
+void wf_tpool_free(wf_tpool_t *p)
 {
     if (!p)
         return;
@@ -139,9 +139,9 @@ void wf_pool_free(wf_pool_t *p)
     free(p);
 }
 
-int wf_pool_threads(const wf_pool_t *p) { return p->threads; }
+int wf_tpool_threads(const wf_tpool_t *p) { return p->threads; }
 
-void wf_pool_for(wf_pool_t *p, int n, int grain, wf_pool_fn fn, void *ctx)
+void wf_tpool_for(wf_tpool_t *p, int n, int grain, wf_tpool_fn fn, void *ctx)
 {
     if (n <= 0)
         return;

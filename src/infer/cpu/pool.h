@@ -8,17 +8,17 @@
 #ifndef WAFER_INFER_CPU_POOL_H
 #define WAFER_INFER_CPU_POOL_H
 
-typedef struct wf_pool wf_pool_t;
+typedef struct wf_tpool wf_tpool_t;
 
 /* fn(ctx, begin, end, tid): tid in 0..threads-1 (0 is the caller). */
-typedef void (*wf_pool_fn)(void *ctx, int begin, int end, int tid);
+typedef void (*wf_tpool_fn)(void *ctx, int begin, int end, int tid);
 
 /* Starts threads-1 workers (threads >= 1). Returns NULL on failure. */
-wf_pool_t *wf_pool_new(int threads);
-void wf_pool_free(wf_pool_t *p);
-int wf_pool_threads(const wf_pool_t *p);
+wf_tpool_t *wf_tpool_new(int threads);
+void wf_tpool_free(wf_tpool_t *p);
+int wf_tpool_threads(const wf_tpool_t *p);
 /* Runs fn over 0..n-1 in chunks of grain (>= 1); returns when all are done.
  * Runs inline when one chunk covers everything. */
-void wf_pool_for(wf_pool_t *p, int n, int grain, wf_pool_fn fn, void *ctx);
+void wf_tpool_for(wf_tpool_t *p, int n, int grain, wf_tpool_fn fn, void *ctx);
 
 #endif
