@@ -58,33 +58,33 @@ typedef struct {
     int32_t *lens; /* (max_batch) */
 } sched_params_t;
 
-__device__ __forceinline__ uint64_t ld_acquire_sys(const uint64_t *p)
+static __device__ __forceinline__ uint64_t ld_acquire_sys(const uint64_t *p)
 {
     uint64_t v;
     asm volatile("ld.acquire.sys.global.u64 %0, [%1];" : "=l"(v) : "l"(p) : "memory");
     return v;
 }
 
-__device__ __forceinline__ uint32_t ld_volatile_u32(const uint32_t *p) { return *(const volatile uint32_t *)p; }
+static __device__ __forceinline__ uint32_t ld_volatile_u32(const uint32_t *p) { return *(const volatile uint32_t *)p; }
 
-__device__ __forceinline__ uint64_t globaltimer(void)
+static __device__ __forceinline__ uint64_t globaltimer(void)
 {
     uint64_t t;
     asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
     return t;
 }
 
-__device__ __forceinline__ wf_ring_slot_t *slot_at(const sched_params_t &p, uint64_t n)
+static __device__ __forceinline__ wf_ring_slot_t *slot_at(const sched_params_t &p, uint64_t n)
 {
     return (wf_ring_slot_t *)(p.base + p.l.slots + p.l.slot_bytes * (size_t)(n & (p.nslots - 1)));
 }
 
-__device__ __forceinline__ wf_ring_verdict_t *verdict_at(const sched_params_t &p, uint64_t n)
+static __device__ __forceinline__ wf_ring_verdict_t *verdict_at(const sched_params_t &p, uint64_t n)
 {
     return (wf_ring_verdict_t *)(p.base + p.l.verdicts + p.l.verdict_bytes * (size_t)(n & (p.nslots - 1)));
 }
 
-__global__ void __launch_bounds__(SCHED_THREADS) sched_k(sched_params_t p)
+static __global__ void __launch_bounds__(SCHED_THREADS) sched_k(sched_params_t p)
 {
     __shared__ uint64_t s_first;
     __shared__ int s_n, s_go, s_bucket;
@@ -224,7 +224,10 @@ __global__ void __launch_bounds__(SCHED_THREADS) sched_k(sched_params_t p)
         int s0 = start[p.map[i]];
         const int32_t *src = (const int32_t *)(slot_at(p, first + i) + 1);
         for (int j = lane; j < L; j += 32) {
-            ids[s0 + j] = src[j];
+            /* validated above, but the slot is shared memory: a writer that breaks the protocol must not make
+             * the embedding gather read out of bounds */
+            int32_t id = src[j];
+            ids[s0 + j] = (uint32_t)id < (uint32_t)p.vocab ? id : 0;
             pos[s0 + j] = j;
         }
     }
@@ -249,7 +252,7 @@ __global__ void __launch_bounds__(SCHED_THREADS) sched_k(sched_params_t p)
     }
 }
 
-__global__ void publish_k(sched_params_t p)
+static __global__ void publish_k(sched_params_t p)
 {
     uint64_t first = p.st->first;
     int n = p.st->count, C = (int)p.C;

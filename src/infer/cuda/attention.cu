@@ -17,20 +17,20 @@
 #define ATTN_DMAX 128
 #define ATTN_DV (ATTN_DMAX / 32)
 
-__device__ __forceinline__ float wmax(float v)
+static __device__ __forceinline__ float wmax(float v)
 {
     for (int o = 16; o > 0; o >>= 1)
         v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
     return v;
 }
-__device__ __forceinline__ float wsum(float v)
+static __device__ __forceinline__ float wsum(float v)
 {
     for (int o = 16; o > 0; o >>= 1)
         v += __shfl_xor_sync(0xffffffffu, v, o);
     return v;
 }
 
-__global__ void __launch_bounds__(ATTN_WARPS * 32)
+static __global__ void __launch_bounds__(ATTN_WARPS * 32)
     attn_k(const float *__restrict__ qkv, bf16 *__restrict__ ctx, const int32_t *__restrict__ start,
            const int32_t *__restrict__ items, const int32_t *__restrict__ nitems, int heads, int dh, int skip_le)
 {
@@ -140,7 +140,7 @@ static size_t tc_smem(int lmax, int dh)
     return kv + ATTN_TC_WARPS * ((per_warp + 127) & ~(size_t)127) + 128;
 }
 
-__global__ void __launch_bounds__(ATTN_TC_WARPS * 32)
+static __global__ void __launch_bounds__(ATTN_TC_WARPS * 32)
     attn_tc_k(const float *__restrict__ qkv, bf16 *__restrict__ ctx, const int32_t *__restrict__ start, int nb,
               int heads, int dh, int lmax)
 {

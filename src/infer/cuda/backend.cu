@@ -196,15 +196,15 @@ static cublasStatus_t gemm(cu_t *c, const bf16 *X, int ldx, int rows, const lin_
 #undef TRYS
 out:
     if (pref)
-        cublasLtMatmulPreferenceDestroy(pref);
+        WF_CU(cublasLtMatmulPreferenceDestroy(pref));
     if (ld)
-        cublasLtMatrixLayoutDestroy(ld);
+        WF_CU(cublasLtMatrixLayoutDestroy(ld));
     if (lb)
-        cublasLtMatrixLayoutDestroy(lb);
+        WF_CU(cublasLtMatrixLayoutDestroy(lb));
     if (la)
-        cublasLtMatrixLayoutDestroy(la);
+        WF_CU(cublasLtMatrixLayoutDestroy(la));
     if (op)
-        cublasLtMatmulDescDestroy(op);
+        WF_CU(cublasLtMatmulDescDestroy(op));
     return s;
 }
 
@@ -442,7 +442,7 @@ static wf_status_t capture(cu_t *c, bucket_t *bk, bool host, cudaGraphExec_t *ou
     e = WF_CU(cudaStreamEndCapture(c->st, &g));
     if (s != CUBLAS_STATUS_SUCCESS || e != cudaSuccess) {
         if (g)
-            cudaGraphDestroy(g);
+            WF_CU(cudaGraphDestroy(g));
         ERR(WF_ERR_BACKEND, "cuda: graph capture of the %d-token bucket failed: %s / cuBLASLt %d", bk->pub.tokens,
             cu_err_str(e), (int)s);
     }

@@ -2,7 +2,7 @@
 #include "infer/cuda/cuda_common.h"
 
 /* One warp per token; 16-byte copies when E allows. */
-__global__ void embed_gather_k(const int32_t *__restrict__ ids, const int32_t *__restrict__ posid, int T,
+static __global__ void embed_gather_k(const int32_t *__restrict__ ids, const int32_t *__restrict__ posid, int T,
                                const bf16 *__restrict__ word, int E, int trigram, bf16 *__restrict__ out)
 {
     int r = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;

@@ -1,7 +1,7 @@
 /* The classification head: CLS rows, tanh(pooler), classifier and softmax in fp32. */
 #include "infer/cuda/cuda_common.h"
 
-__global__ void cls_gather_k(const bf16 *__restrict__ x16, const int32_t *__restrict__ start, int nb, int H,
+static __global__ void cls_gather_k(const bf16 *__restrict__ x16, const int32_t *__restrict__ start, int nb, int H,
                              bf16 *__restrict__ out)
 {
     int s = blockIdx.x;
@@ -17,7 +17,7 @@ void wf_cu_cls_gather(const bf16 *x16, const int32_t *start, int nb, int H, bf16
 }
 
 /* One warp per sequence. */
-__global__ void head_k(const float *__restrict__ pooled, const float *__restrict__ x32,
+static __global__ void head_k(const float *__restrict__ pooled, const float *__restrict__ x32,
                        const int32_t *__restrict__ start, int nb, int H, const float *__restrict__ wc,
                        const float *__restrict__ bc, int C, float *__restrict__ logits, float *__restrict__ probs)
 {

@@ -3,7 +3,7 @@
 
 #include "wafer/infer.h"
 
-__device__ __forceinline__ float warp_sum(float v)
+static __device__ __forceinline__ float warp_sum(float v)
 {
     for (int o = 16; o > 0; o >>= 1)
         v += __shfl_xor_sync(0xffffffffu, v, o);
@@ -12,7 +12,7 @@ __device__ __forceinline__ float warp_sum(float v)
 
 /* One warp per (row, segment). The input value of a column is recomputed in
  * each pass (it is in L1), so the output may alias y. */
-__global__ void norm_k(wf_cu_norm_args_t a)
+static __global__ void norm_k(wf_cu_norm_args_t a)
 {
     int wid = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
     int lane = threadIdx.x & 31;
@@ -58,7 +58,7 @@ void wf_cu_norm(const wf_cu_norm_args_t *a, cudaStream_t st)
     norm_k<<<(unsigned)((warps + wpb - 1) / wpb), 32 * wpb, 0, st>>>(*a);
 }
 
-__global__ void act_k(bf16 *x, long n, int kind)
+static __global__ void act_k(bf16 *x, long n, int kind)
 {
     for (long i = blockIdx.x * (long)blockDim.x + threadIdx.x; i < n; i += (long)gridDim.x * blockDim.x) {
         float v = __bfloat162float(x[i]);
