@@ -29,4 +29,8 @@ typedef struct wf_backend_ops {
 
 extern const wf_backend_ops_t wf_backend_cpu;
 
+/* A session's backend and its state (the ring's GPU scheduler drives the CUDA backend's buckets directly). */
+const wf_backend_ops_t *wf_session_backend_ops(const wf_session_t *s);
+void *wf_session_backend_state(const wf_session_t *s);
+
 #endif

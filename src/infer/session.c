@@ -2,8 +2,13 @@
  * turn logits into probabilities. */
 #include "infer/arch.h"
 #include "infer/backend.h"
+#include "wafer/core.h"
+#ifdef WAFER_HAVE_CUDA
+#include "infer/cuda/cuda.h"
+#endif
 
 #include <math.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -38,11 +43,30 @@ wf_status_t wf_session_new(const wf_model_t *m, const wf_session_opts_t *opts, w
         ERR(WF_ERR_INVALID, "session: no model or options");
     const char *be = opts->backend ? opts->backend : "auto";
     const wf_backend_ops_t *ops;
-    if (strcmp(be, "auto") == 0 || strcmp(be, "cpu") == 0)
+    if (strcmp(be, "cpu") == 0) {
         ops = &wf_backend_cpu;
-    else if (strcmp(be, "cuda") == 0)
+    } else if (strcmp(be, "auto") == 0) {
+        ops = &wf_backend_cpu;
+#ifdef WAFER_HAVE_CUDA
+        char why[256];
+        if (wf_cuda_probe(why, sizeof(why)))
+            ops = &wf_backend_cuda;
+        else {
+            static atomic_int logged; /* one line per process, not per session */
+            if (atomic_exchange(&logged, 1) == 0)
+                wf_info("inference: backend auto: %s; using the CPU backend", why);
+        }
+#endif
+    } else if (strcmp(be, "cuda") == 0) {
+#ifdef WAFER_HAVE_CUDA
+        char why[256];
+        if (!wf_cuda_probe(why, sizeof(why)))
+            ERR(WF_ERR_BACKEND, "session: backend \"cuda\": %s (use \"cpu\" or \"auto\")", why);
+        ops = &wf_backend_cuda;
+#else
         ERR(WF_ERR_UNSUPPORTED, "session: backend \"cuda\" is not built into this version of wafer (use \"cpu\")");
-    else
+#endif
+    } else
         ERR(WF_ERR_INVALID, "session: unknown backend \"%s\" (expected auto, cpu or cuda)", be);
     if (opts->threads < 0 || opts->threads > WF_SESSION_MAX_THREADS)
         ERR(WF_ERR_INVALID, "session: threads %d out of range 0..%d", opts->threads, WF_SESSION_MAX_THREADS);
@@ -98,6 +122,8 @@ void wf_session_free(wf_session_t *s)
 }
 
 const char *wf_session_backend(const wf_session_t *s) { return s->ops->name; }
+const wf_backend_ops_t *wf_session_backend_ops(const wf_session_t *s) { return s->ops; }
+void *wf_session_backend_state(const wf_session_t *s) { return s->state; }
 
 static void softmax_rows(const float *logits, float *probs, int n, int c)
 {

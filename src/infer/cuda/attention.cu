@@ -1,0 +1,261 @@
+/*
+ * Varlen self-attention for short sequences, packed tokens, no padding.
+ *
+ * One block per (work item, head): a work item is WF_CU_ATTN_QB query rows of
+ * one sequence. Its 4 warps take one query row at a time; keys and values
+ * stream through shared memory in tiles of 32 (one key per lane), with an
+ * online softmax in fp32 so that any length up to max_position works with
+ * fixed shared memory. head_dim <= ATTN_DMAX.
+ */
+#include "infer/cuda/cuda_common.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define ATTN_WARPS 4
+#define ATTN_KT 32
+#define ATTN_DMAX 128
+#define ATTN_DV (ATTN_DMAX / 32)
+
+static __device__ __forceinline__ float wmax(float v)
+{
+    for (int o = 16; o > 0; o >>= 1)
+        v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    return v;
+}
+static __device__ __forceinline__ float wsum(float v)
+{
+    for (int o = 16; o > 0; o >>= 1)
+        v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+
+static __global__ void __launch_bounds__(ATTN_WARPS * 32)
+    attn_k(const float *__restrict__ qkv, bf16 *__restrict__ ctx, const int32_t *__restrict__ start,
+           const int32_t *__restrict__ items, const int32_t *__restrict__ nitems, int heads, int dh, int skip_le)
+{
+    __shared__ float ks[ATTN_KT][ATTN_DMAX + 1];
+    __shared__ float vs[ATTN_KT][ATTN_DMAX + 1];
+    __shared__ float qs[ATTN_WARPS][WF_CU_ATTN_QB / ATTN_WARPS][ATTN_DMAX];
+    if ((int)blockIdx.x >= *nitems)
+        return;
+    int it = items[blockIdx.x], seq = it >> 16, q0 = (it & 0xffff) * WF_CU_ATTN_QB;
+    int hd = blockIdx.y;
+    int base = start[seq], L = start[seq + 1] - base;
+    if (L <= skip_le)
+        return; /* the tensor-core kernel's */
+    int I = heads * dh, ld = 3 * I;
+    int warp = threadIdx.x / 32, lane = threadIdx.x & 31;
+    const float *Q = qkv + (size_t)base * ld + hd * dh, *K = Q + I, *V = Q + 2 * I;
+    float scale = rsqrtf((float)dh);
+
+    /* this warp's query rows: q0 + warp + ATTN_WARPS * k */
+    const int RW = WF_CU_ATTN_QB / ATTN_WARPS;
+    float m[RW], l[RW], acc[RW][ATTN_DV];
+#pragma unroll
+    for (int k = 0; k < RW; k++) {
+        int q = q0 + warp + ATTN_WARPS * k;
+        for (int d = lane; d < dh; d += 32)
+            qs[warp][k][d] = q < L ? Q[(size_t)q * ld + d] * scale : 0.0f;
+        m[k] = -INFINITY;
+        l[k] = 0.0f;
+#pragma unroll
+        for (int i = 0; i < ATTN_DV; i++)
+            acc[k][i] = 0.0f;
+    }
+    for (int t0 = 0; t0 < L; t0 += ATTN_KT) {
+        int nk = min(ATTN_KT, L - t0);
+        __syncthreads();
+        for (int e = threadIdx.x; e < nk * dh; e += blockDim.x) {
+            int t = e / dh, d = e % dh;
+            ks[t][d] = K[(size_t)(t0 + t) * ld + d];
+            vs[t][d] = V[(size_t)(t0 + t) * ld + d];
+        }
+        __syncthreads();
+#pragma unroll
+        for (int k = 0; k < RW; k++) {
+            int q = q0 + warp + ATTN_WARPS * k;
+            if (q >= L)
+                continue;
+            float s = -INFINITY;
+            if (lane < nk) {
+                s = 0.0f;
+                for (int d = 0; d < dh; d++)
+                    s += qs[warp][k][d] * ks[lane][d];
+            }
+            float mn = fmaxf(m[k], wmax(s));
+            float corr = __expf(m[k] - mn);
+            float p = lane < nk ? __expf(s - mn) : 0.0f;
+            l[k] = l[k] * corr + wsum(p);
+            m[k] = mn;
+#pragma unroll
+            for (int i = 0; i < ATTN_DV; i++)
+                acc[k][i] *= corr;
+            for (int j = 0; j < nk; j++) {
+                float pj = __shfl_sync(0xffffffffu, p, j);
+#pragma unroll
+                for (int i = 0; i < ATTN_DV; i++) {
+                    int d = lane + 32 * i;
+                    if (d < dh)
+                        acc[k][i] += pj * vs[j][d];
+                }
+            }
+        }
+    }
+#pragma unroll
+    for (int k = 0; k < RW; k++) {
+        int q = q0 + warp + ATTN_WARPS * k;
+        if (q >= L)
+            continue;
+        float inv = 1.0f / l[k];
+        bf16 *o = ctx + (size_t)(base + q) * I + hd * dh;
+#pragma unroll
+        for (int i = 0; i < ATTN_DV; i++) {
+            int d = lane + 32 * i;
+            if (d < dh)
+                o[d] = __float2bfloat16(acc[k][i] * inv);
+        }
+    }
+}
+
+/*
+ * Tensor-core attention for sequences of up to ATTN_TC_LMAX tokens and head
+ * sizes that are multiples of 16 up to 64: one block per (sequence, head)
+ * stages K and V once in shared memory as bf16; each of its warps takes
+ * 16-query tiles: S = Q K^T (WMMA bf16, fp32 accumulate) into shared memory,
+ * an fp32 softmax per row (unnormalised exp in bf16 as P), O = P V (WMMA),
+ * divided by the row sums. Longer sequences go to attn_k.
+ */
+#include <mma.h>
+using namespace nvcuda;
+
+#define ATTN_TC_WARPS 4
+#define ATTN_TC_LMAX 256
+
+static size_t tc_smem(int lmax, int dh)
+{
+    size_t kv = 2 * (size_t)lmax * dh * sizeof(bf16);
+    size_t per_warp = 16 * (size_t)dh * sizeof(bf16) + 16 * (size_t)lmax * sizeof(float) +
+                      16 * (size_t)lmax * sizeof(bf16) + 16 * (size_t)dh * sizeof(float) + 16 * sizeof(float);
+    return kv + ATTN_TC_WARPS * ((per_warp + 127) & ~(size_t)127) + 128;
+}
+
+static __global__ void __launch_bounds__(ATTN_TC_WARPS * 32)
+    attn_tc_k(const float *__restrict__ qkv, bf16 *__restrict__ ctx, const int32_t *__restrict__ start, int nb,
+              int heads, int dh, int lmax)
+{
+    extern __shared__ __align__(128) unsigned char sm[];
+    int seq = blockIdx.x, hd = blockIdx.y;
+    int base = start[seq], L = start[seq + 1] - base;
+    if (L == 0 || L > lmax)
+        return;
+    int Lp = (L + 15) & ~15;
+    int I = heads * dh, ld = 3 * I;
+    const float *Q = qkv + (size_t)base * ld + hd * dh, *K = Q + I, *V = Q + 2 * I;
+    bf16 *Ks = (bf16 *)sm, *Vs = Ks + (size_t)lmax * dh;
+    size_t per_warp = 16 * (size_t)dh * sizeof(bf16) + 16 * (size_t)lmax * sizeof(float) +
+                      16 * (size_t)lmax * sizeof(bf16) + 16 * (size_t)dh * sizeof(float) + 16 * sizeof(float);
+    per_warp = (per_warp + 127) & ~(size_t)127;
+    unsigned char *wbase = sm + (((2 * (size_t)lmax * dh * sizeof(bf16)) + 127) & ~(size_t)127);
+    for (int e = threadIdx.x; e < Lp * dh; e += blockDim.x) {
+        int t = e / dh, d = e % dh;
+        Ks[e] = __float2bfloat16(t < L ? K[(size_t)t * ld + d] : 0.0f);
+        Vs[e] = __float2bfloat16(t < L ? V[(size_t)t * ld + d] : 0.0f);
+    }
+    __syncthreads();
+    int warp = threadIdx.x / 32, lane = threadIdx.x & 31;
+    unsigned char *w = wbase + warp * per_warp;
+    bf16 *Qs = (bf16 *)w;
+    float *Ss = (float *)(Qs + 16 * dh);
+    bf16 *Ps = (bf16 *)(Ss + 16 * lmax);
+    float *Os = (float *)(Ps + 16 * lmax);
+    float *rsum = Os + 16 * dh;
+    float scale = rsqrtf((float)dh);
+    for (int q0 = warp * 16; q0 < L; q0 += ATTN_TC_WARPS * 16) {
+        for (int e = lane; e < 16 * dh; e += 32) {
+            int r = e / dh, d = e % dh;
+            Qs[e] = __float2bfloat16(q0 + r < L ? Q[(size_t)(q0 + r) * ld + d] * scale : 0.0f);
+        }
+        __syncwarp();
+        for (int k0 = 0; k0 < Lp; k0 += 16) {
+            wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;
+            wmma::fill_fragment(acc, 0.0f);
+            for (int kk = 0; kk < dh; kk += 16) {
+                wmma::fragment<wmma::matrix_a, 16, 16, 16, __nv_bfloat16, wmma::row_major> a;
+                wmma::fragment<wmma::matrix_b, 16, 16, 16, __nv_bfloat16, wmma::col_major> b;
+                wmma::load_matrix_sync(a, Qs + kk, dh);
+                wmma::load_matrix_sync(b, Ks + (size_t)k0 * dh + kk, dh);
+                wmma::mma_sync(acc, a, b, acc);
+            }
+            wmma::store_matrix_sync(Ss + k0, acc, lmax, wmma::mem_row_major);
+        }
+        __syncwarp();
+        for (int r = 0; r < 16; r++) {
+            float *sr = Ss + r * lmax;
+            float mx = -INFINITY;
+            for (int j = lane; j < L; j += 32)
+                mx = fmaxf(mx, sr[j]);
+            mx = wmax(mx);
+            float sum = 0.0f;
+            for (int j = lane; j < Lp; j += 32) {
+                float p = j < L ? __expf(sr[j] - mx) : 0.0f;
+                bf16 pb = __float2bfloat16(p);
+                Ps[r * lmax + j] = pb;
+                sum += __bfloat162float(pb); /* the sum of what P V multiplies */
+            }
+            sum = wsum(sum);
+            if (lane == 0)
+                rsum[r] = sum;
+        }
+        __syncwarp();
+        for (int d0 = 0; d0 < dh; d0 += 16) {
+            wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;
+            wmma::fill_fragment(acc, 0.0f);
+            for (int k0 = 0; k0 < Lp; k0 += 16) {
+                wmma::fragment<wmma::matrix_a, 16, 16, 16, __nv_bfloat16, wmma::row_major> a;
+                wmma::fragment<wmma::matrix_b, 16, 16, 16, __nv_bfloat16, wmma::row_major> b;
+                wmma::load_matrix_sync(a, Ps + k0, lmax);
+                wmma::load_matrix_sync(b, Vs + (size_t)k0 * dh + d0, dh);
+                wmma::mma_sync(acc, a, b, acc);
+            }
+            wmma::store_matrix_sync(Os + d0, acc, dh, wmma::mem_row_major);
+        }
+        __syncwarp();
+        for (int e = lane; e < 16 * dh; e += 32) {
+            int r = e / dh, d = e % dh;
+            if (q0 + r < L)
+                ctx[(size_t)(base + q0 + r) * I + hd * dh + d] = __float2bfloat16(Os[e] / rsum[r]);
+        }
+        __syncwarp();
+    }
+}
+
+int wf_cu_attention_tc_lmax(int dh, int lmax)
+{
+    /* Measured on an H200 (docs/benchmarks.md, "GPU backend"): this kernel is 7% faster at MobileBERT batch 4096
+     * but slower at batch 1 and for BERT's 64-wide heads, so it is opt-in until it stages K/V and the softmax
+     * better. Both kernels pass tests/gpu/gpu_agree. */
+    const char *env = getenv("WAFER_CUDA_ATTN_TC");
+    if (dh % 16 != 0 || dh > 64 || !env || strcmp(env, "1") != 0)
+        return 0;
+    return lmax < ATTN_TC_LMAX ? ((lmax + 15) & ~15) : ATTN_TC_LMAX;
+}
+
+void wf_cu_attention(const float *qkv, bf16 *ctx, const int32_t *start, const int32_t *items, const int32_t *nitems,
+                     int grid_items, int nb, int heads, int dh, int tc_lmax, cudaStream_t st)
+{
+    if (tc_lmax > 0) {
+        size_t smem = tc_smem(tc_lmax, dh);
+        dim3 g2(nb, heads);
+        attn_tc_k<<<g2, ATTN_TC_WARPS * 32, smem, st>>>(qkv, ctx, start, nb, heads, dh, tc_lmax);
+    }
+    dim3 grid(grid_items, heads);
+    attn_k<<<grid, ATTN_WARPS * 32, 0, st>>>(qkv, ctx, start, items, nitems, heads, dh, tc_lmax);
+}
+
+/* Raises the tensor-core kernel's shared-memory limit (host, once, outside any capture). */
+cudaError_t wf_cu_attention_setup(void)
+{
+    return cudaFuncSetAttribute(attn_tc_k, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                (int)tc_smem(ATTN_TC_LMAX, 64));
+}

@@ -1,0 +1,886 @@
+/*
+ * The CUDA backend: BERT and MobileBERT forward passes on one GPU.
+ *
+ * Weights: one device block, matrices in bf16, biases in fp32 and bf16 (the
+ * bias type cuBLASLt's epilogue wants follows the output type), norm
+ * parameters, position/type embeddings and the classifier in fp32.
+ *
+ * Activations: one device block sized for the largest bucket. Products write
+ * fp32 where a norm follows (the norm kernel adds the fp32 residual and keeps
+ * an fp32 and a bf16 copy of its output: the residual stream stays fp32) and
+ * bf16 where only another product reads (the FFN hidden state, with bias and
+ * ReLU/GELU fused into cuBLASLt's epilogue).
+ *
+ * Buckets: a batch of T tokens runs in the smallest bucket of Tb >= T tokens
+ * (powers of two from 16, and max_tokens). Padding tokens belong to no
+ * sequence: attention and the head never read them, and the products compute
+ * them harmlessly. Each bucket is captured, after one eager warm-up, into a
+ * CUDA graph: host-to-device copy of the packed input, the forward pass,
+ * device-to-host copy of the logits. cuBLASLt gets our own workspace, so the
+ * graphs hold no memory nodes and can also be instantiated for device launch
+ * (the ring's scheduler).
+ */
+#include "infer/cuda/cuda_common.h"
+
+extern "C" {
+#include "infer/arch.h"
+#include "wafer/core.h"
+}
+
+#include <cublasLt.h>
+
+#include <atomic>
+#include <mutex>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static std::atomic<uint64_t> g_host_calls{ 0 };
+extern "C" void wf_cuda_count_call(void) { g_host_calls.fetch_add(1, std::memory_order_relaxed); }
+extern "C" uint64_t wf_cuda_host_calls(void) { return g_host_calls.load(std::memory_order_relaxed); }
+
+#define ERR(code, ...)                                                                 \
+    do {                                                                               \
+        if (err)                                                                       \
+            snprintf(err->msg, sizeof(err->msg), __VA_ARGS__);                         \
+        return (code);                                                                 \
+    } while (0)
+
+extern "C" int wf_cuda_probe(char *why, size_t whylen)
+{
+    static std::once_flag once;
+    static int ok;
+    static char reason[256];
+    std::call_once(once, [] {
+        int n = 0;
+        cudaError_t e = WF_CU(cudaGetDeviceCount(&n));
+        if (e != cudaSuccess) {
+            snprintf(reason, sizeof(reason), "no CUDA device (%s)", cudaGetErrorString(e));
+            return;
+        }
+        if (n < 1) {
+            snprintf(reason, sizeof(reason), "no CUDA device");
+            return;
+        }
+        cudaDeviceProp p;
+        e = WF_CU(cudaGetDeviceProperties(&p, 0));
+        if (e != cudaSuccess) {
+            snprintf(reason, sizeof(reason), "cannot query GPU 0 (%s)", cudaGetErrorString(e));
+            return;
+        }
+        if (p.major < 9) {
+            snprintf(reason, sizeof(reason), "GPU 0 (%s) has compute capability %d.%d; this build needs 9.0 or newer",
+                     p.name, p.major, p.minor);
+            return;
+        }
+        ok = 1;
+    });
+    if (!ok && why && whylen)
+        snprintf(why, whylen, "%s", reason);
+    return ok;
+}
+
+/* ------------------------------------------------------------------ state */
+
+typedef struct {
+    const bf16 *w;     /* (out, in) */
+    const float *b32;  /* (out) */
+    const bf16 *b16;
+    const float *w32;  /* (out, in), classifier only */
+    int out, in;
+} lin_t;
+typedef struct { const float *w, *b; } nrm_t;
+
+enum { SRC_X, SRC_BI, SRC_BA };
+
+typedef struct {
+    lin_t bott;
+    nrm_t bn_in, bn_att;
+    lin_t proj0, proj1;
+    int src0, src1;
+    lin_t ao;
+    nrm_t ao_n;
+    lin_t fi[WF_ARCH_MAX_FFN], fo[WF_ARCH_MAX_FFN];
+    nrm_t fn[WF_ARCH_MAX_FFN];
+    lin_t in, out;
+    nrm_t out_n;
+    lin_t ob;
+    nrm_t ob_n;
+} layer_t;
+
+#define MAX_BUCKETS 32
+
+typedef struct {
+    wf_cuda_bucket_t pub;
+    wf_cuda_in_layout_t lay;
+    cudaGraphExec_t exec, dexec;
+    int built, dbuilt;
+} bucket_t;
+
+typedef struct {
+    wf_model_config_t cfg;
+    wf_arch_dims_t d;
+    int C;
+    cudaStream_t st;
+    cublasLtHandle_t lt;
+    void *ws;
+    size_t ws_bytes;
+    char *wdev, *adev;
+    /* weights */
+    const bf16 *word;
+    const float *pos, *type0;
+    lin_t emb_t;
+    nrm_t emb_n;
+    layer_t L[WF_ARCH_MAX_LAYERS];
+    lin_t pooler, cls;
+    /* activations */
+    float *x32, *x2_32, *g, *qkv, *bt32, *a32, *a2_32, *pooled, *logits, *probs;
+    bf16 *x16, *x2_16, *e16, *bt16, *ctx16, *a16, *a2_16, *h16, *cls16;
+    int32_t *d_in, *h_in;
+    float *h_logits;
+    size_t in_words;
+    int max_tokens, max_batch, tmax, bmax;
+    bucket_t b[MAX_BUCKETS];
+    int nb;
+    std::mutex mu; /* bucket building */
+} cu_t;
+
+static const char *cu_err_str(cudaError_t e) { return cudaGetErrorString(e); }
+
+/* ------------------------------------------------------------ products */
+
+typedef enum { EPI_BIAS, EPI_RELU, EPI_GELU_TANH } epi_t;
+
+/* D (rows, L->out; ldd) = X (rows, L->in; ldx) @ W^T + b, then the epilogue.
+ * Row-major for us is column-major transposed for cuBLASLt: D^T = W X^T,
+ * m = out, n = rows, k = in. */
+static cublasStatus_t gemm(cu_t *c, const bf16 *X, int ldx, int rows, const lin_t *L, void *D, bool d_f32, int ldd,
+                           epi_t epi, cudaStream_t st)
+{
+    cublasLtMatmulDesc_t op = NULL;
+    cublasLtMatrixLayout_t la = NULL, lb = NULL, ld = NULL;
+    cublasLtMatmulPreference_t pref = NULL;
+    cublasStatus_t s;
+    cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
+    cublasLtEpilogue_t e = epi == EPI_RELU ? CUBLASLT_EPILOGUE_RELU_BIAS
+                           : epi == EPI_GELU_TANH ? CUBLASLT_EPILOGUE_GELU_BIAS
+                                                  : CUBLASLT_EPILOGUE_BIAS;
+    const void *bias = d_f32 ? (const void *)L->b32 : (const void *)L->b16;
+    cudaDataType_t dt = d_f32 ? CUDA_R_32F : CUDA_R_16BF;
+    float alpha = 1.0f, beta = 0.0f;
+    cublasLtMatmulHeuristicResult_t h;
+    int found = 0;
+#define TRYS(x)                                                                        \
+    do {                                                                               \
+        s = WF_CU(x);                                                                  \
+        if (s != CUBLAS_STATUS_SUCCESS)                                                \
+            goto out;                                                                  \
+    } while (0)
+    TRYS(cublasLtMatmulDescCreate(&op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+    TRYS(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof(ta)));
+    TRYS(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof(tb)));
+    TRYS(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_EPILOGUE, &e, sizeof(e)));
+    TRYS(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(bias)));
+    TRYS(cublasLtMatrixLayoutCreate(&la, CUDA_R_16BF, L->in, L->out, L->in));
+    TRYS(cublasLtMatrixLayoutCreate(&lb, CUDA_R_16BF, L->in, rows, ldx));
+    TRYS(cublasLtMatrixLayoutCreate(&ld, dt, L->out, rows, ldd));
+    TRYS(cublasLtMatmulPreferenceCreate(&pref));
+    TRYS(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &c->ws_bytes,
+                                              sizeof(c->ws_bytes)));
+    TRYS(cublasLtMatmulAlgoGetHeuristic(c->lt, op, la, lb, ld, ld, pref, 1, &h, &found));
+    if (found < 1) {
+        s = CUBLAS_STATUS_NOT_SUPPORTED;
+        goto out;
+    }
+    TRYS(cublasLtMatmul(c->lt, op, &alpha, L->w, la, X, lb, &beta, D, ld, D, ld, &h.algo, c->ws, c->ws_bytes, st));
+#undef TRYS
+out:
+    if (pref)
+        WF_CU(cublasLtMatmulPreferenceDestroy(pref));
+    if (ld)
+        WF_CU(cublasLtMatrixLayoutDestroy(ld));
+    if (lb)
+        WF_CU(cublasLtMatrixLayoutDestroy(lb));
+    if (la)
+        WF_CU(cublasLtMatrixLayoutDestroy(la));
+    if (op)
+        WF_CU(cublasLtMatmulDescDestroy(op));
+    return s;
+}
+
+/* ------------------------------------------------------------- forward */
+
+extern "C" void wf_cuda_in_layout(int tokens, int seqs, wf_cuda_in_layout_t *l)
+{
+    size_t o = 0;
+    l->ids = o;
+    o += tokens;
+    l->posid = o;
+    o += tokens;
+    l->start = o;
+    o += seqs + 1;
+    l->nitems = o;
+    o += 1;
+    l->items = o;
+    o += tokens / WF_CU_ATTN_QB + seqs;
+    l->total = o;
+}
+
+extern "C" void wf_cuda_pack(const wf_batch_t *b, int tokens, int seqs, int32_t *blk)
+{
+    wf_cuda_in_layout_t l;
+    wf_cuda_in_layout(tokens, seqs, &l);
+    int32_t *ids = blk + l.ids, *pos = blk + l.posid, *start = blk + l.start, *items = blk + l.items;
+    int t = 0, ni = 0;
+    for (int s = 0; s < b->n; s++) {
+        start[s] = t;
+        int L = b->lens[s];
+        memcpy(ids + t, b->ids[s], sizeof(int32_t) * (size_t)L);
+        for (int j = 0; j < L; j++)
+            pos[t + j] = j;
+        for (int q = 0; q * WF_CU_ATTN_QB < L; q++)
+            items[ni++] = (s << 16) | q;
+        t += L;
+    }
+    for (int s = b->n; s <= seqs; s++)
+        start[s] = t;
+    for (; t < tokens; t++) {
+        ids[t] = 0;
+        pos[t] = 0;
+    }
+    blk[l.nitems] = ni;
+}
+
+/* Enqueues the forward pass of bucket k on st (eager or under capture). */
+static cublasStatus_t forward(cu_t *c, const bucket_t *bk, cudaStream_t st)
+{
+    const wf_arch_dims_t *d = &c->d;
+    int T = bk->pub.tokens, nb = bk->pub.seqs;
+    int H = d->hidden, I = d->true_hidden, F = d->inter;
+    const int32_t *ids = c->d_in + bk->lay.ids, *posid = c->d_in + bk->lay.posid, *start = c->d_in + bk->lay.start,
+                  *nitems = c->d_in + bk->lay.nitems, *items = c->d_in + bk->lay.items;
+    bool ln = d->norm == WF_NORM_LAYER_NORM;
+    cublasStatus_t s;
+#define G(...)                                                                         \
+    do {                                                                               \
+        s = gemm(c, __VA_ARGS__, st);                                                  \
+        if (s != CUBLAS_STATUS_SUCCESS)                                                \
+            return s;                                                                  \
+    } while (0)
+    wf_cu_norm_args_t na;
+#define NORM_BEGIN() memset(&na, 0, sizeof(na)), na.nseg = 1, na.layernorm = ln, na.rows = T
+
+    float *x32 = c->x32, *x2_32 = c->x2_32;
+    bf16 *x16 = c->x16, *x2_16 = c->x2_16;
+    NORM_BEGIN();
+    na.pos = c->pos;
+    na.posid = posid;
+    na.type0 = c->type0;
+    na.w[0] = c->emb_n.w;
+    na.b[0] = c->emb_n.b;
+    na.width = H;
+    na.eps = d->emb_eps;
+    na.o32 = x32;
+    na.ld32 = H;
+    na.o16 = x16;
+    na.ld16 = H;
+    if (d->emb_in) {
+        wf_cu_embed_gather(ids, posid, T, c->word, c->cfg.embedding_size, c->cfg.trigram_input, c->e16, st);
+        G(c->e16, d->emb_in, T, &c->emb_t, c->g, true, H, EPI_BIAS);
+        na.y = c->g;
+        na.ldy = H;
+    } else {
+        na.gword = c->word;
+        na.ids = ids;
+    }
+    wf_cu_norm(&na, st);
+
+    epi_t act_epi = c->cfg.hidden_act == WF_ACT_RELU       ? EPI_RELU
+                    : c->cfg.hidden_act == WF_ACT_GELU_NEW ? EPI_GELU_TANH
+                                                           : EPI_BIAS;
+    bool act_kernel = act_epi == EPI_BIAS;
+    int tc_lmax = wf_cu_attention_tc_lmax(d->head_dim, T < c->cfg.max_position_embeddings ? T : c->cfg.max_position_embeddings);
+    for (int l = 0; l < c->cfg.num_hidden_layers; l++) {
+        const layer_t *L = &c->L[l];
+        if (d->bottleneck) {
+            G(x16, H, T, &L->bott, c->g, true, L->bott.out, EPI_BIAS);
+            NORM_BEGIN();
+            na.y = c->g;
+            na.ldy = L->bott.out;
+            na.nseg = d->kq_shared ? 2 : 1;
+            na.width = I;
+            na.w[0] = L->bn_in.w;
+            na.b[0] = L->bn_in.b;
+            na.w[1] = L->bn_att.w;
+            na.b[1] = L->bn_att.b;
+            na.eps = d->eps;
+            na.o32 = c->bt32;
+            na.ld32 = 2 * I;
+            na.o16 = c->bt16;
+            na.ld16 = 2 * I;
+            wf_cu_norm(&na, st);
+        }
+        const bf16 *src[3] = { x16, c->bt16, c->bt16 + I };
+        const int lds[3] = { H, 2 * I, 2 * I };
+        G(src[L->src0], lds[L->src0], T, &L->proj0, c->qkv, true, 3 * I, EPI_BIAS);
+        if (L->proj1.out)
+            G(src[L->src1], lds[L->src1], T, &L->proj1, c->qkv + L->proj0.out, true, 3 * I, EPI_BIAS);
+        wf_cu_attention(c->qkv, c->ctx16, start, items, nitems, T / WF_CU_ATTN_QB + nb, nb, d->heads, d->head_dim,
+                        tc_lmax, st);
+
+        G(c->ctx16, I, T, &L->ao, c->g, true, I, EPI_BIAS);
+        NORM_BEGIN();
+        na.y = c->g;
+        na.ldy = I;
+        na.res = d->bottleneck ? c->bt32 : x32;
+        na.ldr = d->bottleneck ? 2 * I : H;
+        na.w[0] = L->ao_n.w;
+        na.b[0] = L->ao_n.b;
+        na.width = I;
+        na.eps = d->eps;
+        na.o32 = c->a32;
+        na.ld32 = I;
+        na.o16 = c->a16;
+        na.ld16 = I;
+        wf_cu_norm(&na, st);
+        float *a32 = c->a32, *a2_32 = c->a2_32;
+        bf16 *a16 = c->a16, *a2_16 = c->a2_16;
+        for (int f = 0; f < d->nffn; f++) {
+            G(a16, I, T, &L->fi[f], c->h16, false, F, act_epi);
+            if (act_kernel)
+                wf_cu_act_bf16(c->h16, (long)T * F, c->cfg.hidden_act, st);
+            G(c->h16, F, T, &L->fo[f], c->g, true, I, EPI_BIAS);
+            NORM_BEGIN();
+            na.y = c->g;
+            na.ldy = I;
+            na.res = a32;
+            na.ldr = I;
+            na.w[0] = L->fn[f].w;
+            na.b[0] = L->fn[f].b;
+            na.width = I;
+            na.eps = d->eps;
+            na.o32 = a2_32;
+            na.ld32 = I;
+            na.o16 = a2_16;
+            na.ld16 = I;
+            wf_cu_norm(&na, st);
+            float *t32 = a32;
+            a32 = a2_32;
+            a2_32 = t32;
+            bf16 *t16 = a16;
+            a16 = a2_16;
+            a2_16 = t16;
+        }
+        G(a16, I, T, &L->in, c->h16, false, F, act_epi);
+        if (act_kernel)
+            wf_cu_act_bf16(c->h16, (long)T * F, c->cfg.hidden_act, st);
+        G(c->h16, F, T, &L->out, c->g, true, L->out.out, EPI_BIAS);
+        NORM_BEGIN();
+        na.y = c->g;
+        na.ldy = L->out.out;
+        na.res = a32;
+        na.ldr = I;
+        na.w[0] = L->out_n.w;
+        na.b[0] = L->out_n.b;
+        na.width = I;
+        na.eps = d->out_eps;
+        if (d->bottleneck) {
+            na.o32 = a2_32;
+            na.ld32 = I;
+            na.o16 = a2_16;
+            na.ld16 = I;
+            wf_cu_norm(&na, st);
+            G(a2_16, I, T, &L->ob, c->g, true, H, EPI_BIAS);
+            NORM_BEGIN();
+            na.y = c->g;
+            na.ldy = H;
+            na.res = x32;
+            na.ldr = H;
+            na.w[0] = L->ob_n.w;
+            na.b[0] = L->ob_n.b;
+            na.width = H;
+            na.eps = d->eps;
+        }
+        na.o32 = x2_32;
+        na.ld32 = H;
+        na.o16 = x2_16;
+        na.ld16 = H;
+        wf_cu_norm(&na, st);
+        float *t32 = x32;
+        x32 = x2_32;
+        x2_32 = t32;
+        bf16 *t16 = x16;
+        x16 = x2_16;
+        x2_16 = t16;
+    }
+    if (d->has_pooler) {
+        wf_cu_cls_gather(x16, start, nb, H, c->cls16, st);
+        G(c->cls16, H, nb, &c->pooler, c->pooled, true, H, EPI_BIAS);
+        wf_cu_head(c->pooled, NULL, start, nb, H, c->cls.w32, c->cls.b32, c->C, c->logits, c->probs, st);
+    } else {
+        wf_cu_head(NULL, x32, start, nb, H, c->cls.w32, c->cls.b32, c->C, c->logits, c->probs, st);
+    }
+#undef G
+#undef NORM_BEGIN
+    return CUBLAS_STATUS_SUCCESS;
+}
+
+/* ------------------------------------------------------------- buckets */
+
+static wf_status_t capture(cu_t *c, bucket_t *bk, bool host, cudaGraphExec_t *out, wf_err_t *err)
+{
+    cudaGraph_t g = NULL;
+    cudaError_t e = WF_CU(cudaStreamBeginCapture(c->st, cudaStreamCaptureModeThreadLocal));
+    if (e != cudaSuccess)
+        ERR(WF_ERR_BACKEND, "cuda: cannot begin graph capture: %s", cu_err_str(e));
+    if (host)
+        WF_CU(cudaMemcpyAsync(c->d_in, c->h_in, bk->lay.total * sizeof(int32_t), cudaMemcpyHostToDevice, c->st));
+    cublasStatus_t s = forward(c, bk, c->st);
+    if (host)
+        WF_CU(cudaMemcpyAsync(c->h_logits, c->logits, sizeof(float) * (size_t)bk->pub.seqs * c->C,
+                              cudaMemcpyDeviceToHost, c->st));
+    e = WF_CU(cudaStreamEndCapture(c->st, &g));
+    if (s != CUBLAS_STATUS_SUCCESS || e != cudaSuccess) {
+        if (g)
+            WF_CU(cudaGraphDestroy(g));
+        ERR(WF_ERR_BACKEND, "cuda: graph capture of the %d-token bucket failed: %s / cuBLASLt %d", bk->pub.tokens,
+            cu_err_str(e), (int)s);
+    }
+    e = WF_CU(cudaGraphInstantiateWithFlags(out, g, host ? 0 : cudaGraphInstantiateFlagDeviceLaunch));
+    WF_CU(cudaGraphDestroy(g));
+    if (e != cudaSuccess)
+        ERR(WF_ERR_BACKEND, "cuda: cannot instantiate the %d-token graph%s: %s", bk->pub.tokens,
+            host ? "" : " for device launch", cu_err_str(e));
+    if (!host) {
+        e = WF_CU(cudaGraphUpload(*out, c->st));
+        if (e != cudaSuccess)
+            ERR(WF_ERR_BACKEND, "cuda: cannot upload the device-launch graph: %s", cu_err_str(e));
+    }
+    return WF_OK;
+}
+
+static wf_status_t bucket_build(cu_t *c, bucket_t *bk, bool dev, wf_err_t *err)
+{
+    if (!bk->built) {
+        /* Warm-up (module loading, cuBLASLt's first-use work) on an all-empty input. */
+        cudaError_t e = WF_CU(cudaMemsetAsync(c->d_in, 0, bk->lay.total * sizeof(int32_t), c->st));
+        cublasStatus_t s = e == cudaSuccess ? forward(c, bk, c->st) : CUBLAS_STATUS_EXECUTION_FAILED;
+        if (e == cudaSuccess)
+            e = WF_CU(cudaStreamSynchronize(c->st));
+        if (e != cudaSuccess || s != CUBLAS_STATUS_SUCCESS)
+            ERR(WF_ERR_BACKEND, "cuda: warm-up of the %d-token bucket failed: %s / cuBLASLt %d", bk->pub.tokens,
+                cu_err_str(e), (int)s);
+        wf_status_t st = capture(c, bk, true, &bk->exec, err);
+        if (st != WF_OK)
+            return st;
+        bk->pub.graph_exec = bk->exec;
+        bk->built = 1;
+    }
+    if (dev && !bk->dbuilt) {
+        wf_status_t st = capture(c, bk, false, &bk->dexec, err);
+        if (st != WF_OK)
+            return st;
+        bk->pub.dev_graph_exec = bk->dexec;
+        bk->dbuilt = 1;
+    }
+    return WF_OK;
+}
+
+static bucket_t *bucket_for(cu_t *c, int tokens, int seqs)
+{
+    for (int i = 0; i < c->nb; i++)
+        if (c->b[i].pub.tokens >= tokens && c->b[i].pub.seqs >= seqs)
+            return &c->b[i];
+    return NULL;
+}
+
+extern "C" const wf_cuda_bucket_t *wf_cuda_bucket_get(void *state, int tokens, int seqs, int dev_launch,
+                                                      wf_err_t *err)
+{
+    cu_t *c = (cu_t *)state;
+    bucket_t *bk = bucket_for(c, tokens, seqs);
+    if (!bk) {
+        if (err)
+            snprintf(err->msg, sizeof(err->msg), "cuda: no bucket holds %d tokens / %d sequences", tokens, seqs);
+        return NULL;
+    }
+    std::lock_guard<std::mutex> g(c->mu);
+    if (bucket_build(c, bk, dev_launch != 0, err) != WF_OK)
+        return NULL;
+    return &bk->pub;
+}
+
+extern "C" const wf_cuda_bucket_t *wf_cuda_bucket_at(void *state, int i, int dev_launch, wf_err_t *err)
+{
+    cu_t *c = (cu_t *)state;
+    if (i < 0 || i >= c->nb)
+        return NULL;
+    std::lock_guard<std::mutex> g(c->mu);
+    if (bucket_build(c, &c->b[i], dev_launch != 0, err) != WF_OK)
+        return NULL;
+    return &c->b[i].pub;
+}
+
+extern "C" void wf_cuda_model_limits(void *state, int *vocab, int *max_pos)
+{
+    cu_t *c = (cu_t *)state;
+    *vocab = c->cfg.vocab_size;
+    *max_pos = c->cfg.max_position_embeddings;
+}
+
+extern "C" int wf_cuda_num_labels(void *state) { return ((cu_t *)state)->C; }
+extern "C" void *wf_cuda_stream(void *state) { return ((cu_t *)state)->st; }
+
+/* ---------------------------------------------------------------- run */
+
+static wf_status_t cu_run(void *state, const wf_batch_t *b, float *logits)
+{
+    cu_t *c = (cu_t *)state;
+    bucket_t *bk = bucket_for(c, b->ntokens, b->n);
+    if (!bk)
+        return WF_ERR_LIMIT;
+    {
+        std::lock_guard<std::mutex> g(c->mu);
+        if (!bk->built) {
+            wf_err_t err;
+            if (bucket_build(c, bk, false, &err) != WF_OK) {
+                wf_error("%s", err.msg);
+                return WF_ERR_BACKEND;
+            }
+        }
+    }
+    wf_cuda_pack(b, bk->pub.tokens, bk->pub.seqs, c->h_in);
+    cudaError_t e = WF_CU(cudaGraphLaunch(bk->exec, c->st));
+    if (e == cudaSuccess)
+        e = WF_CU(cudaStreamSynchronize(c->st));
+    if (e != cudaSuccess) {
+        wf_error("cuda: inference failed: %s", cu_err_str(e));
+        return WF_ERR_BACKEND;
+    }
+    memcpy(logits, c->h_logits, sizeof(float) * (size_t)b->n * c->C);
+    return WF_OK;
+}
+
+/* ---------------------------------------------------------------- init */
+
+static uint16_t f2bf(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    if ((u & 0x7fffffffu) > 0x7f800000u)
+        return (uint16_t)((u >> 16) | 0x40);
+    u += 0x7fffu + ((u >> 16) & 1);
+    return (uint16_t)(u >> 16);
+}
+
+typedef struct {
+    char *host; /* NULL while sizing */
+    char *dev;
+    size_t off;
+    wf_status_t st;
+} place_t;
+
+static size_t take(place_t *p, size_t bytes)
+{
+    size_t at = (p->off + 255) & ~(size_t)255;
+    p->off = at + bytes;
+    return at;
+}
+
+/* Converts n floats of t into the block at `at` (bf16 or fp32). */
+static void put(place_t *p, size_t at, const wf_tensor_t *t, size_t n, bool as_bf16, size_t first = 0)
+{
+    if (!p->host || p->st != WF_OK)
+        return;
+    float *tmp = (float *)malloc(sizeof(float) * (size_t)t->numel);
+    if (!tmp) {
+        p->st = WF_ERR_NOMEM;
+        return;
+    }
+    wf_status_t s = wf_tensor_to_f32(t, tmp, (size_t)t->numel);
+    if (s != WF_OK)
+        p->st = s;
+    if (as_bf16) {
+        uint16_t *o = (uint16_t *)(p->host + at);
+        for (size_t i = 0; i < n; i++)
+            o[i] = f2bf(tmp[first + i]);
+    } else {
+        memcpy(p->host + at, tmp + first, sizeof(float) * n);
+    }
+    free(tmp);
+}
+
+template <typename X> static X *dptr(place_t *p, size_t at) { return p->host ? (X *)(p->dev + at) : NULL; }
+
+/* Linear layers over the same input as one: weights stacked by output row. */
+static lin_t lin_place(place_t *p, wf_lin_params_t **ls, int n, bool w32)
+{
+    lin_t r;
+    memset(&r, 0, sizeof(r));
+    if (!ls[0]->w.t)
+        return r;
+    r.in = (int)ls[0]->w.t->shape[1];
+    for (int i = 0; i < n; i++)
+        r.out += (int)ls[i]->w.t->shape[0];
+    size_t aw = take(p, (size_t)r.out * r.in * 2), ab32 = take(p, (size_t)r.out * 4), ab16 = take(p, (size_t)r.out * 2);
+    size_t aw32 = w32 ? take(p, (size_t)r.out * r.in * 4) : 0;
+    size_t row = 0;
+    for (int i = 0; i < n; i++) {
+        int o = (int)ls[i]->w.t->shape[0];
+        put(p, aw + row * r.in * 2, ls[i]->w.t, (size_t)o * r.in, true);
+        if (w32)
+            put(p, aw32 + row * r.in * 4, ls[i]->w.t, (size_t)o * r.in, false);
+        put(p, ab32 + row * 4, ls[i]->b.t, (size_t)o, false);
+        put(p, ab16 + row * 2, ls[i]->b.t, (size_t)o, true);
+        row += o;
+    }
+    r.w = dptr<bf16>(p, aw);
+    r.b32 = dptr<float>(p, ab32);
+    r.b16 = dptr<bf16>(p, ab16);
+    r.w32 = w32 ? dptr<float>(p, aw32) : NULL;
+    return r;
+}
+
+static lin_t lin1(place_t *p, wf_lin_params_t *l, bool w32 = false)
+{
+    wf_lin_params_t *ls[1] = { l };
+    return lin_place(p, ls, 1, w32);
+}
+
+static nrm_t nrm_place(place_t *p, wf_norm_params_t *n)
+{
+    nrm_t r = { NULL, NULL };
+    if (!n->w.t)
+        return r;
+    size_t dim = (size_t)n->w.t->numel;
+    size_t aw = take(p, dim * 4), ab = take(p, dim * 4);
+    put(p, aw, n->w.t, dim, false);
+    put(p, ab, n->b.t, dim, false);
+    r.w = dptr<float>(p, aw);
+    r.b = dptr<float>(p, ab);
+    return r;
+}
+
+static void place_all(cu_t *c, place_t *p, const wf_weights_t *mw)
+{
+    const wf_arch_dims_t *d = &c->d;
+    wf_weights_t w = *mw;
+    int H = d->hidden;
+    const wf_tensor_t *we = w.word_emb.t;
+    size_t awd = take(p, (size_t)we->numel * 2);
+    put(p, awd, we, (size_t)we->numel, true);
+    c->word = dptr<bf16>(p, awd);
+    size_t apos = take(p, (size_t)w.pos_emb.t->numel * 4);
+    put(p, apos, w.pos_emb.t, (size_t)w.pos_emb.t->numel, false);
+    c->pos = dptr<float>(p, apos);
+    size_t aty = take(p, (size_t)H * 4); /* row 0: token_type_ids are all zero */
+    put(p, aty, w.type_emb.t, (size_t)H, false);
+    c->type0 = dptr<float>(p, aty);
+    if (d->emb_in)
+        c->emb_t = lin1(p, &w.emb_transform);
+    c->emb_n = nrm_place(p, &w.emb_norm);
+    for (int l = 0; l < c->cfg.num_hidden_layers; l++) {
+        wf_layer_params_t *P = &w.layers[l];
+        layer_t *L = &c->L[l];
+        memset(L, 0, sizeof(*L));
+        if (d->bottleneck) {
+            wf_lin_params_t *bl[2] = { &P->bn_input, &P->bn_attention };
+            L->bott = lin_place(p, bl, d->kq_shared ? 2 : 1, false);
+            L->bn_in = nrm_place(p, &P->bn_input_norm);
+            if (d->kq_shared)
+                L->bn_att = nrm_place(p, &P->bn_attention_norm);
+        }
+        if (d->kq_shared) {
+            wf_lin_params_t *qk[2] = { &P->q, &P->k };
+            L->proj0 = lin_place(p, qk, 2, false);
+            L->src0 = SRC_BA;
+            L->proj1 = lin1(p, &P->v);
+            L->src1 = SRC_X;
+        } else {
+            wf_lin_params_t *qkv[3] = { &P->q, &P->k, &P->v };
+            L->proj0 = lin_place(p, qkv, 3, false);
+            L->src0 = d->bn_attention ? SRC_BI : SRC_X;
+        }
+        L->ao = lin1(p, &P->attn_out);
+        L->ao_n = nrm_place(p, &P->attn_norm);
+        for (int f = 0; f < d->nffn; f++) {
+            L->fi[f] = lin1(p, &P->ffn_inter[f]);
+            L->fo[f] = lin1(p, &P->ffn_out[f]);
+            L->fn[f] = nrm_place(p, &P->ffn_norm[f]);
+        }
+        L->in = lin1(p, &P->inter);
+        L->out = lin1(p, &P->out);
+        L->out_n = nrm_place(p, &P->out_norm);
+        if (d->bottleneck) {
+            L->ob = lin1(p, &P->out_bn);
+            L->ob_n = nrm_place(p, &P->out_bn_norm);
+        }
+    }
+    if (d->has_pooler)
+        c->pooler = lin1(p, &w.pooler);
+    c->cls = lin1(p, &w.classifier, true);
+}
+
+static void cu_free(void *state)
+{
+    cu_t *c = (cu_t *)state;
+    if (!c)
+        return;
+    if (c->st)
+        WF_CU(cudaStreamSynchronize(c->st));
+    for (int i = 0; i < c->nb; i++) {
+        if (c->b[i].built)
+            WF_CU(cudaGraphExecDestroy(c->b[i].exec));
+        if (c->b[i].dbuilt)
+            WF_CU(cudaGraphExecDestroy(c->b[i].dexec));
+    }
+    if (c->lt)
+        WF_CU(cublasLtDestroy(c->lt));
+    if (c->st)
+        WF_CU(cudaStreamDestroy(c->st));
+    if (c->wdev)
+        WF_CU(cudaFree(c->wdev));
+    if (c->adev)
+        WF_CU(cudaFree(c->adev));
+    if (c->ws)
+        WF_CU(cudaFree(c->ws));
+    if (c->h_in)
+        WF_CU(cudaFreeHost(c->h_in));
+    if (c->h_logits)
+        WF_CU(cudaFreeHost(c->h_logits));
+    delete c;
+}
+
+static wf_status_t cu_init(const wf_model_t *m, const wf_session_opts_t *o, void **state, wf_err_t *err)
+{
+    char why[256];
+    if (!wf_cuda_probe(why, sizeof(why)))
+        ERR(WF_ERR_BACKEND, "cuda backend: %s", why);
+    if (o->max_batch > 65535)
+        ERR(WF_ERR_LIMIT, "cuda backend: max_batch %d over 65535", o->max_batch);
+    cu_t *c = new (std::nothrow) cu_t();
+    if (!c)
+        ERR(WF_ERR_NOMEM, "out of memory");
+    c->cfg = *wf_model_get_config(m);
+    wf_status_t st = wf_arch_dims(&c->cfg, &c->d, err);
+    if (st != WF_OK) {
+        cu_free(c);
+        return st;
+    }
+    const wf_arch_dims_t *d = &c->d;
+    c->C = c->cfg.num_labels;
+    if (d->head_dim > 128) {
+        cu_free(c);
+        ERR(WF_ERR_UNSUPPORTED, "cuda backend: attention head size %d over 128", d->head_dim);
+    }
+    c->max_tokens = o->max_tokens;
+    c->max_batch = o->max_batch;
+    for (int t = 16;; t *= 2) {
+        int tb = t < o->max_tokens ? t : o->max_tokens;
+        tb = (tb + WF_CU_ATTN_QB - 1) / WF_CU_ATTN_QB * WF_CU_ATTN_QB;
+        bucket_t *bk = &c->b[c->nb++];
+        bk->pub.tokens = tb;
+        bk->pub.seqs = tb < o->max_batch ? tb : o->max_batch;
+        bk->pub.items = tb / WF_CU_ATTN_QB + bk->pub.seqs;
+        wf_cuda_in_layout(tb, bk->pub.seqs, &bk->lay);
+        bk->pub.in_bytes = bk->lay.total * sizeof(int32_t);
+        if (tb >= o->max_tokens || c->nb == MAX_BUCKETS)
+            break;
+    }
+    c->tmax = c->b[c->nb - 1].pub.tokens;
+    c->bmax = c->b[c->nb - 1].pub.seqs;
+    c->in_words = c->b[c->nb - 1].lay.total;
+
+#define CK(x, what)                                                                    \
+    do {                                                                               \
+        cudaError_t e_ = WF_CU(x);                                                     \
+        if (e_ != cudaSuccess) {                                                       \
+            if (err)                                                                   \
+                snprintf(err->msg, sizeof(err->msg), "cuda backend: %s: %s", what, cu_err_str(e_)); \
+            cu_free(c);                                                                \
+            return WF_ERR_BACKEND;                                                     \
+        }                                                                              \
+    } while (0)
+    CK(cudaSetDevice(0), "cannot use GPU 0");
+    CK(cudaStreamCreateWithFlags(&c->st, cudaStreamNonBlocking), "cannot create a stream");
+    CK(wf_cu_attention_setup(), "cannot size the attention kernel's shared memory");
+    if (WF_CU(cublasLtCreate(&c->lt)) != CUBLAS_STATUS_SUCCESS) {
+        c->lt = NULL;
+        cu_free(c);
+        ERR(WF_ERR_BACKEND, "cuda backend: cannot create a cuBLASLt handle");
+    }
+    c->ws_bytes = 32u << 20;
+    CK(cudaMalloc(&c->ws, c->ws_bytes), "cannot allocate the cuBLASLt workspace");
+
+    /* Weights: size, stage on the host, one copy. */
+    place_t p = { NULL, NULL, 0, WF_OK };
+    place_all(c, &p, wf_model_get_weights_refs(m));
+    size_t wbytes = p.off;
+    char *host = (char *)malloc(wbytes);
+    if (!host) {
+        cu_free(c);
+        ERR(WF_ERR_NOMEM, "cuda backend: cannot stage %zu MiB of weights", wbytes >> 20);
+    }
+    CK(cudaMalloc((void **)&c->wdev, wbytes), "cannot allocate weights");
+    p = (place_t){ host, c->wdev, 0, WF_OK };
+    place_all(c, &p, wf_model_get_weights_refs(m));
+    if (p.st != WF_OK) {
+        free(host);
+        cu_free(c);
+        ERR(p.st, "cuda backend: cannot convert weights");
+    }
+    cudaError_t ce = WF_CU(cudaMemcpy(c->wdev, host, wbytes, cudaMemcpyHostToDevice));
+    free(host);
+    CK(ce, "cannot upload weights");
+
+    /* Activations, for the largest bucket. */
+    size_t T = (size_t)c->tmax, B = (size_t)c->bmax, H = d->hidden, I = d->true_hidden, F = d->inter;
+    size_t gw = H > 2 * I ? H : 2 * I;
+    place_t a = { NULL, NULL, 0, WF_OK };
+    size_t ox = take(&a, T * H * 4), ox2 = take(&a, T * H * 4), og = take(&a, T * gw * 4), oqkv = take(&a, T * 3 * I * 4),
+           obt = take(&a, T * 2 * I * 4), oa = take(&a, T * I * 4), oa2 = take(&a, T * I * 4), opool = take(&a, B * H * 4),
+           olog = take(&a, B * c->C * 4), oprob = take(&a, B * c->C * 4), ox16 = take(&a, T * H * 2),
+           ox2_16 = take(&a, T * H * 2), oe = take(&a, T * (size_t)d->emb_in * 2), obt16 = take(&a, T * 2 * I * 2),
+           octx = take(&a, T * I * 2), oa16 = take(&a, T * I * 2), oa2_16 = take(&a, T * I * 2), oh = take(&a, T * F * 2),
+           ocls = take(&a, B * H * 2), oin = take(&a, c->in_words * 4);
+    CK(cudaMalloc((void **)&c->adev, a.off), "cannot allocate activations");
+    CK(cudaMemset(c->adev, 0, a.off), "cannot clear activations");
+    char *A = c->adev;
+    c->x32 = (float *)(A + ox);
+    c->x2_32 = (float *)(A + ox2);
+    c->g = (float *)(A + og);
+    c->qkv = (float *)(A + oqkv);
+    c->bt32 = (float *)(A + obt);
+    c->a32 = (float *)(A + oa);
+    c->a2_32 = (float *)(A + oa2);
+    c->pooled = (float *)(A + opool);
+    c->logits = (float *)(A + olog);
+    c->probs = (float *)(A + oprob);
+    c->x16 = (bf16 *)(A + ox16);
+    c->x2_16 = (bf16 *)(A + ox2_16);
+    c->e16 = (bf16 *)(A + oe);
+    c->bt16 = (bf16 *)(A + obt16);
+    c->ctx16 = (bf16 *)(A + octx);
+    c->a16 = (bf16 *)(A + oa16);
+    c->a2_16 = (bf16 *)(A + oa2_16);
+    c->h16 = (bf16 *)(A + oh);
+    c->cls16 = (bf16 *)(A + ocls);
+    c->d_in = (int32_t *)(A + oin);
+    CK(cudaHostAlloc((void **)&c->h_in, c->in_words * 4, cudaHostAllocDefault), "cannot allocate pinned input");
+    CK(cudaHostAlloc((void **)&c->h_logits, B * c->C * 4, cudaHostAllocDefault), "cannot allocate pinned output");
+    for (int i = 0; i < c->nb; i++) {
+        c->b[i].pub.d_in = c->d_in;
+        c->b[i].pub.d_logits = c->logits;
+        c->b[i].pub.d_probs = c->probs;
+    }
+#undef CK
+    *state = c;
+    return WF_OK;
+}
+
+extern "C" const wf_backend_ops_t wf_backend_cuda = {
+    "cuda",
+    cu_init,
+    cu_run,
+    cu_free,
+};

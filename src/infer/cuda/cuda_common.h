@@ -1,0 +1,83 @@
+/*
+ * Internal to the CUDA backend: error checks that count host CUDA calls, and
+ * the launchers of our kernels (one .cu per op family, each launcher takes a
+ * stream). Included by .cu files only.
+ */
+#ifndef WAFER_INFER_CUDA_COMMON_H
+#define WAFER_INFER_CUDA_COMMON_H
+
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+#include <stdint.h>
+
+#include "infer/cuda/cuda.h"
+
+typedef __nv_bfloat16 bf16;
+
+/* Every CUDA runtime/driver/cuBLASLt call the backend makes goes through one
+ * of these, so wf_cuda_host_calls() counts them (the zero-calls-per-request
+ * proof of the self-scheduled ring). */
+extern "C" void wf_cuda_count_call(void);
+
+#define WF_CU(call) (wf_cuda_count_call(), (call))
+
+/* ---- embed.cu ---- */
+/* MobileBERT's embedding transformation input (T, W) in bf16: per token the
+ * rows [next, this, previous] of the bf16 word table (zeros past the
+ * sequence's ends) when trigram, else [this]. A token continues its
+ * predecessor's sequence when posid == previous posid + 1. */
+void wf_cu_embed_gather(const int32_t *ids, const int32_t *posid, int T, const bf16 *word, int E, int trigram,
+                        bf16 *out, cudaStream_t st);
+
+/* ---- norm.cu ---- */
+typedef struct {
+    const float *y;    /* input rows (T, ldy); or NULL with gword: rows of the bf16 word table */
+    int ldy;
+    const bf16 *gword; /* BERT embeddings: y row r = gword[ids[r]] */
+    const int32_t *ids;
+    const float *res;  /* + residual rows (ldr), optional */
+    int ldr;
+    const float *pos;  /* + pos[posid[r]] + type0, optional (embeddings) */
+    const int32_t *posid;
+    const float *type0;
+    const float *w[2], *b[2]; /* per segment norm parameters */
+    int width, nseg;
+    int layernorm;     /* 0: NoNorm (x*w+b) */
+    float eps;
+    float *o32;        /* fp32 output (ld32), optional */
+    int ld32;
+    bf16 *o16;         /* bf16 copy (ld16), optional */
+    int ld16;
+    int rows;
+} wf_cu_norm_args_t;
+void wf_cu_norm(const wf_cu_norm_args_t *a, cudaStream_t st);
+
+/* In-place activation on bf16 (T, n) for the kinds cuBLASLt has no epilogue
+ * for (erf GELU, tanh). kind: wf_act_t. */
+void wf_cu_act_bf16(bf16 *x, long n, int kind, cudaStream_t st);
+
+/* ---- attention.cu ---- */
+/* Varlen self-attention over packed tokens. qkv: (T, 3I) fp32 rows [q | k | v];
+ * ctx: (T, I) bf16. items[i] = (sequence << 16 | first query row / QB) for
+ * i < *nitems; start[s]..start[s+1] are sequence s's rows. grid_items is the
+ * bucket's upper bound on *nitems. */
+#define WF_CU_ATTN_QB 16
+/* Sequences of up to tc_lmax tokens (wf_cu_attention_tc_lmax: 0 when the
+ * tensor-core kernel does not apply to this head size) go to the tensor-core
+ * kernel, one block per (sequence, head) over nb sequences; longer ones to
+ * the general kernel. */
+int wf_cu_attention_tc_lmax(int dh, int lmax);
+void wf_cu_attention(const float *qkv, bf16 *ctx, const int32_t *start, const int32_t *items, const int32_t *nitems,
+                     int grid_items, int nb, int heads, int dh, int tc_lmax, cudaStream_t st);
+cudaError_t wf_cu_attention_setup(void);
+
+/* ---- head.cu ---- */
+/* CLS rows: out (nb, H) bf16 = x16[start[s]] (zeros for empty sequences). */
+void wf_cu_cls_gather(const bf16 *x16, const int32_t *start, int nb, int H, bf16 *out, cudaStream_t st);
+/* logits (nb, C) = Wc @ act(in[s]) + bc and probs = softmax(logits). in:
+ * pooled (nb, H) fp32 with tanh when pooled != NULL, else x32 rows at start[s].
+ * Empty sequences get zeros. */
+void wf_cu_head(const float *pooled, const float *x32, const int32_t *start, int nb, int H, const float *wc,
+                const float *bc, int C, float *logits, float *probs, cudaStream_t st);
+
+#endif

@@ -1,0 +1,29 @@
+/* Internal to ring/: the region object and the CUDA implementations of the GPU kinds. */
+#ifndef WAFER_RING_INTERNAL_H
+#define WAFER_RING_INTERNAL_H
+
+#include "wafer/ring.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct wf_ring_region {
+    wf_ring_mem_t kind;
+    size_t size;
+    void *host, *dev;
+    int fd;
+    unsigned long long cu_ptr; /* CUdeviceptr of a GPU region */
+};
+
+#ifdef WAFER_HAVE_CUDA
+/* region_cuda.cu: fills r (kind and size set) or returns -errno with a message. */
+int wf_ring_region_cuda_alloc(wf_ring_region_t *r, char *err, size_t errlen);
+void wf_ring_region_cuda_free(wf_ring_region_t *r);
+#endif
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
