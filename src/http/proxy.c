@@ -642,13 +642,12 @@ static void cc_start(cconn_t *cc, wf_http_request_t *req, size_t head_len)
     cc->minor = req->minor_version;
     cc->req_keepalive = (req->flags & WF_HTTP_F_KEEP_ALIVE) != 0;
 
-    char hostbuf[64];
     wf_proxy_req_ctx_t ctx = {
         .client_ip = wf_str(cc->ip, cc->ip_len),
         .client_v6 = cc->v6,
         .request_id = wf_str(cc->rid, cc->rid_len),
     };
-    ctx.default_host = wf_str(hostbuf, wf_sockaddr_format(&sc->servers[0].addr, hostbuf, sizeof(hostbuf)));
+    ctx.default_host = wf_str_c(sc->servers[0].address);
     int n = wf_proxy_request_head(sc, req, &ctx, cc->rq, cc->rq_cap);
     cc->phase = PH_PROXY;
     cc->t_head = cc->t_idle = 0;
@@ -1345,8 +1344,12 @@ void wf_proxy_accept(wf_worker_t *w, int lfd)
     for (int i = 0; i < ACCEPT_BATCH; i++) {
         if (w->nconns >= sc->max_connections) {
             WF_STAT_INC(&w->stats, conn_limit);
-            wf_info("worker %d: %zu connections (limits.max_connections): not accepting until one closes", w->id,
+            uint64_t now = wf_loop_now(w->loop);
+            if (now - w->limit_logged >= 1000) {
+                w->limit_logged = now;
+                wf_info("worker %d: %zu connections (limits.max_connections): not accepting until one closes", w->id,
                     w->nconns);
+            }
             wf_worker_listeners_pause(w, true);
             return;
         }
