@@ -319,19 +319,19 @@ static void cc_log(cconn_t *cc)
     char ts[32];
     wf_time_rfc3339(wf_wall_us(), ts, sizeof(ts));
     size_t k = 0;
-    k += (size_t)sprintf(o + k, "{\"time\":\"%s\",\"request_id\":\"%.*s\",\"client_ip\":\"%.*s\",\"client_port\":%u,"
+    k += (size_t)sprintf(o + k, "{\"time\":\"%s\",\"request_id\":\"%.*s\",\"client\":{\"ip\":\"%.*s\",\"port\":%u},"
                                 "\"method\":\"", ts, cc->rid_len, cc->rid, cc->ip_len, cc->ip, cc->port);
     k += json_str(o + k, cc->method.p, mlen, 6 * mlen + 8);
     k += (size_t)sprintf(o + k, "\",\"path\":\"");
     k += json_str(o + k, cc->path.p, plen, 6 * plen + 8);
-    k += (size_t)sprintf(o + k, "\",\"status\":%d,\"bytes_in\":%llu,\"bytes_out\":%llu,\"duration_ms\":%.3f,", st,
+    k += (size_t)sprintf(o + k, "\",\"status\":%d,\"bytes_in\":%llu,\"bytes_out\":%llu,\"durations\":{\"total_ms\":%.3f,", st,
                          (unsigned long long)cc->bytes_in, (unsigned long long)cc->bytes_out, total_ms);
     if (cc->up_srv >= 0 && (size_t)cc->up_srv < cc->sc->nservers) {
         uint64_t up_ns = cc->up_ns + (cc->t_up_ns ? now_ns - cc->t_up_ns : 0);
-        k += (size_t)sprintf(o + k, "\"upstream_ms\":%.3f,\"upstream\":\"%s\"}\n", (double)up_ns / 1e6,
+        k += (size_t)sprintf(o + k, "\"upstream_ms\":%.3f},\"upstream\":\"%s\"}\n", (double)up_ns / 1e6,
                              cc->sc->servers[cc->up_srv].address);
     } else {
-        k += (size_t)sprintf(o + k, "\"upstream_ms\":null,\"upstream\":null}\n");
+        k += (size_t)sprintf(o + k, "\"upstream_ms\":null},\"upstream\":null}\n");
     }
     w->alog_len += k;
 }
