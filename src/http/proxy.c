@@ -676,7 +676,8 @@ static void cc_start(cconn_t *cc, wf_http_request_t *req, size_t head_len)
     } else {
         cc->req_done = true;
     }
-    cc->expect_continue = !cc->req_done && (req->flags & WF_HTTP_F_EXPECT_CONTINUE);
+    /* never a 100 to an HTTP/1.0 client (RFC 9110 10.1.1) */
+    cc->expect_continue = !cc->req_done && (req->flags & WF_HTTP_F_EXPECT_CONTINUE) && req->minor_version >= 1;
     if (wf_str_eq_lit_nocase(req->method, "CONNECT")) {
         WF_STAT_INC(&w->stats, requests_rejected);
         cc->req_keepalive = false;
@@ -1247,6 +1248,8 @@ static void cc_timer(wf_loop_t *loop, wf_timer_t *t)
         }
         if (!cc->t_head && cc->t_idle && now >= cc->t_idle + sc->idle_timeout_ms) {
             WF_STAT_INC(&w->stats, timeout_idle);
+            wf_debug("client %.*s:%u: keep-alive connection idle for %llums, closing", cc->ip_len, cc->ip, cc->port,
+                     (unsigned long long)sc->idle_timeout_ms);
             cc_close(cc);
             return;
         }
