@@ -79,7 +79,9 @@ static int gen_new(wf_server_conf_t *conf, const wf_gen_t *prev, int nw, wf_gen_
                 if (prev->conf->listen[pj].backlog != l->backlog)
                     listen(fd, l->backlog);
             } else {
-                fd = wf_net_listen(&l->addr, l->backlog, true);
+                fd = wi == 0 ? wf_net_listen_probe(&l->addr) : 0;
+                if (fd == 0)
+                    fd = wf_net_listen(&l->addr, l->backlog, true);
                 if (fd < 0) {
                     snprintf(err, errlen, "%s: listen %s: %s", conf->file, l->address, wf_strerror(fd));
                     /* close what this generation opened (not what it took over) */
