@@ -309,7 +309,10 @@ static void cc_log(cconn_t *cc)
     if (!wf_access_log_on())
         return;
     size_t mlen = WF_MIN(cc->method.n, (size_t)64), plen = WF_MIN(cc->path.n, (size_t)2048);
-    char *o = wf_access_log_reserve(w, 512 + 6 * (mlen + plen));
+    const char *up_addr = cc->up_srv >= 0 && (size_t)cc->up_srv < cc->sc->nservers ? cc->sc->servers[cc->up_srv].address
+                                                                                 : NULL;
+    /* fixed text, time, id, address fields, and the escaped method and path (6 bytes per byte at most) */
+    char *o = wf_access_log_reserve(w, 512 + WF_REQUEST_ID_MAX + (up_addr ? strlen(up_addr) : 0) + 6 * (mlen + plen));
     if (!o) {
         WF_STAT_INC(&w->stats, access_log_dropped);
         return;
@@ -326,10 +329,9 @@ static void cc_log(cconn_t *cc)
     k += json_str(o + k, cc->path.p, plen, 6 * plen + 8);
     k += (size_t)sprintf(o + k, "\",\"status\":%d,\"bytes_in\":%llu,\"bytes_out\":%llu,\"durations\":{\"total_ms\":%.3f,", st,
                          (unsigned long long)cc->bytes_in, (unsigned long long)cc->bytes_out, total_ms);
-    if (cc->up_srv >= 0 && (size_t)cc->up_srv < cc->sc->nservers) {
+    if (up_addr) {
         uint64_t up_ns = cc->up_ns + (cc->t_up_ns ? now_ns - cc->t_up_ns : 0);
-        k += (size_t)sprintf(o + k, "\"upstream_ms\":%.3f},\"upstream\":\"%s\"}\n", (double)up_ns / 1e6,
-                             cc->sc->servers[cc->up_srv].address);
+        k += (size_t)sprintf(o + k, "\"upstream_ms\":%.3f},\"upstream\":\"%s\"}\n", (double)up_ns / 1e6, up_addr);
     } else {
         k += (size_t)sprintf(o + k, "\"upstream_ms\":null},\"upstream\":null}\n");
     }
