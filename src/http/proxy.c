@@ -908,7 +908,7 @@ static bool cc_step_proxy(cconn_t *cc)
         if (space) {
             ssize_t n = wf_conn_read(&cc->c, cc->in.p + cc->in.end, space);
             if (n > 0) {
-                if ((size_t)n < space)
+                if ((size_t)n < space && !cc->rdhup) /* after a FIN, read on to see the end */
                     cc->readable = false;
                 cc->in.end += (uint32_t)n;
                 WF_STAT_ADD(&w->stats, bytes_in, (uint64_t)n);
@@ -1106,7 +1106,7 @@ static bool cc_step_head(cconn_t *cc)
     }
     ssize_t n = wf_conn_read(&cc->c, cc->in.p + cc->in.end, space);
     if (n > 0) {
-        if ((size_t)n < space)
+        if ((size_t)n < space && !cc->rdhup) /* after a FIN, read on to see the end */
             cc->readable = false;
         if (cc->in.end == cc->in.start && !cc->t_head)
             cc->t_head = wf_loop_now(w->loop);
