@@ -1220,6 +1220,13 @@ static void cc_event(wf_loop_t *loop, wf_io_t *io, unsigned ev)
     }
     if (ev & WF_IO_ERR) {
         cc->readable = cc->writable = true;
+        if (cc->phase == PH_PROXY || cc->phase == PH_SEND_CLOSE) {
+            /* reset by the client: stop the upstream exchange now rather than at the first write */
+            WF_STAT_INC(&cc->w->stats, client_aborted);
+            wf_debug("client %.*s:%u: connection reset", cc->ip_len, cc->ip, cc->port);
+            cc_abort(cc, 499);
+            return;
+        }
     }
     cc_drive(cc);
 }

@@ -359,6 +359,7 @@ static int daemonize(int *notify_fd)
     return 0;
 }
 
+/* The access log keeps its own descriptor: "stdout" stays where stdout was. */
 static void detach_stdio(bool keep_stdout)
 {
     int fd = open("/dev/null", O_RDWR | O_CLOEXEC);
@@ -518,7 +519,7 @@ int wf_server_run(const char *conf_path, bool daemon_mode)
         ssize_t r = write(notify_fd, &c, 1);
         (void)r;
         close(notify_fd);
-        detach_stdio(sc->access_log == WF_ACCESS_LOG_STDOUT ? false : false);
+        detach_stdio(false);
     }
 
     bool shutting = false, forced = false;
