@@ -244,7 +244,7 @@ static void cc_waits(cconn_t *cc)
         if (u) {
             bool pending_out = cc->rq_off < cc->rq_len || cc->in.fwd > cc->in.start;
             upw = u->connecting || (pending_out && !u->writable) ||
-                  ((cc->req_sent || cc->resp_started) && !cc->resp_done && cc->ub.end < cc->ub.cap);
+                  ((cc->req_sent || cc->resp_started) && !cc->resp_done && (cc->ub.end < cc->ub.cap || cc->ub.start > 0));
         }
     } else if (cc->phase == PH_SEND_CLOSE) {
         wr = true;
