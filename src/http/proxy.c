@@ -109,9 +109,13 @@ static void up_close(wf_worker_t *w, upconn_t *u);
 
 /* ---- blocks ---- */
 
+static size_t cc_blocksize(const wf_server_conf_t *sc);
+
 static void *block_get(wf_worker_t *w, size_t size)
 {
     if (w->blocks.size != size) {
+        if (size != cc_blocksize(w->gen->conf))
+            return malloc(size); /* a connection of an older generation: do not disturb the pool */
         /* a reload changed buffer sizes: drop the old free blocks */
         while (w->blocks.free) {
             void *b = w->blocks.free;
