@@ -60,7 +60,6 @@ typedef struct {
     ssize_t (*writev)(wf_conn_t *c, const struct iovec *iov, int iovcnt);
     int (*shutdown)(wf_conn_t *c, int how); /* SHUT_WR, ... */
     void (*close)(wf_conn_t *c);            /* closes the descriptor; the object stays the caller's */
-    bool (*peer_closed)(wf_conn_t *c);      /* true if the next read would see end of stream (no bytes consumed) */
 } wf_conn_type_t;
 
 struct wf_conn {
@@ -83,7 +82,6 @@ static inline ssize_t wf_conn_read(wf_conn_t *c, void *buf, size_t len) { return
 static inline ssize_t wf_conn_write(wf_conn_t *c, const void *buf, size_t len) { return c->type->write(c, buf, len); }
 static inline ssize_t wf_conn_writev(wf_conn_t *c, const struct iovec *iov, int n) { return c->type->writev(c, iov, n); }
 static inline int wf_conn_shutdown(wf_conn_t *c, int how) { return c->type->shutdown(c, how); }
-static inline bool wf_conn_peer_closed(wf_conn_t *c) { return c->type->peer_closed(c); }
 /* Unregisters from the loop (without a system call) and closes. */
 static inline void wf_conn_close(wf_loop_t *loop, wf_conn_t *c)
 {

@@ -1234,14 +1234,6 @@ static void cc_event(wf_loop_t *loop, wf_io_t *io, unsigned ev)
     if (ev & WF_IO_HUP) {
         cc->rdhup = true;
         cc->readable = true;
-        if (cc->phase == PH_PROXY && cc->req_done && !cc->resp_started && wf_conn_peer_closed(&cc->c)) {
-            /* the client went away while the upstream works on its request (as nginx does,
-             * a client that half-closes without pipelined bytes counts as gone) */
-            WF_STAT_INC(&cc->w->stats, client_aborted);
-            wf_debug("client %.*s:%u: closed before the response", cc->ip_len, cc->ip, cc->port);
-            cc_abort(cc, 499);
-            return;
-        }
     }
     if (ev & WF_IO_ERR) {
         cc->readable = cc->writable = true;

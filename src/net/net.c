@@ -225,13 +225,6 @@ static int tcp_shutdown(wf_conn_t *c, int how) { return shutdown(c->fd, how) < 0
 
 static void tcp_close(wf_conn_t *c) { close(c->fd); }
 
-static bool tcp_peer_closed(wf_conn_t *c)
-{
-    char b;
-    ssize_t n = recv(c->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
-    return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
-}
-
 const wf_conn_type_t wf_conn_tcp = {
     .name = "tcp",
     .read = tcp_read,
@@ -239,5 +232,4 @@ const wf_conn_type_t wf_conn_tcp = {
     .writev = tcp_writev,
     .shutdown = tcp_shutdown,
     .close = tcp_close,
-    .peer_closed = tcp_peer_closed,
 };
