@@ -148,7 +148,11 @@ int wf_proxy_request_head(const wf_server_conf_t *sc, const wf_http_request_t *r
             if (have_cl || !(req->flags & WF_HTTP_F_CONTENT_LENGTH))
                 continue;
             have_cl = true;
-            put_field(&w, name, h[i].value);
+            /* the parsed value, not the field as received: "5, 5" is valid
+             * (RFC 9110 8.6) but a list that stricter upstreams refuse */
+            PUTL(&w, "Content-Length: ");
+            put_u64(&w, req->content_length);
+            PUTL(&w, "\r\n");
             continue;
         }
         if (wf_str_eq_lit_nocase(name, "transfer-encoding"))

@@ -102,6 +102,25 @@ TEST(connection_cannot_remove_framing_or_host)
                       "\r\n");
 }
 
+TEST(repeated_content_length_forwarded_once_as_parsed)
+{
+    wf_server_conf_t sc = conf();
+    sc.xff = sc.via = false;
+    free(sc.request_id_header);
+    sc.request_id_header = NULL;
+    const char *got = rewrite(&sc,
+                              "POST /u HTTP/1.1\r\n"
+                              "Host: h\r\n"
+                              "Content-Length: 3, 3\r\n"
+                              "Content-Length: 3\r\n"
+                              "\r\n",
+                              "10.0.0.1", false);
+    CHECK_EQ_STR(got, "POST /u HTTP/1.1\r\n"
+                      "Host: h\r\n"
+                      "Content-Length: 3\r\n"
+                      "\r\n");
+}
+
 TEST(chunked_absolute_form_and_http10)
 {
     wf_server_conf_t sc = conf();
