@@ -38,7 +38,7 @@
  * time (the build targets baseline x86-64; sgemm is OpenBLAS's own dispatch). */
 /* Not under ThreadSanitizer: its instrumented ifunc resolver runs before its runtime is up. */
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_THREAD__)
-#define WF_SIMD __attribute__((target_clones("avx2", "default")))
+#define WF_SIMD __attribute__((target_clones("avx512f", "avx2", "default")))
 #else
 #define WF_SIMD
 #endif
@@ -134,8 +134,10 @@ static inline float erf_fast(float x)
 
 static inline float tanh_fast(float x) { return 1.0f - 2.0f / (exp_fast(2.0f * x) + 1.0f); }
 
-/* One loop per activation, so that each vectorises. */
-static inline void act_rows(wf_act_t a, float *y, int c0, int c1)
+/* One loop per activation, so that each vectorises; always inlined, so that
+ * it is compiled into each clone of its caller (an out-of-line copy is built
+ * for the baseline only, and its ReLU was a compare-and-branch per element). */
+static inline __attribute__((always_inline)) void act_rows(wf_act_t a, float *y, int c0, int c1)
 {
     switch (a) {
     case WF_ACT_GELU:
@@ -309,14 +311,36 @@ WF_SIMD static void softmax_rows(float *S, int rows, int L)
 {
     for (int q = 0; q < rows; q++) {
         float *sc = S + (size_t)q * L;
+        /* Sixteen running maxima and sums, so that the reductions vectorise
+         * (a single accumulator is a serial dependency the compiler may not
+         * reorder); the result does not depend on the vector width. */
+        float mxv[16], smv[16];
+        for (int k = 0; k < 16; k++)
+            mxv[k] = sc[0];
+        int t = 0;
+        for (; t + 16 <= L; t += 16)
+            for (int k = 0; k < 16; k++)
+                mxv[k] = sc[t + k] > mxv[k] ? sc[t + k] : mxv[k];
         float mx = sc[0];
-        for (int t = 1; t < L; t++)
+        for (; t < L; t++)
             mx = sc[t] > mx ? sc[t] : mx;
+        for (int k = 0; k < 16; k++)
+            mx = mxv[k] > mx ? mxv[k] : mx;
+        for (int k = 0; k < 16; k++)
+            smv[k] = 0.0f;
+        for (t = 0; t + 16 <= L; t += 16)
+            for (int k = 0; k < 16; k++) {
+                float v = exp_fast(sc[t + k] - mx);
+                sc[t + k] = v;
+                smv[k] += v;
+            }
         float sum = 0.0f;
-        for (int t = 0; t < L; t++) {
+        for (; t < L; t++) {
             sc[t] = exp_fast(sc[t] - mx);
             sum += sc[t];
         }
+        for (int k = 0; k < 16; k++)
+            sum += smv[k];
         float inv = 1.0f / sum;
         for (int t = 0; t < L; t++)
             sc[t] *= inv;
