@@ -17,6 +17,7 @@
  */
 #include "infer/arch.h"
 #include "infer/backend.h"
+#include "infer/cpu/gemm.h"
 #include "infer/cpu/pool.h"
 #include "wafer/core.h"
 
@@ -46,7 +47,7 @@
 /* Query rows per attention work item. */
 #define ATTN_QBLOCK 64
 
-typedef struct { const float *w, *b; int out, in; } lin_t;
+typedef struct { const float *w, *b; int out, in; const float *p; /* packed for wf_gemm, or NULL */ } lin_t;
 typedef struct { const float *w, *b; } nrm_t;
 
 typedef struct {
@@ -76,6 +77,7 @@ typedef struct {
     layer_t layers[WF_ARCH_MAX_LAYERS];
     lin_t pooler, cls;
     float *wblock;  /* converted weights */
+    float *pblock;  /* the same, packed for wf_gemm (NULL: OpenBLAS) */
     float *ablock;  /* activations */
     wf_tpool_t *pool;
     int threads, max_tokens, max_batch, lmax;
@@ -273,6 +275,38 @@ static void lin_cols(void *ctx, int c0, int c1, int tid)
         }
 }
 
+/* Rows in blocks small enough that the epilogue finds them in cache; a
+ * multiple of the kernels' tile heights (6 and 12). */
+#define LIN_ROW_BLOCK 60
+
+static void lin_rows_packed(void *ctx, int r0, int r1, int tid)
+{
+    lin_job_t *j = ctx;
+    const lin_t *L = j->L;
+    int np = (L->out + wf_gemm_nr() - 1) / wf_gemm_nr();
+    for (int b = r0; b < r1; b += LIN_ROW_BLOCK) {
+        int e = b + LIN_ROW_BLOCK < r1 ? b + LIN_ROW_BLOCK : r1;
+        wf_gemm(L->p, L->out, L->in, j->X + (size_t)b * j->ldx, j->ldx, e - b, j->Y + (size_t)b * j->ldy, j->ldy, 0,
+                np);
+        for (int r = b; r < e; r++)
+            epi_row(j->e, j->Y + (size_t)r * j->ldy, r, 0, L->out, true);
+    }
+}
+
+/* Panels p0..p1 of the output for all rows (few rows); the bias is in the product. */
+static void lin_cols_packed(void *ctx, int p0, int p1, int tid)
+{
+    lin_job_t *j = ctx;
+    const lin_t *L = j->L;
+    int nr = wf_gemm_nr();
+    wf_gemm(L->p, L->out, L->in, j->X, j->ldx, j->T, j->Y, j->ldy, p0, p1);
+    if (!epi_needs_rows(j->e)) {
+        int c1 = p1 * nr < L->out ? p1 * nr : L->out;
+        for (int r = 0; r < j->T; r++)
+            epi_row(j->e, j->Y + (size_t)r * j->ldy, r, p0 * nr, c1, true);
+    }
+}
+
 static void lin_epi_rows(void *ctx, int r0, int r1, int tid)
 {
     lin_job_t *j = ctx;
@@ -285,6 +319,17 @@ static void linear(cpu_t *c, const float *X, int ldx, int T, const lin_t *L, flo
 {
     lin_job_t j = { c, X, ldx, T, L, Y, ldy, e };
     int k = c->threads;
+    if (L->p) {
+        if (k == 1 || T >= 8 * k) {
+            wf_tpool_for(c->pool, T, (T + k - 1) / k, lin_rows_packed, &j);
+            return;
+        }
+        int np = (L->out + wf_gemm_nr() - 1) / wf_gemm_nr();
+        wf_tpool_for(c->pool, np, (np + k - 1) / k, lin_cols_packed, &j);
+        if (epi_needs_rows(e))
+            wf_tpool_for(c->pool, T, 1, lin_epi_rows, &j);
+        return;
+    }
     if (k == 1 || T >= 8 * k) {
         int grain = (T + k - 1) / k;
         wf_tpool_for(c->pool, T, grain, lin_rows, &j);
@@ -699,6 +744,58 @@ static void place_all(cpu_t *c, place_t *pl, const wf_weights_t *model_w)
     c->cls = lin_of(pl, &w->classifier);
 }
 
+/* Every linear layer the forward pass runs, for packing. */
+static int lin_list(cpu_t *c, lin_t **out)
+{
+    int n = 0;
+    const wf_arch_dims_t *d = &c->d;
+    if (d->emb_in)
+        out[n++] = &c->emb_t;
+    for (int l = 0; l < c->cfg.num_hidden_layers; l++) {
+        layer_t *L = &c->layers[l];
+        lin_t *all[] = { &L->bott, &L->proj0, &L->proj1, &L->ao, &L->in, &L->out, &L->ob };
+        for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
+            out[n++] = all[i];
+        for (int f = 0; f < d->nffn; f++) {
+            out[n++] = &L->fi[f];
+            out[n++] = &L->fo[f];
+        }
+    }
+    out[n++] = &c->pooler;
+    out[n++] = &c->cls;
+    return n;
+}
+
+/* With a kernel for this CPU, a packed copy of every linear layer's weights
+ * and bias (the float32 ones stay for nothing else; the cost is one more copy
+ * of the weights in memory). */
+static wf_status_t pack_all(cpu_t *c)
+{
+    if (!wf_gemm_nr())
+        return WF_OK;
+    lin_t *ls[8 + WF_ARCH_MAX_LAYERS * (7 + 2 * WF_ARCH_MAX_FFN)];
+    int n = lin_list(c, ls);
+    size_t total = 0;
+    for (int i = 0; i < n; i++)
+        if (ls[i]->out)
+            total += wf_gemm_packed_size(ls[i]->out, ls[i]->in);
+    if (!total)
+        return WF_OK;
+    c->pblock = aligned_alloc(64, total * sizeof(float));
+    if (!c->pblock)
+        return WF_ERR_NOMEM;
+    size_t at = 0;
+    for (int i = 0; i < n; i++) {
+        lin_t *L = ls[i];
+        if (!L->out)
+            continue;
+        wf_gemm_pack(L->w, L->b, L->out, L->in, c->pblock + at);
+        L->p = c->pblock + at;
+        at += wf_gemm_packed_size(L->out, L->in);
+    }
+    return WF_OK;
+}
+
 static void cpu_free(void *state)
 {
     cpu_t *c = state;
@@ -707,6 +804,7 @@ static void cpu_free(void *state)
     if (c->pool)
         wf_tpool_free(c->pool);
     free(c->wblock);
+    free(c->pblock);
     free(c->ablock);
     free(c);
 }
@@ -773,6 +871,12 @@ static wf_status_t cpu_init(const wf_model_t *m, const wf_session_opts_t *o, voi
     if (pl.st != WF_OK) {
         cpu_free(c);
         ERR(pl.st, "cpu backend: cannot convert weights to float32");
+    }
+
+    st = pack_all(c);
+    if (st != WF_OK) {
+        cpu_free(c);
+        ERR(st, "cpu backend: cannot allocate memory for packed weights");
     }
 
     /* Activations: one block for max_tokens / max_batch. */
