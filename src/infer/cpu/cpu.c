@@ -401,6 +401,27 @@ static void attn_items(void *ctx, int i0, int i1, int tid)
     int Iw = c->d.true_hidden, dh = c->d.head_dim, ld = 3 * Iw;
     float scale = 1.0f / sqrtf((float)dh);
     float *S = c->scratch + tid * c->scratch_per_thread; /* (ATTN_QBLOCK, L) */
+    if (wf_gemm_nr()) {
+        /* Our kernel: keys (scaled) and the values' transpose packed per
+         * item (L * dh each, against 2 * ATTN_QBLOCK * L * dh multiply-adds). */
+        float *PK = S + (size_t)ATTN_QBLOCK * c->lmax;
+        float *PV = PK + wf_gemm_packed_size(c->lmax, dh);
+        for (int it = i0; it < i1; it++) {
+            int s = c->items[3 * it], hd = c->items[3 * it + 1], q0 = c->items[3 * it + 2];
+            int base = c->start[s], L = c->start[s + 1] - base;
+            int nq = q0 + ATTN_QBLOCK < L ? ATTN_QBLOCK : L - q0;
+            const float *Q = j->qkv + (size_t)(base + q0) * ld + hd * dh;
+            const float *K = j->qkv + (size_t)base * ld + Iw + hd * dh;
+            const float *V = K + Iw;
+            int npk = (L + wf_gemm_nr() - 1) / wf_gemm_nr(), npv = (dh + wf_gemm_nr() - 1) / wf_gemm_nr();
+            wf_gemm_pack_view(K, (size_t)ld, 1, scale, NULL, L, dh, PK);
+            wf_gemm(PK, L, dh, Q, ld, nq, S, L, 0, npk);
+            softmax_rows(S, nq, L);
+            wf_gemm_pack_view(V, 1, (size_t)ld, 1.0f, NULL, dh, L, PV);
+            wf_gemm(PV, dh, L, S, L, nq, j->ctx + (size_t)(base + q0) * Iw + hd * dh, Iw, 0, npv);
+        }
+        return;
+    }
     for (int it = i0; it < i1; it++) {
         int s = c->items[3 * it], hd = c->items[3 * it + 1], q0 = c->items[3 * it + 2];
         int base = c->start[s], L = c->start[s + 1] - base;
@@ -883,6 +904,8 @@ static wf_status_t cpu_init(const wf_model_t *m, const wf_session_opts_t *o, voi
     size_t T = (size_t)o->max_tokens, B = (size_t)o->max_batch, H = d->hidden, Iw = d->true_hidden, F = d->inter;
     size_t max_items = (size_t)d->heads * (T / ATTN_QBLOCK + B);
     c->scratch_per_thread = ((size_t)ATTN_QBLOCK * c->lmax + 15) & ~(size_t)15;
+    if (wf_gemm_nr()) /* packed keys and values for our kernel */
+        c->scratch_per_thread += wf_gemm_packed_size(c->lmax, d->head_dim) + wf_gemm_packed_size(d->head_dim, c->lmax);
     size_t off = 0;
     size_t ox = take(&off, T * H), ox2 = take(&off, T * H), oe = take(&off, T * (size_t)d->emb_in),
            obt = take(&off, d->bottleneck ? T * 2 * Iw : 0), oqkv = take(&off, T * 3 * Iw), octx = take(&off, T * Iw),

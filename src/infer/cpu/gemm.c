@@ -77,14 +77,38 @@ size_t wf_gemm_packed_size(int out, int in)
 
 void wf_gemm_pack(const float *w, const float *b, int out, int in, float *dst)
 {
+    wf_gemm_pack_view(w, (size_t)in, 1, 1.0f, b, out, in, dst);
+}
+
+void wf_gemm_pack_view(const float *w, size_t sc, size_t sk, float scale, const float *b, int out, int in,
+                       float *dst)
+{
     int nr = wf_gemm_nr();
     int np = (out + nr - 1) / nr;
-    for (int p = 0; p < np; p++)
-        for (int k = 0; k < in; k++)
-            for (int j = 0; j < nr; j++) {
-                int c = p * nr + j;
-                dst[((size_t)p * in + k) * nr + j] = c < out ? w[(size_t)c * in + k] : 0.0f;
+    /* Loops in the order that reads w contiguously (attention packs per item). */
+    for (int p = 0; p < np; p++) {
+        float *d = dst + (size_t)p * in * nr;
+        int nc = out - p * nr < nr ? out - p * nr : nr;
+        if (sc == 1) {
+            for (int k = 0; k < in; k++) {
+                const float *src = w + (size_t)p * nr + k * sk;
+                for (int j = 0; j < nc; j++)
+                    d[(size_t)k * nr + j] = scale * src[j];
+                for (int j = nc; j < nr; j++)
+                    d[(size_t)k * nr + j] = 0.0f;
             }
+        } else {
+            for (int j = 0; j < nr; j++) {
+                const float *src = w + (p * nr + j) * sc;
+                if (j < nc)
+                    for (int k = 0; k < in; k++)
+                        d[(size_t)k * nr + j] = scale * src[k * sk];
+                else
+                    for (int k = 0; k < in; k++)
+                        d[(size_t)k * nr + j] = 0.0f;
+            }
+        }
+    }
     float *bias = dst + (size_t)np * in * nr;
     for (int c = 0; c < np * nr; c++)
         bias[c] = b && c < out ? b[c] : 0.0f;

@@ -24,6 +24,10 @@ int wf_gemm_nr(void);
 size_t wf_gemm_packed_size(int out, int in);
 /* Packs W (out, in) row-major and b (out, or NULL for zeros) into dst (64-byte aligned). */
 void wf_gemm_pack(const float *w, const float *b, int out, int in, float *dst);
+/* The same for W[c, k] = scale * w[c * sc + k * sk] (a view of a matrix, e.g.
+ * keys or the transpose of values inside a packed q/k/v activation). */
+void wf_gemm_pack_view(const float *w, size_t sc, size_t sk, float scale, const float *b, int out, int in,
+                       float *dst);
 /* Y[r, c] = b[c] + sum_k X[r, k] W[c, k] for r < rows and the columns of
  * panels [p0, p1) (columns p0*nr .. min(p1*nr, out)). */
 void wf_gemm(const float *packed, int out, int in, const float *X, int ldx, int rows, float *Y, int ldy, int p0,
