@@ -1,15 +1,16 @@
 /*
- * The CPU backend: float32, OpenBLAS sgemm for every linear layer, our own
- * fused epilogues (bias + activation, bias + residual + LayerNorm/NoNorm,
- * embeddings) and attention.
+ * The CPU backend: float32; matrix products by our packed-weight kernel
+ * (gemm.c: AVX-512 or AVX2+FMA, picked at run time) or, on CPUs without
+ * them, OpenBLAS sgemm; our own fused epilogues (bias + activation, bias +
+ * residual + LayerNorm/NoNorm, embeddings) and attention.
  *
  * Batches are packed, not padded: the tokens of all sequences form one
  * (T, width) matrix, so each linear layer is one product over all T tokens;
  * only attention looks at sequence boundaries (each token attends to the
  * tokens of its own sequence). Parallelism comes from our pool: each thread
- * runs single-threaded sgemm on its own block of rows (or columns, when there
- * are few rows) and applies the epilogue while the rows are in cache, so
- * OpenBLAS is told to use one thread and two thread pools never compete.
+ * runs the product on its own block of rows (or columns, when there are few
+ * rows) and applies the epilogue while the rows are in cache; OpenBLAS, where
+ * used, is told to use one thread, so two thread pools never compete.
  *
  * Memory: weights are converted to float32 once at init (F32 tensors that
  * need no fusing are used in place); activations live in one block sized
@@ -841,11 +842,14 @@ static size_t take(size_t *off, size_t nfloats)
 /* OpenBLAS picks its kernels from the CPU model; on a model newer than the
  * library (e.g. Emerald Rapids with 0.3.21) it falls back to its SSE3
  * "Prescott" kernels, about 4x slower than its AVX-512 ones. Say so once,
- * with the fix (the variable is read when the library loads). */
+ * with the fix (the variable is read when the library loads), when OpenBLAS
+ * does the products, i.e. when our kernel is not in use. */
 static void warn_blas_core(void)
 {
 #if defined(__x86_64__) && defined(__GNUC__)
     static atomic_int warned;
+    if (wf_gemm_nr())
+        return;
     const char *core = openblas_get_corename();
     const char *old[] = { "Prescott", "Core2", "Penryn", "Dunnington", "Nehalem", "Atom", "Katmai", "Coppermine",
                           "Northwood", "Banias", "Sandybridge", "Barcelona", "Opteron", "Athlon" };
