@@ -8,7 +8,8 @@
 # OpenBLAS chooses its kernels from the CPU model; when it does not know the
 # model it falls back to SSE3 ("Prescott") kernels. Then, unless
 # OPENBLAS_CORETYPE is already set, this picks SkylakeX (AVX-512) or Haswell
-# (AVX2) from the CPU's flags and says so.
+# (AVX2) from the CPU's flags and says so. (wafer itself uses OpenBLAS only on
+# CPUs without AVX2+FMA, or with WAFER_CPU_GEMM=blas; PyTorch does not use it.)
 set -eu
 bin=$1
 shift

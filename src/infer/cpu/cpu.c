@@ -1,15 +1,16 @@
 /*
- * The CPU backend: float32, OpenBLAS sgemm for every linear layer, our own
- * fused epilogues (bias + activation, bias + residual + LayerNorm/NoNorm,
- * embeddings) and attention.
+ * The CPU backend: float32; matrix products by our packed-weight kernel
+ * (gemm.c: AVX-512 or AVX2+FMA, picked at run time) or, on CPUs without
+ * them, OpenBLAS sgemm; our own fused epilogues (bias + activation, bias +
+ * residual + LayerNorm/NoNorm, embeddings) and attention.
  *
  * Batches are packed, not padded: the tokens of all sequences form one
  * (T, width) matrix, so each linear layer is one product over all T tokens;
  * only attention looks at sequence boundaries (each token attends to the
  * tokens of its own sequence). Parallelism comes from our pool: each thread
- * runs single-threaded sgemm on its own block of rows (or columns, when there
- * are few rows) and applies the epilogue while the rows are in cache, so
- * OpenBLAS is told to use one thread and two thread pools never compete.
+ * runs the product on its own block of rows (or columns, when there are few
+ * rows) and applies the epilogue while the rows are in cache; OpenBLAS, where
+ * used, is told to use one thread, so two thread pools never compete.
  *
  * Memory: weights are converted to float32 once at init (F32 tensors that
  * need no fusing are used in place); activations live in one block sized
@@ -17,6 +18,7 @@
  */
 #include "infer/arch.h"
 #include "infer/backend.h"
+#include "infer/cpu/gemm.h"
 #include "infer/cpu/pool.h"
 #include "wafer/core.h"
 
@@ -38,7 +40,7 @@
  * time (the build targets baseline x86-64; sgemm is OpenBLAS's own dispatch). */
 /* Not under ThreadSanitizer: its instrumented ifunc resolver runs before its runtime is up. */
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_THREAD__)
-#define WF_SIMD __attribute__((target_clones("avx2", "default")))
+#define WF_SIMD __attribute__((target_clones("avx512f", "avx2", "default")))
 #else
 #define WF_SIMD
 #endif
@@ -46,7 +48,7 @@
 /* Query rows per attention work item. */
 #define ATTN_QBLOCK 64
 
-typedef struct { const float *w, *b; int out, in; } lin_t;
+typedef struct { const float *w, *b; int out, in; const float *p; /* packed for wf_gemm, or NULL */ } lin_t;
 typedef struct { const float *w, *b; } nrm_t;
 
 typedef struct {
@@ -76,6 +78,7 @@ typedef struct {
     layer_t layers[WF_ARCH_MAX_LAYERS];
     lin_t pooler, cls;
     float *wblock;  /* converted weights */
+    float *pblock;  /* the same, packed for wf_gemm (NULL: OpenBLAS) */
     float *ablock;  /* activations */
     wf_tpool_t *pool;
     int threads, max_tokens, max_batch, lmax;
@@ -134,8 +137,10 @@ static inline float erf_fast(float x)
 
 static inline float tanh_fast(float x) { return 1.0f - 2.0f / (exp_fast(2.0f * x) + 1.0f); }
 
-/* One loop per activation, so that each vectorises. */
-static inline void act_rows(wf_act_t a, float *y, int c0, int c1)
+/* One loop per activation, so that each vectorises; always inlined, so that
+ * it is compiled into each clone of its caller (an out-of-line copy is built
+ * for the baseline only, and its ReLU was a compare-and-branch per element). */
+static inline __attribute__((always_inline)) void act_rows(wf_act_t a, float *y, int c0, int c1)
 {
     switch (a) {
     case WF_ACT_GELU:
@@ -271,6 +276,38 @@ static void lin_cols(void *ctx, int c0, int c1, int tid)
         }
 }
 
+/* Rows in blocks small enough that the epilogue finds them in cache; a
+ * multiple of the kernels' tile heights (6 and 12). */
+#define LIN_ROW_BLOCK 60
+
+static void lin_rows_packed(void *ctx, int r0, int r1, int tid)
+{
+    lin_job_t *j = ctx;
+    const lin_t *L = j->L;
+    int np = (L->out + wf_gemm_nr() - 1) / wf_gemm_nr();
+    for (int b = r0; b < r1; b += LIN_ROW_BLOCK) {
+        int e = b + LIN_ROW_BLOCK < r1 ? b + LIN_ROW_BLOCK : r1;
+        wf_gemm(L->p, L->out, L->in, j->X + (size_t)b * j->ldx, j->ldx, e - b, j->Y + (size_t)b * j->ldy, j->ldy, 0,
+                np);
+        for (int r = b; r < e; r++)
+            epi_row(j->e, j->Y + (size_t)r * j->ldy, r, 0, L->out, true);
+    }
+}
+
+/* Panels p0..p1 of the output for all rows (few rows); the bias is in the product. */
+static void lin_cols_packed(void *ctx, int p0, int p1, int tid)
+{
+    lin_job_t *j = ctx;
+    const lin_t *L = j->L;
+    int nr = wf_gemm_nr();
+    wf_gemm(L->p, L->out, L->in, j->X, j->ldx, j->T, j->Y, j->ldy, p0, p1);
+    if (!epi_needs_rows(j->e)) {
+        int c1 = p1 * nr < L->out ? p1 * nr : L->out;
+        for (int r = 0; r < j->T; r++)
+            epi_row(j->e, j->Y + (size_t)r * j->ldy, r, p0 * nr, c1, true);
+    }
+}
+
 static void lin_epi_rows(void *ctx, int r0, int r1, int tid)
 {
     lin_job_t *j = ctx;
@@ -283,6 +320,17 @@ static void linear(cpu_t *c, const float *X, int ldx, int T, const lin_t *L, flo
 {
     lin_job_t j = { c, X, ldx, T, L, Y, ldy, e };
     int k = c->threads;
+    if (L->p) {
+        if (k == 1 || T >= 8 * k) {
+            wf_tpool_for(c->pool, T, (T + k - 1) / k, lin_rows_packed, &j);
+            return;
+        }
+        int np = (L->out + wf_gemm_nr() - 1) / wf_gemm_nr();
+        wf_tpool_for(c->pool, np, (np + k - 1) / k, lin_cols_packed, &j);
+        if (epi_needs_rows(e))
+            wf_tpool_for(c->pool, T, 1, lin_epi_rows, &j);
+        return;
+    }
     if (k == 1 || T >= 8 * k) {
         int grain = (T + k - 1) / k;
         wf_tpool_for(c->pool, T, grain, lin_rows, &j);
@@ -309,14 +357,36 @@ WF_SIMD static void softmax_rows(float *S, int rows, int L)
 {
     for (int q = 0; q < rows; q++) {
         float *sc = S + (size_t)q * L;
+        /* Sixteen running maxima and sums, so that the reductions vectorise
+         * (a single accumulator is a serial dependency the compiler may not
+         * reorder); the result does not depend on the vector width. */
+        float mxv[16], smv[16];
+        for (int k = 0; k < 16; k++)
+            mxv[k] = sc[0];
+        int t = 0;
+        for (; t + 16 <= L; t += 16)
+            for (int k = 0; k < 16; k++)
+                mxv[k] = sc[t + k] > mxv[k] ? sc[t + k] : mxv[k];
         float mx = sc[0];
-        for (int t = 1; t < L; t++)
+        for (; t < L; t++)
             mx = sc[t] > mx ? sc[t] : mx;
+        for (int k = 0; k < 16; k++)
+            mx = mxv[k] > mx ? mxv[k] : mx;
+        for (int k = 0; k < 16; k++)
+            smv[k] = 0.0f;
+        for (t = 0; t + 16 <= L; t += 16)
+            for (int k = 0; k < 16; k++) {
+                float v = exp_fast(sc[t + k] - mx);
+                sc[t + k] = v;
+                smv[k] += v;
+            }
         float sum = 0.0f;
-        for (int t = 0; t < L; t++) {
+        for (; t < L; t++) {
             sc[t] = exp_fast(sc[t] - mx);
             sum += sc[t];
         }
+        for (int k = 0; k < 16; k++)
+            sum += smv[k];
         float inv = 1.0f / sum;
         for (int t = 0; t < L; t++)
             sc[t] *= inv;
@@ -332,6 +402,27 @@ static void attn_items(void *ctx, int i0, int i1, int tid)
     int Iw = c->d.true_hidden, dh = c->d.head_dim, ld = 3 * Iw;
     float scale = 1.0f / sqrtf((float)dh);
     float *S = c->scratch + tid * c->scratch_per_thread; /* (ATTN_QBLOCK, L) */
+    if (wf_gemm_nr()) {
+        /* Our kernel: keys (scaled) and the values' transpose packed per
+         * item (L * dh each, against 2 * ATTN_QBLOCK * L * dh multiply-adds). */
+        float *PK = S + (size_t)ATTN_QBLOCK * c->lmax;
+        float *PV = PK + wf_gemm_packed_size(c->lmax, dh);
+        for (int it = i0; it < i1; it++) {
+            int s = c->items[3 * it], hd = c->items[3 * it + 1], q0 = c->items[3 * it + 2];
+            int base = c->start[s], L = c->start[s + 1] - base;
+            int nq = q0 + ATTN_QBLOCK < L ? ATTN_QBLOCK : L - q0;
+            const float *Q = j->qkv + (size_t)(base + q0) * ld + hd * dh;
+            const float *K = j->qkv + (size_t)base * ld + Iw + hd * dh;
+            const float *V = K + Iw;
+            int npk = (L + wf_gemm_nr() - 1) / wf_gemm_nr(), npv = (dh + wf_gemm_nr() - 1) / wf_gemm_nr();
+            wf_gemm_pack_view(K, (size_t)ld, 1, scale, NULL, L, dh, PK);
+            wf_gemm(PK, L, dh, Q, ld, nq, S, L, 0, npk);
+            softmax_rows(S, nq, L);
+            wf_gemm_pack_view(V, 1, (size_t)ld, 1.0f, NULL, dh, L, PV);
+            wf_gemm(PV, dh, L, S, L, nq, j->ctx + (size_t)(base + q0) * Iw + hd * dh, Iw, 0, npv);
+        }
+        return;
+    }
     for (int it = i0; it < i1; it++) {
         int s = c->items[3 * it], hd = c->items[3 * it + 1], q0 = c->items[3 * it + 2];
         int base = c->start[s], L = c->start[s + 1] - base;
@@ -675,6 +766,58 @@ static void place_all(cpu_t *c, place_t *pl, const wf_weights_t *model_w)
     c->cls = lin_of(pl, &w->classifier);
 }
 
+/* Every linear layer the forward pass runs, for packing. */
+static int lin_list(cpu_t *c, lin_t **out)
+{
+    int n = 0;
+    const wf_arch_dims_t *d = &c->d;
+    if (d->emb_in)
+        out[n++] = &c->emb_t;
+    for (int l = 0; l < c->cfg.num_hidden_layers; l++) {
+        layer_t *L = &c->layers[l];
+        lin_t *all[] = { &L->bott, &L->proj0, &L->proj1, &L->ao, &L->in, &L->out, &L->ob };
+        for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
+            out[n++] = all[i];
+        for (int f = 0; f < d->nffn; f++) {
+            out[n++] = &L->fi[f];
+            out[n++] = &L->fo[f];
+        }
+    }
+    out[n++] = &c->pooler;
+    out[n++] = &c->cls;
+    return n;
+}
+
+/* With a kernel for this CPU, a packed copy of every linear layer's weights
+ * and bias (the float32 ones stay for nothing else; the cost is one more copy
+ * of the weights in memory). */
+static wf_status_t pack_all(cpu_t *c)
+{
+    if (!wf_gemm_nr())
+        return WF_OK;
+    lin_t *ls[8 + WF_ARCH_MAX_LAYERS * (7 + 2 * WF_ARCH_MAX_FFN)];
+    int n = lin_list(c, ls);
+    size_t total = 0;
+    for (int i = 0; i < n; i++)
+        if (ls[i]->out)
+            total += wf_gemm_packed_size(ls[i]->out, ls[i]->in);
+    if (!total)
+        return WF_OK;
+    c->pblock = aligned_alloc(64, total * sizeof(float));
+    if (!c->pblock)
+        return WF_ERR_NOMEM;
+    size_t at = 0;
+    for (int i = 0; i < n; i++) {
+        lin_t *L = ls[i];
+        if (!L->out)
+            continue;
+        wf_gemm_pack(L->w, L->b, L->out, L->in, c->pblock + at);
+        L->p = c->pblock + at;
+        at += wf_gemm_packed_size(L->out, L->in);
+    }
+    return WF_OK;
+}
+
 static void cpu_free(void *state)
 {
     cpu_t *c = state;
@@ -683,6 +826,7 @@ static void cpu_free(void *state)
     if (c->pool)
         wf_tpool_free(c->pool);
     free(c->wblock);
+    free(c->pblock);
     free(c->ablock);
     free(c);
 }
@@ -698,11 +842,14 @@ static size_t take(size_t *off, size_t nfloats)
 /* OpenBLAS picks its kernels from the CPU model; on a model newer than the
  * library (e.g. Emerald Rapids with 0.3.21) it falls back to its SSE3
  * "Prescott" kernels, about 4x slower than its AVX-512 ones. Say so once,
- * with the fix (the variable is read when the library loads). */
+ * with the fix (the variable is read when the library loads), when OpenBLAS
+ * does the products, i.e. when our kernel is not in use. */
 static void warn_blas_core(void)
 {
 #if defined(__x86_64__) && defined(__GNUC__)
     static atomic_int warned;
+    if (wf_gemm_nr())
+        return;
     const char *core = openblas_get_corename();
     const char *old[] = { "Prescott", "Core2", "Penryn", "Dunnington", "Nehalem", "Atom", "Katmai", "Coppermine",
                           "Northwood", "Banias", "Sandybridge", "Barcelona", "Opteron", "Athlon" };
@@ -751,10 +898,18 @@ static wf_status_t cpu_init(const wf_model_t *m, const wf_session_opts_t *o, voi
         ERR(pl.st, "cpu backend: cannot convert weights to float32");
     }
 
+    st = pack_all(c);
+    if (st != WF_OK) {
+        cpu_free(c);
+        ERR(st, "cpu backend: cannot allocate memory for packed weights");
+    }
+
     /* Activations: one block for max_tokens / max_batch. */
     size_t T = (size_t)o->max_tokens, B = (size_t)o->max_batch, H = d->hidden, Iw = d->true_hidden, F = d->inter;
     size_t max_items = (size_t)d->heads * (T / ATTN_QBLOCK + B);
     c->scratch_per_thread = ((size_t)ATTN_QBLOCK * c->lmax + 15) & ~(size_t)15;
+    if (wf_gemm_nr()) /* packed keys and values for our kernel */
+        c->scratch_per_thread += wf_gemm_packed_size(c->lmax, d->head_dim) + wf_gemm_packed_size(d->head_dim, c->lmax);
     size_t off = 0;
     size_t ox = take(&off, T * H), ox2 = take(&off, T * H), oe = take(&off, T * (size_t)d->emb_in),
            obt = take(&off, d->bottleneck ? T * 2 * Iw : 0), oqkv = take(&off, T * 3 * Iw), octx = take(&off, T * Iw),
