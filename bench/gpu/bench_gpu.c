@@ -4,7 +4,7 @@
  *
  *   bench_gpu [-m mobilebert,bert-small] [-l 128,64] [-b 1,2,4,...] [-s SECONDS] [-k DIR]
  *
- * -m models (tests/gpu/rand_model.h: the exact google/mobilebert-uncased
+ * -m models (tests/common/rand_model.h: the exact google/mobilebert-uncased
  * architecture, random weights; a compact BERT standing in for the default
  * model), -l one sequence length per model, -b batch sizes, -s seconds per
  * point, -k keep each model directory under DIR/<model> (so that
@@ -14,23 +14,10 @@
  * products and attention of the model's real tokens.
  */
 #include "rand_model.h"
+#include "timing.h"
 #include "infer/cuda/cuda.h"
 
 #include <sys/stat.h>
-#include <time.h>
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-static int cmp_d(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
 
 /* FLOPs of one sequence of L tokens: 2*in*out per token per linear layer, 4*L*L*I attention per layer. */
 static double seq_flops(const wf_model_config_t *cfg, int L)
@@ -134,15 +121,15 @@ int main(int argc, char **argv)
                     return 2;
                 }
             int n = 0;
-            double t0 = now_s(), t = t0;
+            double t0 = tm_now_s(), t = t0;
             while ((t - t0 < secs || n < 20) && n < 200000) {
-                double a = now_s();
+                double a = tm_now_s();
                 if (wf_session_run(s, ptrs, ls, B, probs, NULL) != WF_OK)
                     return 2;
-                t = now_s();
+                t = tm_now_s();
                 lat[n++] = t - a;
             }
-            qsort(lat, n, sizeof(double), cmp_d);
+            qsort(lat, n, sizeof(double), tm_cmp_double);
             double total = t - t0;
             printf("| wafer cuda graph | %s | %d | %d | %.3f | %.3f | %.0f | %.1f |\n", model, L, B, lat[n / 2] * 1e3,
                    lat[(int)(n * 0.99)] * 1e3, (double)B * n / total, fl * B * n / total / 1e12);

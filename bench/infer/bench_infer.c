@@ -3,165 +3,22 @@
  * logits dump for parity checks against transformers.
  *
  *   bench_infer bench [-t THREADS] [-b BATCH] [-l 32,64,128,256] [-m mobilebert,bert] [-s SECONDS]
- *       builds randomly initialised models (the MobileBERT config of
- *       google/mobilebert-uncased, and a small BERT: 4 layers, hidden 256,
- *       4 heads, intermediate 1024) in a temporary directory and prints a
- *       table: for each model and sequence length, batch-1 latency and
- *       sequences/s, and the same for a batch of BATCH sequences.
+ *       builds randomly initialised models (tests/common/rand_model.h: the
+ *       MobileBERT config of google/mobilebert-uncased, and "bert", its
+ *       bert-small: 4 layers, hidden 256, 4 heads, intermediate 1024) in a
+ *       temporary directory and prints a table: for each model and sequence
+ *       length, batch-1 latency and sequences/s, and the same for a batch of
+ *       BATCH sequences.
  *   bench_infer ids MODEL_DIR IDS_FILE [-t THREADS]
  *       IDS_FILE: one sequence per line, space-separated token ids. Runs all
  *       of them as one batch and prints one JSON array of logits per line.
  */
-#include "infer/arch.h"
-#include "st_writer.h"
+#include "rand_model.h"
+#include "timing.h"
 
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-#include <unistd.h>
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-static uint64_t rng = 0x9E3779B97F4A7C15ull;
-static float frand(void) /* uniform in [-1, 1) */
-{
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return (float)((rng >> 40) * (1.0 / (1 << 23))) - 1.0f;
-}
-
-/* ------------------------------------------------------ random model writer */
-
-typedef struct {
-    stw_tensor_t t[4096];
-    char names[4096][160];
-    int n;
-} wlist_t;
-
-static wf_status_t collect(void *ctx, wf_param_t *p, const char *name, int ndim, const int64_t *shape)
-{
-    wlist_t *w = ctx;
-    if (w->n >= 4096)
-        return WF_ERR_LIMIT;
-    stw_tensor_t *t = &w->t[w->n];
-    snprintf(w->names[w->n], sizeof(w->names[0]), "%s", name);
-    t->name = w->names[w->n];
-    t->dtype = "F32";
-    t->ndim = ndim;
-    size_t numel = 1;
-    for (int i = 0; i < ndim; i++) {
-        t->shape[i] = shape[i];
-        numel *= (size_t)shape[i];
-    }
-    float *d = malloc(numel * sizeof(float));
-    if (!d)
-        return WF_ERR_NOMEM;
-    bool norm_w = strstr(name, "LayerNorm.weight") != NULL;
-    bool bias = strstr(name, ".bias") != NULL;
-    for (size_t i = 0; i < numel; i++)
-        d[i] = norm_w ? 1.0f + 0.1f * frand() : (bias ? 0.02f : 0.05f) * frand();
-    t->data = d;
-    t->nbytes = numel * sizeof(float);
-    w->n++;
-    return WF_OK;
-}
-
-static int write_text(const char *dir, const char *file, const char *text)
-{
-    char p[1024];
-    snprintf(p, sizeof(p), "%s/%s", dir, file);
-    FILE *f = fopen(p, "w");
-    if (!f)
-        return -1;
-    fputs(text, f);
-    return fclose(f);
-}
-
-static int write_model(const char *dir, const char *kind)
-{
-    wf_model_config_t cfg;
-    memset(&cfg, 0, sizeof(cfg));
-    char json[2048];
-    bool mb = strcmp(kind, "mobilebert") == 0;
-    if (mb) {
-        cfg = (wf_model_config_t){ .arch = WF_ARCH_MOBILEBERT, .vocab_size = 30522, .hidden_size = 512,
-                                   .num_hidden_layers = 24, .num_attention_heads = 4, .intermediate_size = 512,
-                                   .max_position_embeddings = 512, .type_vocab_size = 2, .layer_norm_eps = 1e-12f,
-                                   .hidden_act = WF_ACT_RELU, .embedding_size = 128, .trigram_input = true,
-                                   .use_bottleneck = true, .intra_bottleneck_size = 128,
-                                   .key_query_shared_bottleneck = true, .num_feedforward_networks = 4,
-                                   .normalization_type = WF_NORM_NONORM, .classifier_activation = true,
-                                   .num_labels = 2 };
-        snprintf(json, sizeof(json),
-                 "{\"model_type\": \"mobilebert\", \"vocab_size\": 30522, \"hidden_size\": 512, "
-                 "\"num_hidden_layers\": 24, \"num_attention_heads\": 4, \"intermediate_size\": 512, "
-                 "\"max_position_embeddings\": 512, \"type_vocab_size\": 2, \"hidden_act\": \"relu\", "
-                 "\"embedding_size\": 128, \"intra_bottleneck_size\": 128, \"trigram_input\": true, "
-                 "\"use_bottleneck\": true, \"key_query_shared_bottleneck\": true, "
-                 "\"use_bottleneck_attention\": false, \"num_feedforward_networks\": 4, "
-                 "\"normalization_type\": \"no_norm\", \"classifier_activation\": true, "
-                 "\"id2label\": {\"0\": \"benign\", \"1\": \"attack\"}}\n");
-    } else {
-        cfg = (wf_model_config_t){ .arch = WF_ARCH_BERT, .vocab_size = 30522, .hidden_size = 256,
-                                   .num_hidden_layers = 4, .num_attention_heads = 4, .intermediate_size = 1024,
-                                   .max_position_embeddings = 512, .type_vocab_size = 2, .layer_norm_eps = 1e-12f,
-                                   .hidden_act = WF_ACT_GELU, .num_labels = 2 };
-        snprintf(json, sizeof(json),
-                 "{\"model_type\": \"bert\", \"vocab_size\": 30522, \"hidden_size\": 256, "
-                 "\"num_hidden_layers\": 4, \"num_attention_heads\": 4, \"intermediate_size\": 1024, "
-                 "\"max_position_embeddings\": 512, \"type_vocab_size\": 2, \"hidden_act\": \"gelu\", "
-                 "\"id2label\": {\"0\": \"benign\", \"1\": \"attack\"}}\n");
-    }
-    if (write_text(dir, "config.json", json) != 0)
-        return -1;
-    if (write_text(dir, "wafer.json",
-                   "{\"name\": \"bench\", \"labels\": [\"benign\", \"attack\"], \"thresholds\": [0.5, 0.5], "
-                   "\"max_len\": 512, \"tokenizer\": {\"kind\": \"wordpiece\", \"lowercase\": true}, "
-                   "\"units\": [], \"text_format\": \"wafer-unit-v1\"}\n") != 0)
-        return -1;
-    char p[1024];
-    snprintf(p, sizeof(p), "%s/vocab.txt", dir);
-    FILE *f = fopen(p, "w");
-    if (!f)
-        return -1;
-    fputs("[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\n", f);
-    for (int i = 5; i < 30522; i++)
-        fprintf(f, "w%d\n", i);
-    if (fclose(f) != 0)
-        return -1;
-    wlist_t *w = calloc(1, sizeof(*w));
-    wf_weights_t *ws = calloc(1, sizeof(*ws));
-    if (!w || !ws)
-        return -1;
-    int rc = wf_arch_params(&cfg, ws, collect, w) == WF_OK ? 0 : -1;
-    snprintf(p, sizeof(p), "%s/model.safetensors", dir);
-    if (rc == 0)
-        rc = stw_write(p, w->t, w->n);
-    for (int i = 0; i < w->n; i++)
-        free((void *)w->t[i].data);
-    free(w);
-    free(ws);
-    return rc;
-}
-
-static void rm_model(const char *dir)
-{
-    const char *files[] = { "config.json", "wafer.json", "vocab.txt", "model.safetensors" };
-    char p[1024];
-    for (size_t i = 0; i < 4; i++) {
-        snprintf(p, sizeof(p), "%s/%s", dir, files[i]);
-        unlink(p);
-    }
-    rmdir(dir);
-}
 
 /* -------------------------------------------------------------------- bench */
 
@@ -170,14 +27,14 @@ static double time_runs(wf_session_t *s, const int32_t *const *ids, const int *l
 {
     wf_session_run(s, ids, lens, n, probs, NULL); /* warm-up */
     int reps = 0;
-    double t0 = now_s(), t;
+    double t0 = tm_now_s(), t;
     do {
         if (wf_session_run(s, ids, lens, n, probs, NULL) != WF_OK) {
             fprintf(stderr, "run failed\n");
             exit(2);
         }
         reps++;
-        t = now_s() - t0;
+        t = tm_now_s() - t0;
     } while (t < min_s || reps < 2);
     *reps_out = reps;
     return t / reps;
@@ -212,7 +69,7 @@ static int cmd_bench(int argc, char **argv)
     char *save = NULL;
     for (char *model = strtok_r(models_s, ",", &save); model; model = strtok_r(NULL, ",", &save)) {
         char dir[] = "/tmp/wafer-bench-XXXXXX";
-        if (!mkdtemp(dir) || write_model(dir, model) != 0) {
+        if (!mkdtemp(dir) || rm_write_model(dir, strcmp(model, "mobilebert") == 0 ? "mobilebert" : "bert-small") != 0) {
             fprintf(stderr, "cannot write the %s model\n", model);
             return 2;
         }
@@ -220,7 +77,7 @@ static int cmd_bench(int argc, char **argv)
         wf_err_t err = { { 0 } };
         if (wf_model_load(dir, &m, &err) != WF_OK) {
             fprintf(stderr, "load: %s\n", err.msg);
-            rm_model(dir);
+            rm_remove_model(dir);
             return 2;
         }
         wf_session_opts_t o = { "cpu", threads, batch, batch * maxl };
@@ -234,7 +91,7 @@ static int cmd_bench(int argc, char **argv)
         int *ls = malloc(sizeof(int) * batch);
         float *probs = malloc(sizeof(float) * batch * 2);
         for (int i = 0; i < batch * maxl; i++)
-            ids[i] = 5 + (int)((frand() + 1.0f) * 0.5f * 30000);
+            ids[i] = 5 + (int)((rm_frand() + 1.0f) * 0.5f * 30000);
         for (int li = 0; li < nl; li++) {
             int L = lens[li];
             for (int b = 0; b < batch; b++) {
@@ -254,7 +111,7 @@ static int cmd_bench(int argc, char **argv)
         free(probs);
         wf_session_free(s);
         wf_model_free(m);
-        rm_model(dir);
+        rm_remove_model(dir);
     }
     return 0;
 }
@@ -314,9 +171,9 @@ static int cmd_ids(int argc, char **argv)
         ptrs[i] = ids + offs[i];
     int C = wf_model_get_config(m)->num_labels;
     float *probs = malloc(sizeof(float) * nseq * C), *logits = malloc(sizeof(float) * nseq * C);
-    double t0 = now_s();
+    double t0 = tm_now_s();
     wf_status_t st = wf_session_run(s, ptrs, lens, nseq, probs, logits);
-    double t = now_s() - t0;
+    double t = tm_now_s() - t0;
     if (st != WF_OK) {
         fprintf(stderr, "run: %s\n", wf_status_str(st));
         return 2;

@@ -3,7 +3,7 @@
  *
  *   ring_test [SUBMISSIONS]        checks (default 1000000 submissions)
  *   ring_test bench MODEL LEN      self-scheduled latency and throughput of a random model
- *                                  (tests/gpu/rand_model.h: mobilebert, bert-small)
+ *                                  (tests/common/rand_model.h: mobilebert, bert-small)
  *
  * Checks: a GPU region exports as a dma-buf; over host-mapped memory, with the
  * bert_tiny fixture, the scheduler returns exactly one verdict per submission,
@@ -12,29 +12,16 @@
  * the host makes no CUDA call while they flow; the status word stays 0.
  */
 #include "rand_model.h"
+#include "timing.h"
 #include "infer/cuda/cuda.h"
 #include "wafer/infer.h"
 #include "wafer/ring.h"
 
 #include <errno.h>
 #include <pthread.h>
-#include <time.h>
 
 #define POOL 64
 #define MAXL 32
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-static int cmp_d(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
 
 static int fails;
 #define CHECKT(c, ...)                                                                 \
@@ -143,23 +130,23 @@ static int soak(uint64_t N)
     }
     wf_ring_sched_opts_t so = { max_batch, 20000 };
     wf_ring_sched_t *sch;
-    double t_start = now_s();
+    double t_start = tm_now_s();
     if (wf_ring_sched_start(gpu, ring, &so, &sch, e, sizeof(e)) != WF_OK) {
         printf("FAIL: %s\n", e);
         return 1;
     }
-    printf("scheduler started in %.2f s (device graphs for every bucket)\n", now_s() - t_start);
+    printf("scheduler started in %.2f s (device graphs for every bucket)\n", tm_now_s() - t_start);
     uint64_t calls0 = wf_cuda_host_calls();
     p.ring = ring;
     p.n = N;
     pthread_t th;
-    double t0 = now_s();
+    double t0 = tm_now_s();
     pthread_create(&th, NULL, producer, &p);
     static wf_ring_verdict_t v[4096];
     static float probs[4096 * WF_MAX_LABELS];
     uint64_t got = 0, invalid = 0, bad_ids = 0, bad_probs = 0, bad_label = 0;
     double max_dp = 0;
-    double last = now_s();
+    double last = tm_now_s();
     while (got < N) {
         int k = wf_ring_poll(ring, v, probs, 4096);
         if (k < 0) {
@@ -169,14 +156,14 @@ static int soak(uint64_t N)
         }
         if (k == 0) {
             uint32_t d, st = wf_ring_status(ring, &d);
-            if (st != 0 || now_s() - last > 10) {
+            if (st != 0 || tm_now_s() - last > 10) {
                 printf("FAIL: stalled at %llu verdicts (status %u detail %u)\n", (unsigned long long)got, st, d);
                 fails++;
                 break;
             }
             continue;
         }
-        last = now_s();
+        last = tm_now_s();
         for (int i = 0; i < k; i++, got++) {
             uint64_t n = got;
             if (v[i].seq != n + 1 || v[i].request_id != n * 7 + 3 || v[i].unit_id != (uint32_t)(n & 0xffff))
@@ -208,7 +195,7 @@ static int soak(uint64_t N)
             }
         }
     }
-    double t = now_s() - t0;
+    double t = tm_now_s() - t0;
     uint64_t calls1 = wf_cuda_host_calls();
     pthread_join(th, NULL);
     uint32_t st = wf_ring_sched_stop(sch);
@@ -278,28 +265,28 @@ static int bench(const char *kind, int L)
         uint64_t calls0 = wf_cuda_host_calls();
         /* rounds of B submissions: latency of each round from its first submit to its last verdict */
         int rounds = 0, got = 0;
-        double t0 = now_s();
-        while ((now_s() - t0 < 0.5 || rounds < 20) && rounds < 20000) {
-            double a = now_s();
+        double t0 = tm_now_s();
+        while ((tm_now_s() - t0 < 0.5 || rounds < 20) && rounds < 20000) {
+            double a = tm_now_s();
             for (int i = 0; i < B; i++)
                 while (wf_ring_submit(ring, (uint64_t)i, 0, tk, (uint32_t)L) == -EAGAIN)
                     ;
             got = 0;
-            double w0 = now_s();
+            double w0 = tm_now_s();
             while (got < B) {
                 int k = wf_ring_poll(ring, v, NULL, 16384);
-                if (k < 0 || wf_ring_status(ring, NULL) || now_s() - w0 > 10) {
+                if (k < 0 || wf_ring_status(ring, NULL) || tm_now_s() - w0 > 10) {
                     printf("FAIL: poll %d status %u\n", k, wf_ring_status(ring, NULL));
                     return 2;
                 }
                 got += k;
             }
-            lat[rounds++] = now_s() - a;
+            lat[rounds++] = tm_now_s() - a;
         }
-        double t = now_s() - t0;
+        double t = tm_now_s() - t0;
         uint64_t calls = wf_cuda_host_calls() - calls0;
         uint32_t st = wf_ring_sched_stop(sch);
-        qsort(lat, rounds, sizeof(double), cmp_d);
+        qsort(lat, rounds, sizeof(double), tm_cmp_double);
         printf("| wafer ring (GPU-scheduled) | %s | %d | %d | %.3f | %.3f | %.0f | host CUDA calls %llu, status %u |\n",
                kind, L, B, lat[rounds / 2] * 1e3, lat[(int)(rounds * 0.99)] * 1e3, (double)B * rounds / t,
                (unsigned long long)calls, st);

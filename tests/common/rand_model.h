@@ -1,6 +1,6 @@
 /*
- * Randomly initialised model directories for the GPU tests and benchmarks
- * (header-only; tools, not the library):
+ * Randomly initialised model directories for the tests and benchmarks
+ * (bench_infer, bench_gpu, gpu_agree, ring_test; header-only; tools, not the library):
  *   "mobilebert": the exact google/mobilebert-uncased architecture (24 layers,
  *                 embedding 128 -> trigram 384 -> 512, bottleneck 128, 4 heads,
  *                 4 FFNs, NoNorm, ReLU), 2 labels;
@@ -95,25 +95,14 @@ static inline int rm_write_model(const char *dir, const char *kind)
     memset(&cfg, 0, sizeof(cfg));
     const char *json;
     if (strcmp(kind, "mobilebert") == 0) {
-        cfg.arch = WF_ARCH_MOBILEBERT;
-        cfg.vocab_size = 30522;
-        cfg.hidden_size = 512;
-        cfg.num_hidden_layers = 24;
-        cfg.num_attention_heads = 4;
-        cfg.intermediate_size = 512;
-        cfg.max_position_embeddings = 512;
-        cfg.type_vocab_size = 2;
-        cfg.layer_norm_eps = 1e-12f;
-        cfg.hidden_act = WF_ACT_RELU;
-        cfg.embedding_size = 128;
-        cfg.trigram_input = true;
-        cfg.use_bottleneck = true;
-        cfg.intra_bottleneck_size = 128;
-        cfg.key_query_shared_bottleneck = true;
-        cfg.num_feedforward_networks = 4;
-        cfg.normalization_type = WF_NORM_NONORM;
-        cfg.classifier_activation = true;
-        cfg.num_labels = 2;
+        cfg = (wf_model_config_t){ .arch = WF_ARCH_MOBILEBERT, .vocab_size = 30522, .hidden_size = 512,
+                                   .num_hidden_layers = 24, .num_attention_heads = 4, .intermediate_size = 512,
+                                   .max_position_embeddings = 512, .type_vocab_size = 2, .layer_norm_eps = 1e-12f,
+                                   .hidden_act = WF_ACT_RELU, .embedding_size = 128, .trigram_input = true,
+                                   .use_bottleneck = true, .intra_bottleneck_size = 128,
+                                   .key_query_shared_bottleneck = true, .num_feedforward_networks = 4,
+                                   .normalization_type = WF_NORM_NONORM, .classifier_activation = true,
+                                   .num_labels = 2 };
         json = "{\"model_type\": \"mobilebert\", \"vocab_size\": 30522, \"hidden_size\": 512, "
                "\"num_hidden_layers\": 24, \"num_attention_heads\": 4, \"intermediate_size\": 512, "
                "\"max_position_embeddings\": 512, \"type_vocab_size\": 2, \"hidden_act\": \"relu\", "
@@ -123,17 +112,10 @@ static inline int rm_write_model(const char *dir, const char *kind)
                "\"normalization_type\": \"no_norm\", \"classifier_activation\": true, \"layer_norm_eps\": 1e-12, "
                "\"id2label\": {\"0\": \"benign\", \"1\": \"attack\"}, \"label2id\": {\"benign\": 0, \"attack\": 1}}\n";
     } else if (strcmp(kind, "bert-small") == 0) {
-        cfg.arch = WF_ARCH_BERT;
-        cfg.vocab_size = 30522;
-        cfg.hidden_size = 256;
-        cfg.num_hidden_layers = 4;
-        cfg.num_attention_heads = 4;
-        cfg.intermediate_size = 1024;
-        cfg.max_position_embeddings = 512;
-        cfg.type_vocab_size = 2;
-        cfg.layer_norm_eps = 1e-12f;
-        cfg.hidden_act = WF_ACT_GELU;
-        cfg.num_labels = 2;
+        cfg = (wf_model_config_t){ .arch = WF_ARCH_BERT, .vocab_size = 30522, .hidden_size = 256,
+                                   .num_hidden_layers = 4, .num_attention_heads = 4, .intermediate_size = 1024,
+                                   .max_position_embeddings = 512, .type_vocab_size = 2, .layer_norm_eps = 1e-12f,
+                                   .hidden_act = WF_ACT_GELU, .num_labels = 2 };
         json = "{\"model_type\": \"bert\", \"vocab_size\": 30522, \"hidden_size\": 256, "
                "\"num_hidden_layers\": 4, \"num_attention_heads\": 4, \"intermediate_size\": 1024, "
                "\"max_position_embeddings\": 512, \"type_vocab_size\": 2, \"hidden_act\": \"gelu\", "
