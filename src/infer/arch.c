@@ -1,15 +1,9 @@
 /* BERT and MobileBERT parameter tables, mirroring transformers'
  * modeling_bert.py and modeling_mobilebert.py (module names = tensor names). */
 #include "infer/arch.h"
+#include "infer/err.h"
 
 #include <stdio.h>
-
-#define ERR(code, ...)                                                                 \
-    do {                                                                               \
-        if (err)                                                                       \
-            snprintf(err->msg, sizeof(err->msg), __VA_ARGS__);                         \
-        return (code);                                                                 \
-    } while (0)
 
 static bool dim_ok(int v) { return v > 0 && v <= WF_ARCH_MAX_DIM; }
 

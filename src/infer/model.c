@@ -1,6 +1,7 @@
 /* Model directories: config.json + wafer.json + vocab.txt + model.safetensors,
  * with every tensor the architecture reads checked before anything runs. */
 #include "infer/arch.h"
+#include "infer/err.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,13 +13,6 @@ struct wf_model {
     wf_safetensors_t *st;
     wf_weights_t w;
 };
-
-#define ERR(code, ...)                                                                 \
-    do {                                                                               \
-        if (err)                                                                       \
-            snprintf(err->msg, sizeof(err->msg), __VA_ARGS__);                         \
-        return (code);                                                                 \
-    } while (0)
 
 typedef struct {
     const wf_safetensors_t *st;

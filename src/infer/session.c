@@ -1,6 +1,7 @@
 /* Backend-neutral sessions: pick a backend, validate every batch once here,
  * turn logits into probabilities. */
 #include "infer/arch.h"
+#include "infer/err.h"
 #include "infer/backend.h"
 #include "wafer/core.h"
 #ifdef WAFER_HAVE_CUDA
@@ -28,13 +29,6 @@ struct wf_session {
     int *tok_lens;
     float *logits;
 };
-
-#define ERR(code, ...)                                                                 \
-    do {                                                                               \
-        if (err)                                                                       \
-            snprintf(err->msg, sizeof(err->msg), __VA_ARGS__);                         \
-        return (code);                                                                 \
-    } while (0)
 
 wf_status_t wf_session_new(const wf_model_t *m, const wf_session_opts_t *opts, wf_session_t **out, wf_err_t *err)
 {

@@ -17,6 +17,7 @@
  * from max_tokens/max_batch at init. run() allocates nothing.
  */
 #include "infer/arch.h"
+#include "infer/err.h"
 #include "infer/backend.h"
 #include "infer/cpu/gemm.h"
 #include "infer/cpu/pool.h"
@@ -28,13 +29,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <strings.h>
-
-#define ERR(code, ...)                                                                 \
-    do {                                                                               \
-        if (err)                                                                       \
-            snprintf(err->msg, sizeof(err->msg), __VA_ARGS__);                         \
-        return (code);                                                                 \
-    } while (0)
 
 /* The elementwise kernels and attention get an AVX2 clone picked at load
  * time (the build targets baseline x86-64; sgemm is OpenBLAS's own dispatch). */

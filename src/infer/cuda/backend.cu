@@ -22,6 +22,8 @@
  */
 #include "infer/cuda/cuda_common.h"
 
+#include "infer/err.h"
+
 extern "C" {
 #include "infer/arch.h"
 #include "wafer/core.h"
@@ -38,13 +40,6 @@ extern "C" {
 static std::atomic<uint64_t> g_host_calls{ 0 };
 extern "C" void wf_cuda_count_call(void) { g_host_calls.fetch_add(1, std::memory_order_relaxed); }
 extern "C" uint64_t wf_cuda_host_calls(void) { return g_host_calls.load(std::memory_order_relaxed); }
-
-#define ERR(code, ...)                                                                 \
-    do {                                                                               \
-        if (err)                                                                       \
-            snprintf(err->msg, sizeof(err->msg), __VA_ARGS__);                         \
-        return (code);                                                                 \
-    } while (0)
 
 extern "C" int wf_cuda_probe(char *why, size_t whylen)
 {
