@@ -86,7 +86,7 @@ void wf_scan_opts_default(wf_scan_opts_t *o)
         .chunk_bytes = 16u << 20,
         .cache_entries = 65536,
         .cache_bytes = 32u << 20,
-        .max_batch = 128,
+        .max_batch = 64,
         .max_listed_units = 16,
         .display_bytes = 256,
         .out = NULL,
