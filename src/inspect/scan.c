@@ -123,20 +123,26 @@ wf_status_t wf_scan_new(const wf_model_t *m, wf_session_t *s, const wf_scan_opts
     sc->L = sc->meta->num_labels;
     sc->max_len = WF_MIN(sc->meta->max_len, wf_model_get_config(m)->max_position_embeddings);
     wf_inspect_conf_default(&sc->iconf);
-    /* wafer.json "units": the kinds this model reads; none listed: all */
-    int known = 0;
-    for (int k = 0; k < WF_UNIT__COUNT; k++) {
+    /* wafer.json "units": the kinds this model reads; none listed: all. A
+     * name that is no unit kind (model-format.md's older example names
+     * "query_value") makes the list unreliable: then every kind is read, since
+     * classifying a unit too many is safe and skipping one is not. */
+    for (int k = 0; k < WF_UNIT__COUNT; k++)
         sc->reads[k] = sc->meta->nunits == 0;
-        for (int i = 0; i < sc->meta->nunits; i++)
-            if (!strcmp(sc->meta->units[i], wf_unit_kind_name((wf_unit_kind_t)k))) {
+    for (int i = 0; i < sc->meta->nunits; i++) {
+        int k = 0;
+        while (k < WF_UNIT__COUNT && strcmp(sc->meta->units[i], wf_unit_kind_name((wf_unit_kind_t)k)))
+            k++;
+        if (k == WF_UNIT__COUNT) {
+            wf_warn("scan: model %s: wafer.json \"units\" names \"%s\", which is no unit kind (path segment "
+                    "query form json multipart filename cookie header body); reading every kind",
+                    sc->meta->name, sc->meta->units[i]);
+            for (k = 0; k < WF_UNIT__COUNT; k++)
                 sc->reads[k] = true;
-                known++;
-            }
+            break;
+        }
+        sc->reads[k] = true;
     }
-    if (sc->meta->nunits && known < sc->meta->nunits)
-        ERR(WF_ERR_FORMAT,
-            "scan: the model's wafer.json \"units\" names a unit kind the inspector does not produce "
-            "(kinds: path segment query form json multipart filename cookie header body)");
     size_t per_req = sc->iconf.max_units;
     sc->o.chunk_units = WF_MAX(sc->o.chunk_units, per_req);
     size_t ucap = sc->o.chunk_units + per_req;

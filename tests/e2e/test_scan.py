@@ -264,8 +264,9 @@ def test_model_units_field_restricts_kinds(tmp_path):
     meta["units"] = ["query_value"]
     with open(os.path.join(model, "wafer.json"), "w") as f:
         json.dump(meta, f)
-    p = scan(["-"], stdin=req, model=model)
-    assert p.returncode == 2 and "unit kind" in p.stderr.decode()
+    p = scan(["--output", "jsonl", "-"], stdin=req, model=model)
+    assert p.returncode == 1 and "no unit kind" in p.stderr.decode() and "reading every kind" in p.stderr.decode()
+    assert sorted(u["kind"] for u in rows(p)[0]["units"]) == ["header", "query"]
 
 
 def test_default_model_directory():
