@@ -1,0 +1,176 @@
+"""`wafer -t -c FILE`, --help, --version, and the JSON access log."""
+
+import json
+import os
+import re
+import subprocess
+import time
+import uuid
+
+import pytest
+
+from harness import free_port, run_check, to_yaml, wafer_bin, wafer_config
+
+
+def _write(tmp_path, text, name="wafer.yaml"):
+    p = tmp_path / name
+    p.write_text(text)
+    return str(p)
+
+
+def test_help_and_version(wafer_binary):
+    p = subprocess.run([wafer_binary, "--help"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=10)
+    assert p.returncode == 0 and b"run" in p.stdout and b"-t" in p.stdout
+    p = subprocess.run([wafer_binary, "--version"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=10)
+    assert p.returncode == 0 and re.match(rb"wafer \d+\.\d+", p.stdout)
+
+
+def test_check_valid_config(wafer_binary, tmp_path):
+    path = _write(tmp_path, to_yaml(wafer_config(free_port(), "127.0.0.1:9", str(tmp_path))) + "\n")
+    rc, out = run_check(path)
+    assert rc == 0, out
+    assert re.search(r"valid|\bok\b", out, re.I), out
+    assert "invalid" not in out.lower()
+
+
+def test_check_minimal_config(wafer_binary, tmp_path):
+    path = _write(tmp_path, "listen:\n  - address: 127.0.0.1:%d\nupstream:\n  servers:\n    - address: 127.0.0.1:9\n" % free_port())
+    rc, out = run_check(path)
+    assert rc == 0, out
+
+
+def _base_lines(tmp_path):
+    return to_yaml(wafer_config(free_port(), "127.0.0.1:9", str(tmp_path))).split("\n")
+
+
+def _replace(lines, prefix, new):
+    """Replaces the first line whose stripped text starts with prefix; returns its 1-based number."""
+    for i, ln in enumerate(lines):
+        if ln.strip().startswith(prefix):
+            indent = ln[:len(ln) - len(ln.lstrip())]
+            lines[i] = indent + new
+            return i + 1
+    raise KeyError(prefix)
+
+
+BAD = [
+    # (name, line prefix to replace, new text, key expected in the message)
+    ("unknown_top_key", "workers:", "wrokers: 2", "wrokers"),
+    ("unknown_nested_key", "max_headers:", "max_hedaers: 100", "max_hedaers"),
+    ("bad_duration", "header:", "header: fast", "header"),
+    ("bad_size", "max_body:", "max_body: 10q", "max_body"),
+    ("bad_workers", "workers:", "workers: lots", "workers"),
+    ("negative_keepalive", "keepalive:", "keepalive: -3", "keepalive"),
+    ("bad_level", "level:", "level: loud", "level"),
+    ("bad_bool", "via:", "via: maybe", "via"),
+    ("bad_port", "- address: 127.0.0.1:", "- address: 127.0.0.1:99999", "address"),
+    ("bad_host", "- address: 127.0.0.1:", "- address: not a host", "address"),
+]
+
+
+@pytest.mark.parametrize("name,prefix,new,key", BAD, ids=[b[0] for b in BAD])
+def test_check_invalid_config_names_file_line_and_key(wafer_binary, tmp_path, name, prefix, new, key):
+    lines = _base_lines(tmp_path)
+    lineno = _replace(lines, prefix, new)
+    path = _write(tmp_path, "\n".join(lines) + "\n")
+    rc, out = run_check(path)
+    assert rc == 1, out
+    assert re.search(re.escape(path) + r":%d:\d+: [\w.\[\]]*%s\b" % (lineno, re.escape(key)), out), out
+
+
+def test_check_yaml_syntax_error_names_file_and_line(wafer_binary, tmp_path):
+    lines = _base_lines(tmp_path)
+    lines.insert(4, "  oops: [unclosed")
+    path = _write(tmp_path, "\n".join(lines) + "\n")
+    rc, out = run_check(path)
+    assert rc == 1, out
+    assert re.search(re.escape(path) + r":\d+", out), out
+
+
+def test_check_wrong_type_section(wafer_binary, tmp_path):
+    path = _write(tmp_path, "listen: 127.0.0.1:8080\nupstream:\n  servers:\n    - address: 127.0.0.1:9\n")
+    rc, out = run_check(path)
+    assert rc == 1
+    assert re.search(re.escape(path) + r":1:\d+: listen", out), out
+
+
+def test_check_empty_upstream_list(wafer_binary, tmp_path):
+    path = _write(tmp_path, "listen:\n  - address: 127.0.0.1:8080\nupstream:\n  servers: []\n")
+    rc, out = run_check(path)
+    assert rc == 1
+    assert re.search(re.escape(path) + r":\d+:\d+: upstream", out), out
+
+
+def test_check_missing_file(wafer_binary, tmp_path):
+    path = str(tmp_path / "nope.yaml")
+    rc, out = run_check(path)
+    assert rc == 1
+    assert path in out
+
+
+def test_run_refuses_invalid_config(wafer_binary, tmp_path):
+    lines = _base_lines(tmp_path)
+    _replace(lines, "workers:", "wrokers: 2")
+    path = _write(tmp_path, "\n".join(lines) + "\n")
+    p = subprocess.run([wafer_binary, "run", "-c", path], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                       stderr=subprocess.STDOUT, timeout=10)
+    assert p.returncode != 0
+    assert b"wrokers" in p.stdout
+
+
+ACCESS_FIELDS = ("time", "request_id", "client", "method", "path", "status", "bytes_in", "bytes_out",
+                 "durations", "upstream")
+
+
+def test_access_log_lines_are_json_with_documented_fields(wafer_py, pyup):
+    tag = uuid.uuid4().hex
+    with wafer_py.connect() as c:
+        c.request("GET", "/al/%s/get?q=1" % tag)
+        c.request("POST", "/al/%s/post" % tag, body=b"x" * 12345)
+        c.request("GET", "/al/%s/st?up_status=404" % tag)
+        c.request("GET", "/al/%s/big?up_size=300000" % tag)
+    recs = []
+    deadline = time.monotonic() + 3
+    while time.monotonic() < deadline and len(recs) < 4:
+        lines = wafer_py.access_lines()
+        recs = []
+        for ln in lines:
+            rec = json.loads(ln)  # every line, not only ours, must be valid JSON
+            assert isinstance(rec, dict)
+            if tag in str(rec.get("path")):
+                recs.append(rec)
+        time.sleep(0.05)
+    assert len(recs) == 4, recs
+    for rec in recs:
+        for f in ACCESS_FIELDS:
+            assert f in rec, (f, rec)
+        assert "127.0.0.1" in str(rec["client"])
+        assert pyup.address in json.dumps(rec["upstream"])
+        assert rec["request_id"]
+    by = {rec["path"].split("?")[0].rsplit("/", 1)[1]: rec for rec in recs}
+    assert by["get"]["method"] == "GET" and by["get"]["status"] == 200
+    assert by["post"]["method"] == "POST" and by["post"]["bytes_in"] >= 12345
+    assert by["st"]["status"] == 404
+    assert by["big"]["bytes_out"] >= 300000
+    assert len({r["request_id"] for r in recs}) == 4
+
+
+def test_access_log_to_stdout_and_off(start_wafer, pyup):
+    w = start_wafer(pyup.address, log={"access_log": "stdout"})
+    tag = uuid.uuid4().hex
+    with w.connect() as c:
+        assert c.request("GET", "/stdout/" + tag).status == 200
+    deadline = time.monotonic() + 3
+    hit = []
+    while time.monotonic() < deadline and not hit:
+        with open(w.stdout_path) as f:
+            hit = [json.loads(ln) for ln in f if tag in ln]
+        time.sleep(0.05)
+    assert len(hit) == 1 and hit[0]["status"] == 200
+
+    w2 = start_wafer(pyup.address, log={"access_log": "off"})
+    with w2.connect() as c:
+        assert c.request("GET", "/off/" + tag).status == 200
+    time.sleep(0.3)
+    assert tag not in open(w2.stdout_path).read()
+    assert not os.path.exists(os.path.join(w2.tmpdir, "access.log"))

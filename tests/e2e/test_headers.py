@@ -1,0 +1,109 @@
+"""Header handling: hop-by-hop removal both ways, X-Forwarded-For, Via,
+Forwarded and the request id."""
+
+import re
+import uuid
+
+from harness import build_request
+
+
+def _hdrs(got, name):
+    return [v for k, v in got["headers"] if k.lower() == name.lower()]
+
+
+def test_hop_by_hop_request_headers_are_removed(wafer_py):
+    hs = [("Connection", "keep-alive, X-Private, Upgrade"), ("X-Private", "secret"), ("Keep-Alive", "timeout=5"),
+          ("TE", "trailers"), ("Upgrade", "websocket"), ("Proxy-Connection", "keep-alive"), ("X-End2end", "kept")]
+    with wafer_py.connect() as c:
+        got = c.request("GET", "/hop", headers=hs).json()
+    names = {k.lower() for k, _ in got["headers"]}
+    for gone in ("x-private", "keep-alive", "te", "upgrade", "proxy-connection"):
+        assert gone not in names, gone
+    # a Connection header toward the upstream may exist, but names only wafer's own choice
+    for v in _hdrs(got, "connection"):
+        assert "x-private" not in v.lower()
+    assert _hdrs(got, "x-end2end") == ["kept"]
+
+
+def test_hop_by_hop_response_headers_are_removed(wafer_py):
+    with wafer_py.connect() as c:
+        r = c.request("GET", "/hop-resp?up_hop=1")
+        assert r.status == 200
+        assert r.header("x-up-hop") is None
+        assert r.header("keep-alive") is None
+        assert r.header("x-up-end2end") == "kept"
+        for v in r.all("connection"):
+            assert "x-up-hop" not in v.lower()
+
+
+def test_x_forwarded_for_is_added(wafer_py):
+    with wafer_py.connect() as c:
+        got = c.request("GET", "/xff").json()
+        assert _hdrs(got, "x-forwarded-for") == ["127.0.0.1"]
+        got = c.request("GET", "/xff2", headers=[("X-Forwarded-For", "203.0.113.7")]).json()
+        xff = ", ".join(_hdrs(got, "x-forwarded-for"))
+        assert re.fullmatch(r"203\.0\.113\.7,\s*127\.0\.0\.1", xff), xff
+
+
+def test_via_is_added(wafer_py):
+    with wafer_py.connect() as c:
+        got = c.request("GET", "/via", headers=[("Via", "1.0 earlier")]).json()
+    via = ", ".join(_hdrs(got, "via"))
+    assert re.fullmatch(r"1\.0 earlier,\s*1\.1 \S+.*", via), via
+
+
+def test_forwarded_is_off_by_default(wafer_py):
+    with wafer_py.connect() as c:
+        got = c.request("GET", "/fwd-off").json()
+    assert _hdrs(got, "forwarded") == []
+
+
+def test_forwarded_when_enabled(start_wafer, pyup):
+    w = start_wafer(pyup.address, proxy={"forwarded": True, "x_forwarded_for": False, "via": False})
+    with w.connect() as c:
+        got = c.request("GET", "/fwd-on", host="site.example").json()
+    fwd = ", ".join(_hdrs(got, "forwarded")).lower()
+    assert re.search(r'for="?127\.0\.0\.1"?', fwd), fwd
+    assert _hdrs(got, "x-forwarded-for") == []
+    assert _hdrs(got, "via") == []
+
+
+def test_request_id_is_added_and_unique(wafer_py):
+    with wafer_py.connect() as c:
+        ids = [_hdrs(c.request("GET", "/rid/%d" % i).json(), "x-request-id") for i in range(5)]
+    assert all(len(i) == 1 and len(i[0]) >= 8 for i in ids), ids
+    assert len({i[0] for i in ids}) == 5
+
+
+def test_client_request_id_is_replaced_when_not_trusted(wafer_py):
+    with wafer_py.connect() as c:
+        got = c.request("GET", "/rid-untrusted", headers=[("X-Request-Id", "client-chosen")]).json()
+    assert _hdrs(got, "x-request-id") != ["client-chosen"]
+    assert len(_hdrs(got, "x-request-id")) == 1
+
+
+def test_client_request_id_is_kept_when_trusted(start_wafer, pyup):
+    w = start_wafer(pyup.address, proxy={"trust_request_id": True, "request_id_header": "X-Trace"})
+    with w.connect() as c:
+        got = c.request("GET", "/rid-trusted", headers=[("X-Trace", "abc-123")]).json()
+        assert _hdrs(got, "x-trace") == ["abc-123"]
+        got = c.request("GET", "/rid-trusted-none").json()
+        assert len(_hdrs(got, "x-trace")) == 1 and _hdrs(got, "x-trace")[0]
+
+
+def test_request_id_matches_access_log(wafer_py):
+    tag = uuid.uuid4().hex
+    with wafer_py.connect() as c:
+        got = c.request("GET", "/rid-log/" + tag).json()
+    rid = _hdrs(got, "x-request-id")[0]
+    recs = wafer_py.wait_access(lambda r: tag in str(r.get("path")))
+    assert len(recs) == 1
+    assert recs[0]["request_id"] == rid
+
+
+def test_content_length_is_not_duplicated_or_lost(wafer_py):
+    with wafer_py.connect() as c:
+        c.send(build_request("POST", "/cl", body=b"12345"))
+        got = c.read_response().json()
+    assert _hdrs(got, "content-length") == ["5"]
+    assert _hdrs(got, "transfer-encoding") == []

@@ -1,0 +1,176 @@
+"""Graceful shutdown on SIGTERM and configuration reload on SIGHUP."""
+
+import re
+import signal
+import socket
+import threading
+import time
+
+from harness import build_request
+
+
+def _refused(port):
+    try:
+        s = socket.create_connection(("127.0.0.1", port), timeout=1)
+    except (ConnectionRefusedError, socket.timeout, TimeoutError):
+        return True
+    # accepted by the kernel but never served also counts as not accepting,
+    # as long as it is closed rather than answered
+    try:
+        s.settimeout(1)
+        s.sendall(build_request("GET", "/new-after-term"))
+        d = s.recv(100)
+        return not d.startswith(b"HTTP/1.1 200")
+    except OSError:
+        return True
+    finally:
+        s.close()
+
+
+def test_sigterm_finishes_in_flight_request_then_exits(start_wafer, pyup):
+    w = start_wafer(pyup.address, shutdown_timeout="5s")
+    w.expect_exit = True
+    result = {}
+
+    def slow_client():
+        with w.connect(timeout=10) as c:
+            result["resp"] = c.request("GET", "/inflight?up_delay_body=1500&up_size=200000")
+            result["closed_after"] = c.wait_closed(3)
+    t = threading.Thread(target=slow_client)
+    t.start()
+    time.sleep(0.4)  # the request is with the upstream now
+    t0 = time.monotonic()
+    w.send_signal(signal.SIGTERM)
+    time.sleep(0.2)
+    assert _refused(w.port), "new connections still served after SIGTERM"
+    t.join(10)
+    r = result.get("resp")
+    assert r is not None and r.status == 200
+    assert len(r.body) == 200000
+    assert w.proc.wait(5) == 0
+    assert time.monotonic() - t0 < 4
+    assert result["closed_after"]
+
+
+def test_sigterm_idle_keepalive_connections_do_not_delay_exit(start_wafer, pyup):
+    w = start_wafer(pyup.address, shutdown_timeout="10s", timeouts={"idle": "30s"})
+    w.expect_exit = True
+    with w.connect() as c:
+        assert c.request("GET", "/idle-then-term").status == 200
+        t0 = time.monotonic()
+        w.send_signal(signal.SIGTERM)
+        assert w.proc.wait(5) == 0
+        assert time.monotonic() - t0 < 2
+        assert c.wait_closed(2)
+
+
+def test_shutdown_timeout_bounds_the_drain(start_wafer, pyup):
+    w = start_wafer(pyup.address, shutdown_timeout="1s", upstream={"timeout": "30s"})
+    w.expect_exit = True
+    c = w.connect(timeout=10)
+    try:
+        c.send(build_request("GET", "/forever?up_delay_headers=8000"))
+        time.sleep(0.3)
+        t0 = time.monotonic()
+        w.send_signal(signal.SIGTERM)
+        w.proc.wait(5)
+        dt = time.monotonic() - t0
+        assert 0.8 <= dt <= 2.5, "exited %.2fs after SIGTERM with shutdown_timeout 1s" % dt
+    finally:
+        c.close()
+
+
+def test_sighup_switches_upstream_without_dropping_connections(start_wafer, pyup, pyup_b):
+    w = start_wafer(pyup.address)
+    with w.connect(timeout=5) as old:
+        assert old.request("GET", "/before-reload").header("x-upstream") == "A"
+        w.config["upstream"]["servers"] = [{"address": pyup_b.address}]
+        w.write_config(w.config)
+        w.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 5
+        got = None
+        while time.monotonic() < deadline:
+            with w.connect() as c:
+                got = c.request("GET", "/after-reload").header("x-upstream")
+            if got == "B":
+                break
+            time.sleep(0.1)
+        assert got == "B", "new connections still go to the old upstream after SIGHUP"
+        # the connection opened before the reload still works
+        r = old.request("GET", "/old-conn-after-reload")
+        assert r.status == 200 and r.header("x-upstream") in ("A", "B")
+    assert w.proc.poll() is None
+
+
+def test_sighup_with_broken_yaml_is_refused_and_logged(start_wafer, pyup):
+    w = start_wafer(pyup.address)
+    good = open(w.conf_path).read()
+    lines = good.split("\n")
+    bad_line = 3
+    lines.insert(bad_line - 1, "listen: [unclosed")
+    with open(w.conf_path, "w") as f:
+        f.write("\n".join(lines))
+    with w.connect() as c:
+        assert c.request("GET", "/pre").status == 200
+        w.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline and w.conf_path + ":" not in w.stderr():
+            time.sleep(0.05)
+        err = w.stderr()
+        assert re.search(re.escape(w.conf_path) + r":\d+", err), "no file:line in the log:\n" + err[-2000:]
+        assert w.proc.poll() is None
+        assert c.request("GET", "/post").header("x-upstream") == "A"
+    with w.connect() as c:
+        assert c.request("GET", "/post-new").header("x-upstream") == "A"
+
+
+def test_sighup_with_unknown_key_is_refused_with_line(start_wafer, pyup, pyup_b):
+    w = start_wafer(pyup.address)
+    w.config["upstream"]["servers"] = [{"address": pyup_b.address}]
+    w.config["limits"]["max_hedaers"] = 5  # typo: an unknown key
+    w.write_config(w.config)
+    lineno = [i + 1 for i, ln in enumerate(open(w.conf_path)) if "max_hedaers" in ln][0]
+    w.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 3
+    while time.monotonic() < deadline and "max_hedaers" not in w.stderr():
+        time.sleep(0.05)
+    err = w.stderr()
+    assert re.search(re.escape(w.conf_path) + r":%d(:\d+)?:.*max_hedaers" % lineno, err), err[-2000:]
+    with w.connect() as c:
+        # the whole new file was refused, including its valid upstream change
+        assert c.request("GET", "/still-a").header("x-upstream") == "A"
+
+
+def test_repeated_reloads_under_traffic(start_wafer, pyup, pyup_b):
+    w = start_wafer(pyup.address)
+    stop = threading.Event()
+    errors = []
+    count = [0]
+
+    def client():
+        while not stop.is_set():
+            try:
+                with w.connect(timeout=5) as c:
+                    for i in range(5):
+                        r = c.request("GET", "/rl")
+                        if r.status != 200:
+                            errors.append(r.status)
+                        count[0] += 1
+            except Exception as e:  # any failure is a dropped request
+                errors.append(repr(e))
+    ts = [threading.Thread(target=client) for _ in range(2)]
+    for t in ts:
+        t.start()
+    try:
+        for i in range(6):
+            w.config["upstream"]["servers"] = [{"address": (pyup_b if i % 2 == 0 else pyup).address}]
+            w.write_config(w.config)
+            w.send_signal(signal.SIGHUP)
+            time.sleep(0.25)
+    finally:
+        stop.set()
+        for t in ts:
+            t.join(10)
+    assert errors == []
+    assert count[0] > 20
+    assert w.proc.poll() is None

@@ -1,0 +1,172 @@
+"""Timeouts and upstream failures: slowloris, idle keep-alive, body
+timeout, upstream timeout (504), refused / garbage / closing upstreams (502).
+Error bodies carry the request id that the access log records."""
+
+import time
+import uuid
+
+import pytest
+
+from harness import Closed, build_request, closed_port, finish_wafer, Wafer
+
+T = {"header": "1s", "body": "1s", "idle": "1s", "send": "5s"}
+
+
+@pytest.fixture(scope="module")
+def wafer_t(wafer_binary, pyup, tmp_path_factory):
+    w = Wafer(pyup.address, str(tmp_path_factory.mktemp("wafer")), timeouts=T,
+              upstream={"timeout": "1s", "connect_timeout": "1s"}).start()
+    yield w
+    finish_wafer(w)
+
+
+def _closed_within(c, lo, hi):
+    """Waits for the server to close; returns the elapsed time. A 408 before
+    closing is fine."""
+    t0 = time.monotonic()
+    data, closed = c.rest_until_closed(hi + 1)
+    dt = time.monotonic() - t0
+    assert closed, "still open after %.1fs" % dt
+    assert data == b"" or data.startswith(b"HTTP/1.1 408"), data[:200]
+    return dt
+
+
+def test_header_timeout_closes_slowloris(wafer_t):
+    with wafer_t.connect() as c:
+        c.send(b"GET /slowloris HTTP/1.1\r\nHost: x\r\n")
+        t0 = time.monotonic()
+        closed = False
+        # one header byte every 200 ms: each read is recent, but the header
+        # as a whole is late, and the header timeout is for the whole header
+        for i in range(25):
+            try:
+                c.send(b"X-%d: %d\r\n" % (i, i))
+            except (BrokenPipeError, ConnectionResetError):
+                closed = True
+                break
+            c.sock.settimeout(0.2)
+            try:
+                d = c.sock.recv(4096)
+                if d == b"" or d.startswith(b"HTTP/1.1 408"):
+                    closed = True
+                    break
+                raise AssertionError("unexpected bytes %r" % d[:100])
+            except TimeoutError:
+                pass
+            except ConnectionResetError:
+                closed = True
+                break
+        dt = time.monotonic() - t0
+        assert closed, "slowloris connection still open after %.1fs" % dt
+        assert dt < 2.5
+
+
+def test_header_timeout_on_silent_connection(wafer_t):
+    with wafer_t.connect() as c:
+        dt = _closed_within(c, 0.5, 3)
+        assert 0.5 <= dt <= 3
+
+
+def test_idle_keepalive_timeout(wafer_t):
+    with wafer_t.connect() as c:
+        assert c.request("GET", "/idle").status == 200
+        dt = _closed_within(c, 0.5, 3)
+        assert 0.5 <= dt <= 3
+
+
+def test_keepalive_survives_when_used_before_idle_timeout(wafer_t):
+    with wafer_t.connect() as c:
+        for i in range(4):
+            assert c.request("GET", "/busy/%d" % i).status == 200
+            time.sleep(0.5)
+
+
+def test_body_timeout(wafer_t):
+    with wafer_t.connect() as c:
+        c.send(build_request("POST", "/slow-body", [("Content-Length", "100")]) + b"0123456789")
+        t0 = time.monotonic()
+        data, closed = c.rest_until_closed(4)
+        dt = time.monotonic() - t0
+        assert closed, "connection with a stalled body still open after %.1fs" % dt
+        assert dt < 3.5
+        if data:
+            assert data.split(b" ")[1] in (b"408", b"400", b"502", b"504"), data[:200]
+
+
+def _rid_in_body_and_log(w, r, tag):
+    recs = w.wait_access(lambda x: tag in str(x.get("path")))
+    assert len(recs) == 1, recs
+    rid = recs[0]["request_id"]
+    assert rid and rid.encode() in r.body, "error body %r lacks request id %r" % (r.body[:300], rid)
+    assert recs[0]["status"] == r.status
+
+
+def test_upstream_timeout_is_504(wafer_t):
+    tag = uuid.uuid4().hex
+    with wafer_t.connect() as c:
+        t0 = time.monotonic()
+        r = c.request("GET", "/slow/%s?up_delay_headers=3000" % tag)
+        dt = time.monotonic() - t0
+        assert r.status == 504
+        assert 0.8 <= dt <= 2.5, dt
+    _rid_in_body_and_log(wafer_t, r, tag)
+
+
+def test_upstream_slow_but_within_timeout_passes(wafer_t):
+    with wafer_t.connect() as c:
+        r = c.request("GET", "/slowish?up_delay_headers=400")
+        assert r.status == 200
+
+
+def test_upstream_stalls_mid_body(wafer_t):
+    """Headers arrive, then the body stalls past the upstream timeout: the
+    client cannot get a 504 any more, so the connection must be closed
+    (never a response that looks complete)."""
+    with wafer_t.connect() as c:
+        c.send(build_request("GET", "/stall-body?up_delay_body=3000"))
+        t0 = time.monotonic()
+        try:
+            r = c.read_response()
+            raise AssertionError("got a complete response %r" % r)
+        except Closed:
+            pass
+        assert time.monotonic() - t0 < 2.8
+
+
+def test_upstream_refused_is_502(start_wafer):
+    w = start_wafer("127.0.0.1:%d" % closed_port())
+    tag = uuid.uuid4().hex
+    with w.connect() as c:
+        r = c.request("GET", "/refused/" + tag)
+        assert r.status == 502
+        # the client connection stays usable after a 502
+        assert c.request("GET", "/refused2/" + tag).status == 502
+    _rid_in_body_and_log(w, r, "/refused/" + tag)
+
+
+@pytest.mark.parametrize("mode", ["close", "reset", "garbage", "partial_headers"])
+def test_failing_upstream_is_502(wafer_t, mode):
+    tag = uuid.uuid4().hex
+    with wafer_t.connect() as c:
+        r = c.request("GET", "/fail/%s?up_mode=%s" % (tag, mode))
+        assert r.status == 502
+    _rid_in_body_and_log(wafer_t, r, tag)
+    # wafer keeps serving
+    with wafer_t.connect() as c:
+        assert c.request("GET", "/after-fail").status == 200
+
+
+def test_upstream_closes_mid_body(wafer_t):
+    with wafer_t.connect() as c:
+        c.send(build_request("GET", "/partial-body?up_mode=partial_body"))
+        with pytest.raises(Closed):
+            c.read_response()
+    with wafer_t.connect() as c:
+        assert c.request("GET", "/after-partial").status == 200
+
+
+def test_failures_do_not_poison_the_upstream_pool(wafer_t):
+    with wafer_t.connect() as c:
+        for i in range(3):
+            assert c.request("GET", "/p/%d?up_mode=close" % i).status == 502
+            assert c.request("GET", "/p/ok%d" % i).status == 200
