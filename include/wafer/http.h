@@ -59,6 +59,7 @@ typedef enum {
     WF_HTTP_E_CHUNK,             /* 400 malformed chunked framing */
     WF_HTTP_E_CHUNK_EXT_TOO_LONG,/* 400 chunk line or extensions over max_chunk_line */
     WF_HTTP_E_TRAILER,           /* 400 malformed or oversized trailer section */
+    WF_HTTP_E_VERSION_UNSUPPORTED,/* 505 well-formed HTTP/x.y other than 1.0 and 1.1 */
     WF_HTTP_E__COUNT
 } wf_http_err_t;
 
@@ -68,6 +69,7 @@ int wf_http_err_status(wf_http_err_t e);         /* 400, 413, ... */
 /* Leniency flags: each relaxes one strict rule; 0 is fully strict. */
 enum {
     WF_HTTP_LENIENT_BARE_LF = 1u << 0, /* accept LF alone as a line end (not bare CR) */
+    WF_HTTP_LENIENT_TARGET_8BIT = 1u << 1, /* accept bytes 0x80-0xff (raw UTF-8) in the request-target */
 };
 
 typedef struct {

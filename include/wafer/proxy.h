@@ -1,0 +1,139 @@
+/*
+ * wafer reverse proxy: the server configuration (YAML, documented key by key
+ * in docs/configuration.md), the header rewriting a proxy does on the way
+ * through, request ids, and the entry point that runs the server.
+ *
+ * Configuration errors name the file, line, column and key:
+ *     wafer.yaml:7:5: upstream.servers[0].address: expected host:port or [v6]:port, got "nowhere"
+ */
+#ifndef WAFER_PROXY_H
+#define WAFER_PROXY_H
+
+#include "wafer/common.h"
+#include "wafer/conf.h"
+#include "wafer/http.h"
+#include "wafer/net.h"
+#include <stdbool.h>
+
+typedef struct {
+    char *address;      /* as written */
+    wf_sockaddr_t addr;
+    int backlog;
+} wf_listen_conf_t;
+
+typedef struct {
+    char *address;
+    wf_sockaddr_t addr;
+} wf_upstream_server_t;
+
+typedef enum { WF_ACCESS_LOG_OFF, WF_ACCESS_LOG_STDOUT, WF_ACCESS_LOG_FILE } wf_access_log_kind_t;
+
+typedef struct {
+    char *file;                 /* the configuration file */
+    int workers;                /* resolved: "auto" becomes the number of online CPUs */
+    bool workers_auto;
+    char *pid_file;             /* NULL: none */
+
+    int log_level;              /* wf_log_level_t */
+    char *error_log;            /* NULL: stderr */
+    wf_access_log_kind_t access_log;
+    char *access_log_path;      /* for WF_ACCESS_LOG_FILE */
+
+    wf_listen_conf_t *listen;
+    size_t nlisten;
+
+    wf_upstream_server_t *servers;
+    size_t nservers;
+    uint32_t up_keepalive;      /* idle upstream connections kept per worker */
+    uint64_t up_connect_timeout_ms;
+    uint64_t up_timeout_ms;     /* response header, and between reads/writes */
+    uint64_t up_idle_timeout_ms;/* idle pooled connections are closed after this */
+
+    bool xff, forwarded, via;
+    char *request_id_header;    /* NULL or "": no request id header is sent */
+    bool trust_request_id;
+
+    uint64_t max_header_bytes, max_headers, max_uri, max_body;
+    uint64_t max_connections;   /* client connections per worker */
+    uint64_t buffer_size;       /* per direction per connection */
+
+    uint64_t header_timeout_ms, body_timeout_ms, idle_timeout_ms, send_timeout_ms;
+    uint64_t shutdown_timeout_ms;
+
+    wf_http_limits_t http;      /* request limits for the parser, from the above */
+    wf_http_limits_t http_resp; /* response limits (no body limit) */
+} wf_server_conf_t;
+
+/* Fills every default (the values documented in docs/configuration.md). */
+void wf_server_conf_defaults(wf_server_conf_t *sc);
+/* Reads the server sections of a loaded YAML document into sc (defaults
+ * first). Unknown keys are errors. Returns 0 or WF_ECONFIG with err set. */
+int wf_server_conf_parse(const wf_conf_t *c, wf_server_conf_t *sc, wf_conf_err_t *err);
+/* Loads a file: wf_conf_load_file + wf_server_conf_parse. *out is set on success. */
+int wf_server_conf_load(const char *path, wf_server_conf_t **out, wf_conf_err_t *err);
+void wf_server_conf_free(wf_server_conf_t *sc);
+
+/* ---- header rewriting ---- */
+
+/* Per-request facts the rewriting needs. */
+typedef struct {
+    wf_str_t client_ip;     /* textual address of the client, no brackets */
+    bool client_v6;
+    wf_str_t request_id;    /* the id this request carries upstream (see wf_proxy_request_id) */
+    wf_str_t default_host;  /* Host to send when the request had none (HTTP/1.0) */
+} wf_proxy_req_ctx_t;
+
+/* Room needed for the rewritten request head of a request whose header
+ * block was head_len bytes. */
+size_t wf_proxy_request_head_size(const wf_server_conf_t *sc, const wf_http_request_t *req, size_t head_len,
+                                  const wf_proxy_req_ctx_t *ctx);
+
+/* Writes the upstream request head: "METHOD origin-form HTTP/1.1", every
+ * field except hop-by-hop ones (fixed list and those named in Connection;
+ * Host, Content-Length and Transfer-Encoding are never dropped that way),
+ * Host (the absolute-form authority replaces it), X-Forwarded-For appended
+ * (one combined field), Forwarded and Via added, the request id header set,
+ * Expect removed (the proxy answers 100-continue itself), Content-Length
+ * once / Transfer-Encoding: chunked as framed. Returns the length, or
+ * -WF_ELIMIT if cap is too small. */
+int wf_proxy_request_head(const wf_server_conf_t *sc, const wf_http_request_t *req, const wf_proxy_req_ctx_t *ctx,
+                          char *out, size_t cap);
+
+enum {
+    WF_PROXY_RESP_CLOSE = 1u << 0,      /* tell the client the connection closes */
+    WF_PROXY_RESP_KEEPALIVE10 = 1u << 1,/* HTTP/1.0 client that keeps alive: "Connection: keep-alive" */
+    WF_PROXY_RESP_DECHUNK = 1u << 2,    /* body is sent decoded (HTTP/1.0 client): drop Transfer-Encoding */
+    WF_PROXY_RESP_VIA = 1u << 3,        /* add "Via: 1.x wafer" */
+};
+
+/* Writes the client response head from an upstream response: status line
+ * as received, hop-by-hop fields removed, Transfer-Encoding kept for a
+ * chunked body forwarded as framed, Connection as flags say. Returns the
+ * length or -WF_ELIMIT. Needs at most head_len + 64 bytes. */
+int wf_proxy_response_head(const wf_http_response_t *res, const char *head, size_t head_len, unsigned flags,
+                           char *out, size_t cap);
+
+/* A generated response (errors, 408, ...): status line, Content-Type
+ * text/plain, Content-Length, Connection: close, and a short body that
+ * names the status and the request id. Returns the length or -WF_ELIMIT. */
+int wf_proxy_error_response(int status, wf_str_t request_id, char *out, size_t cap);
+
+/* ---- request ids ---- */
+
+#define WF_REQUEST_ID_MAX 128
+
+/* A random 32-hex-digit id from a per-thread state (seeded with getrandom
+ * when *state is 0). out has room for 33 bytes; returns 32. */
+size_t wf_request_id_generate(uint64_t *state, char *out);
+/* An incoming id is kept (trust_request_id) only if it is 1..128 bytes of
+ * [A-Za-z0-9._:-]. */
+bool wf_request_id_valid(wf_str_t id);
+
+/* ---- the server ---- */
+
+/* Serves with the configuration at conf_path until SIGTERM/SIGINT (graceful
+ * shutdown). SIGHUP reloads, SIGUSR1 reopens logs, SIGUSR2 logs counters.
+ * daemonize: double fork and setsid first. Returns the exit code. */
+int wf_server_run(const char *conf_path, bool daemonize);
+
+#endif
