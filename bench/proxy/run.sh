@@ -10,11 +10,13 @@
 # and access logs OFF. Each proxy is measured with the same wrk runs:
 #   throughput: wrk -t2 -c64  -d${DURATION}s --latency
 #   latency:    wrk -t1 -c4   -d${LAT_DURATION}s --latency
-# after a short warm-up. Prints one table with requests/s and p50/p90/p99
-# latency per proxy and run, and the ratio wafer/nginx.
+# after a short warm-up, alternating between the two proxies for ROUNDS
+# rounds. Prints one table with requests/s and p50/p90/p99 latency of the
+# best round per proxy and run (this machine is shared, so the best round is
+# the least disturbed one), and the ratio wafer/nginx.
 #
 # Environment: WAFER_BIN (default build/wafer), WORKERS (1), DURATION (15),
-# LAT_DURATION (10), CONNS (64), THREADS (2), FILE_SIZE (1024 bytes),
+# LAT_DURATION (10), CONNS (64), THREADS (2), FILE_SIZE (1024 bytes), ROUNDS (2),
 # PIN=1 to pin the upstream to CPU 0 and the proxies to CPU 1 with taskset
 # (wrk then floats); off by default.
 set -euo pipefail
@@ -28,6 +30,7 @@ CONNS=${CONNS:-64}
 THREADS=${THREADS:-2}
 FILE_SIZE=${FILE_SIZE:-1024}
 PIN=${PIN:-0}
+ROUNDS=${ROUNDS:-2}
 
 for tool in nginx wrk "$WAFER_BIN"; do
     command -v "$tool" >/dev/null || { echo "missing: $tool (run scripts/install-deps and scripts/build)" >&2; exit 2; }
@@ -149,12 +152,12 @@ upstream:
   keepalive: 32
 EOF
 
-run_wrk() { # label url threads conns seconds -> appends a row to $dir/rows
-    local out="$dir/wrk-$1.txt"
-    wrk -t"$3" -c"$4" -d"$5"s --latency "$2" >"$out" 2>&1 || true
-    /usr/bin/python3 - "$1" "$out" >>"$dir/rows" <<'PY'
+run_wrk() { # label round url threads conns seconds -> appends a row to $dir/rows
+    local out="$dir/wrk-${1// /-}-$2.txt"
+    wrk -t"$4" -c"$5" -d"$6"s --latency "$3" >"$out" 2>&1 || true
+    /usr/bin/python3 - "$1" "$2" "$out" >>"$dir/rows" <<'PY'
 import re, sys
-label, path = sys.argv[1], sys.argv[2]
+label, rnd, path = sys.argv[1], sys.argv[2], sys.argv[3]
 t = open(path).read()
 def ms(v, u):
     return float(v) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[u]
@@ -166,40 +169,45 @@ note = []
 if errs: note.append("socket errors: " + errs.group(1).strip())
 if non2xx: note.append("non-2xx: " + non2xx.group(1))
 if not rps: note.append("wrk failed: " + t.strip().splitlines()[-1] if t.strip() else "wrk failed")
-print("\t".join([label, rps.group(1) if rps else "0"] + ["%.3f" % pct.get(p, float("nan")) for p in ("50", "90", "99")] + ["; ".join(note)]))
+print("\t".join([label, rnd, rps.group(1) if rps else "0"] + ["%.3f" % pct.get(p, float("nan")) for p in ("50", "90", "99")] + ["; ".join(note)]))
 PY
 }
 
-measure() { # name port pid
-    local url="http://127.0.0.1:$2/index.html"
+check_serving() { # name port pid
     wait_port "$2" "$3" || { echo "$1 did not start" >&2; return 1; }
-    curl -sf -o /dev/null "$url" || { echo "$1 does not serve $url" >&2; return 1; }
-    wrk -t"$THREADS" -c"$CONNS" -d3s "$url" >/dev/null 2>&1 || true   # warm-up
-    run_wrk "$1 throughput" "$url" "$THREADS" "$CONNS" "$DURATION"
-    run_wrk "$1 latency" "$url" 1 4 "$LAT_DURATION"
-}
-
-stop_pid() {
-    kill -TERM "$1" 2>/dev/null || true
-    for _ in $(seq 100); do kill -0 "$1" 2>/dev/null || return 0; sleep 0.1; done
-    kill -KILL "$1" 2>/dev/null || true
+    curl -sf -o /dev/null "http://127.0.0.1:$2/index.html" || { echo "$1 does not serve /index.html" >&2; return 1; }
 }
 
 : >"$dir/rows"
 $(pin 1) "$WAFER_BIN" run -c "$dir/waf/wafer.yaml" 2>"$dir/waf/stderr.log" &
-wpid=$!
-pids+=($wpid)
-if ! measure wafer "$waf_port" "$wpid"; then
-    echo "--- wafer stderr:" >&2; tail -20 "$dir/waf/stderr.log" >&2
-    printf 'wafer throughput\t0\tnan\tnan\tnan\twafer did not serve\nwafer latency\t0\tnan\tnan\tnan\twafer did not serve\n' >>"$dir/rows"
-fi
-stop_pid "$wpid"
-
+pids+=($!)
+wafer_ok=1
+check_serving wafer "$waf_port" "$!" || { wafer_ok=0; echo "--- wafer stderr:" >&2; tail -20 "$dir/waf/stderr.log" >&2; }
 $(pin 1) nginx -p "$dir/ngx" -c "$dir/ngx/nginx.conf" -e "$dir/ngx/error.log" &
-npid=$!
-pids+=($npid)
-measure nginx "$ngx_port" "$npid"
-stop_pid "$npid"
+pids+=($!)
+check_serving nginx "$ngx_port" "$!" || exit 1
+
+# Both proxies run side by side (the idle one costs nothing); runs alternate
+# between them so that load from elsewhere on the machine hits both alike.
+for round in $(seq "$ROUNDS"); do
+    for kind in throughput latency; do
+        for name in wafer nginx; do
+            if [ "$name" = wafer ]; then port=$waf_port; else port=$ngx_port; fi
+            if [ "$name" = wafer ] && [ "$wafer_ok" = 0 ]; then
+                printf 'wafer %s\t%s\t0\tnan\tnan\tnan\twafer did not serve\n' "$kind" "$round" >>"$dir/rows"
+                continue
+            fi
+            url="http://127.0.0.1:$port/index.html"
+            if [ "$kind" = throughput ]; then
+                wrk -t"$THREADS" -c"$CONNS" -d2s "$url" >/dev/null 2>&1 || true   # warm-up
+                run_wrk "$name $kind" "$round" "$url" "$THREADS" "$CONNS" "$DURATION"
+            else
+                run_wrk "$name $kind" "$round" "$url" 1 4 "$LAT_DURATION"
+            fi
+            echo "round $round: $(tail -1 "$dir/rows" | cut -f1-6 | tr '\t' ' ')" >&2
+        done
+    done
+done
 
 echo
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//'), $(uname -r)"
@@ -209,16 +217,22 @@ echo
 /usr/bin/python3 - "$dir/rows" <<'PY'
 import sys
 rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1]) if l.strip()]
-by = {r[0]: r for r in rows}
-print("| %-18s | %10s | %9s | %9s | %9s | %s" % ("run", "req/s", "p50 ms", "p90 ms", "p99 ms", "notes"))
-print("|%s|%s|%s|%s|%s|------" % ("-" * 20, "-" * 12, "-" * 11, "-" * 11, "-" * 11))
+# best round (highest req/s) per proxy and run kind
+best = {}
 for r in rows:
-    print("| %-18s | %10.0f | %9s | %9s | %9s | %s" % (r[0], float(r[1]), r[2], r[3], r[4], r[5] if len(r) > 5 else ""))
+    if r[0] not in best or float(r[2]) > float(best[r[0]][2]):
+        best[r[0]] = r
+print("| %-18s | %10s | %9s | %9s | %9s | %s" % ("run (best of %s)" % max(int(r[1]) for r in rows), "req/s", "p50 ms", "p90 ms", "p99 ms", "notes"))
+print("|%s|%s|%s|%s|%s|------" % ("-" * 20, "-" * 12, "-" * 11, "-" * 11, "-" * 11))
+for k in ("wafer throughput", "nginx throughput", "wafer latency", "nginx latency"):
+    r = best.get(k)
+    if r:
+        print("| %-18s | %10.0f | %9s | %9s | %9s | %s" % (k, float(r[2]), r[3], r[4], r[5], r[6] if len(r) > 6 else ""))
 print()
 for kind in ("throughput", "latency"):
-    w, n = by.get("wafer " + kind), by.get("nginx " + kind)
-    if w and n and float(n[1]) > 0:
+    w, n = best.get("wafer " + kind), best.get("nginx " + kind)
+    if w and n and float(n[2]) > 0:
         print("wafer/nginx %-10s req/s ratio: %.2f   p99 ratio: %s" % (
-            kind, float(w[1]) / float(n[1]),
-            "%.2f" % (float(w[4]) / float(n[4])) if float(n[4]) > 0 and w[4] != "nan" else "n/a"))
+            kind, float(w[2]) / float(n[2]),
+            "%.2f" % (float(w[5]) / float(n[5])) if float(n[5]) > 0 and w[5] != "nan" else "n/a"))
 PY

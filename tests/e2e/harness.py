@@ -286,11 +286,28 @@ http {{
             time.sleep(0.05)
 
     def vm_hwm_kib(self):
-        with open("/proc/%d/status" % self.proc.pid) as f:
-            for ln in f:
-                if ln.startswith("VmHWM:"):
-                    return int(ln.split()[1])
-        return None
+        """Peak resident memory (VmHWM) of wafer, summed with that of any
+        child processes, in KiB."""
+        def hwm(pid):
+            try:
+                with open("/proc/%d/status" % pid) as f:
+                    for ln in f:
+                        if ln.startswith("VmHWM:"):
+                            return int(ln.split()[1])
+            except OSError:
+                pass
+            return 0
+        total = hwm(self.proc.pid)
+        for d in os.listdir("/proc"):
+            if d.isdigit():
+                try:
+                    with open("/proc/%s/stat" % d) as f:
+                        ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+                except (OSError, ValueError, IndexError):
+                    continue
+                if ppid == self.proc.pid:
+                    total += hwm(int(d))
+        return total
 
     def url(self, path="/"):
         return "http://127.0.0.1:%d%s" % (self.port, path)

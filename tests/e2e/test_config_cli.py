@@ -63,8 +63,8 @@ BAD = [
     ("negative_keepalive", "keepalive:", "keepalive: -3", "keepalive"),
     ("bad_level", "level:", "level: loud", "level"),
     ("bad_bool", "via:", "via: maybe", "via"),
-    ("bad_port", "- address: 127.0.0.1:", "- address: 127.0.0.1:99999", "address"),
-    ("bad_host", "- address: 127.0.0.1:", "- address: not a host", "address"),
+    ("bad_port", "- address:", "- address: 127.0.0.1:99999", "address"),
+    ("bad_host", "- address:", "- address: not a host", "address"),
 ]
 
 
