@@ -113,4 +113,9 @@ def test_curl_through_nginx_echo(wafer_nginx):
     status, headers, body = curl([wafer_nginx.url("/echo?a=1")])
     assert status == 200
     assert body.startswith(b"method=GET uri=/echo?a=1 ")
+    # what nginx, the upstream, received from wafer
+    assert b" xff=127.0.0.1 " in body, body
+    assert b" via=1.1 " in body, body
+    assert b" host=127.0.0.1:%d " % wafer_nginx.port in body, body
+    assert b" rid= " not in body, body
     assert hdr(headers, "content-length") == str(len(body))
