@@ -104,13 +104,27 @@ enum {
     WF_HTTP_F_ASTERISK_FORM = 1u << 8,  /* OPTIONS * */
     WF_HTTP_F_AUTHORITY_FORM = 1u << 9, /* CONNECT host:port */
 };
+/* Notes on the flags (docs/http-parsing.md has all the rules):
+ * - A response to HEAD, a 1xx, 204 or 304 has NO_BODY; CONTENT_LENGTH and
+ *   content_length may still report its Content-Length field: test NO_BODY
+ *   first.
+ * - On a response, UPGRADE means the connection becomes a tunnel after the
+ *   header block (101 with an Upgrade field, or 2xx to CONNECT); NO_BODY is
+ *   set too and KEEP_ALIVE is not.
+ * - Repeated identical Content-Length values ("5, 5" or two fields) are
+ *   accepted as one value (RFC 9110 8.6): a proxy forwards one
+ *   Content-Length field, not the received ones.
+ * - A request with neither Content-Length nor Transfer-Encoding has NO_BODY;
+ *   a response with neither is UNTIL_CLOSE. */
 
 typedef struct {
     wf_str_t method;
     wf_str_t target;      /* request-target exactly as received */
-    wf_str_t path;        /* path part of the target ("/" for asterisk/authority form is "") */
+    wf_str_t path;        /* path part of the target; empty for asterisk and authority form, and for an
+                           * absolute-form target without a path (forward it as "/") */
     wf_str_t query;       /* after '?', without it; empty if none */
-    wf_str_t host;        /* Host field value (or authority of absolute-form) */
+    wf_str_t host;        /* Host field value (or the authority of absolute- and authority-form, which
+                           * wins over Host); empty if there is none */
     int minor_version;    /* HTTP/1.x */
     uint32_t flags;       /* WF_HTTP_F_* */
     uint64_t content_length;

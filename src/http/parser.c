@@ -142,12 +142,20 @@ static bool list_next(wf_str_t *rest, wf_str_t *elem, bool *done)
 
 /* ---- Host / authority validation (RFC 3986 3.2.2, RFC 9110 7.2) ---- */
 
-static bool is_unreserved_or_subdelim(unsigned char c)
-{
-    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || is_digit((char)c))
-        return true;
-    return strchr("-._~!$&'()*+,;=", c) != NULL && c != 0;
-}
+/* unreserved / sub-delims of RFC 3986 (reg-name characters besides pct-encoded) */
+static const unsigned char regname_tab[256] = {
+    ['-'] = 1, ['.'] = 1, ['_'] = 1, ['~'] = 1, ['!'] = 1, ['$'] = 1, ['&'] = 1, ['\''] = 1, ['('] = 1,
+    [')'] = 1, ['*'] = 1, ['+'] = 1, [','] = 1, [';'] = 1, ['='] = 1,
+    ['0'] = 1, ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1, ['5'] = 1, ['6'] = 1, ['7'] = 1, ['8'] = 1, ['9'] = 1,
+    ['A'] = 1, ['B'] = 1, ['C'] = 1, ['D'] = 1, ['E'] = 1, ['F'] = 1, ['G'] = 1, ['H'] = 1, ['I'] = 1,
+    ['J'] = 1, ['K'] = 1, ['L'] = 1, ['M'] = 1, ['N'] = 1, ['O'] = 1, ['P'] = 1, ['Q'] = 1, ['R'] = 1,
+    ['S'] = 1, ['T'] = 1, ['U'] = 1, ['V'] = 1, ['W'] = 1, ['X'] = 1, ['Y'] = 1, ['Z'] = 1,
+    ['a'] = 1, ['b'] = 1, ['c'] = 1, ['d'] = 1, ['e'] = 1, ['f'] = 1, ['g'] = 1, ['h'] = 1, ['i'] = 1,
+    ['j'] = 1, ['k'] = 1, ['l'] = 1, ['m'] = 1, ['n'] = 1, ['o'] = 1, ['p'] = 1, ['q'] = 1, ['r'] = 1,
+    ['s'] = 1, ['t'] = 1, ['u'] = 1, ['v'] = 1, ['w'] = 1, ['x'] = 1, ['y'] = 1, ['z'] = 1,
+};
+
+static inline bool is_unreserved_or_subdelim(unsigned char c) { return regname_tab[c]; }
 
 static bool is_hex(unsigned char c)
 {
@@ -443,6 +451,9 @@ static int parse_fields(scan_t *s, const char **pp, size_t max_headers, wf_http_
         if (n == max_headers)
             return fail(s, WF_HTTP_E_TOO_MANY_HEADERS);
         const char *n0 = p;
+        while (end - p >= 4 && is_tchar((unsigned char)p[0]) && is_tchar((unsigned char)p[1]) &&
+               is_tchar((unsigned char)p[2]) && is_tchar((unsigned char)p[3]))
+            p += 4;
         while (p < end && is_tchar((unsigned char)*p))
             p++;
         if (p >= end)

@@ -1155,6 +1155,7 @@ static void cc_drive(cconn_t *cc)
 {
     for (int guard = 0; guard < 1000; guard++) {
         bool progress = false;
+        int phase = cc->phase;
         switch (cc->phase) {
         case PH_HEAD:
             progress = cc_step_head(cc);
@@ -1196,7 +1197,7 @@ static void cc_drive(cconn_t *cc)
         }
         if (cc->phase == PH_DEAD)
             return;
-        if (!progress)
+        if (!progress && cc->phase == phase)
             break;
     }
     cc_waits(cc);
