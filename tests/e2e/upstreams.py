@@ -18,6 +18,12 @@ whose names start with ``up_`` change its behaviour for that one request:
     up_mode=garbage       answer with bytes that are not HTTP
     up_mode=partial_headers  send half a header block, then close
     up_mode=partial_body  send headers with Content-Length 1000 and 10 bytes, then close
+    up_mode=eof_body      send a body delimited by closing the connection (no length)
+    up_mode=cl_te         answer with both Content-Length and Transfer-Encoding
+    up_mode=bad_cl        answer with Content-Length: 5x
+    up_mode=cl_overflow   answer "hello" with Content-Length: 5, followed by stray bytes
+                          on the same connection (a desync attempt), and keep it open
+    up_mode=interim       send a 103 Early Hints before the final response
 
 Everything runs in daemon threads of the test process; every socket has a
 timeout, and stop() closes the listener and every open connection.
@@ -287,6 +293,23 @@ class PyUpstream:
         if close:
             extra += "Connection: close\r\n"
         reason = {200: "OK", 201: "Created", 204: "No Content", 404: "Not Found", 500: "Internal Server Error"}.get(status, "Status")
+        if mode == "eof_body":
+            c.sendall(("HTTP/1.1 200 OK\r\n%sContent-Type: application/octet-stream\r\n\r\n" % extra).encode()
+                      + pattern_bytes(int(q.get("up_size", "100000"))))
+            return False
+        if mode == "cl_te":
+            c.sendall(("HTTP/1.1 200 OK\r\n%sContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"
+                       "5\r\nhello\r\n0\r\n\r\n" % extra).encode())
+            return False
+        if mode == "bad_cl":
+            c.sendall(("HTTP/1.1 200 OK\r\n%sContent-Length: 5x\r\n\r\nhello" % extra).encode())
+            return False
+        if mode == "cl_overflow":
+            c.sendall(("HTTP/1.1 200 OK\r\n%sContent-Length: 5\r\n\r\nhello"
+                       "HTTP/1.1 200 OK\r\nContent-Length: 8\r\nX-Smuggled: yes\r\n\r\nsmuggled" % extra).encode())
+            return True
+        if mode == "interim":
+            c.sendall(b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n")
         if mode == "partial_body":
             c.sendall(("HTTP/1.1 %d %s\r\n%sContent-Length: 1000\r\n\r\n" % (status, reason, extra)).encode() + b"0123456789")
             return False
