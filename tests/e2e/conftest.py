@@ -18,6 +18,10 @@ from upstreams import PyUpstream  # noqa: E402
 
 TEST_DEADLINE_S = 90
 
+# A SIGTERM to pytest (CI cancelling a run) still runs fixture teardown and
+# the atexit hook in harness.py, so no wafer or nginx outlives the run.
+signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+
 
 @pytest.fixture(autouse=True)
 def _deadline():

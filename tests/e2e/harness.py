@@ -321,10 +321,15 @@ def finish_wafer(w):
     import pytest
     crashed = w.proc is not None and w.proc.poll() is not None
     rc = w.proc.returncode if crashed else None
-    w.stop()
+    stop_rc = w.stop()
     if crashed:
         pytest.fail("wafer exited on its own during the test (status %s); stderr:\n%s"
                     % (rc, w.stderr()[-3000:]), pytrace=False)
+    if stop_rc != 0:
+        # SIGTERM is a graceful shutdown: exit status 0 (a sanitizer report
+        # or a hang that needed SIGKILL shows up here)
+        pytest.fail("wafer exited with status %s after SIGTERM; stderr:\n%s"
+                    % (stop_rc, w.stderr()[-3000:]), pytrace=False)
 
 
 def run_check(conf_path, timeout=10):
