@@ -55,6 +55,33 @@ static int hexval(unsigned char c)
     return -1;
 }
 
+/* Fields refused in the trailer section: merged into the header section by a
+ * lax recipient they would change framing or routing (RFC 9110 6.5.1). */
+static const char *const tr_forbidden[] = { "content-length", "transfer-encoding", "host" };
+
+/* Matches a trailer name against tr_forbidden one byte at a time (the name may
+ * be split across calls). While a trailer name is read, chunk_left (zero in
+ * the trailer section) holds the set of candidates still matching and
+ * line_len (unused there) the name's length so far. */
+static void tr_name_byte(wf_http_chunked_t *c, unsigned char ch)
+{
+    if (ch >= 'A' && ch <= 'Z')
+        ch += 32;
+    for (unsigned k = 0; k < sizeof(tr_forbidden) / sizeof(tr_forbidden[0]); k++)
+        if ((c->chunk_left >> k) & 1)
+            if (c->line_len >= strlen(tr_forbidden[k]) || (unsigned char)tr_forbidden[k][c->line_len] != ch)
+                c->chunk_left &= ~(1ull << k);
+    c->line_len++;
+}
+
+static bool tr_name_forbidden(const wf_http_chunked_t *c)
+{
+    for (unsigned k = 0; k < sizeof(tr_forbidden) / sizeof(tr_forbidden[0]); k++)
+        if (((c->chunk_left >> k) & 1) && strlen(tr_forbidden[k]) == c->line_len)
+            return true;
+    return false;
+}
+
 void wf_http_chunked_init(wf_http_chunked_t *c, const wf_http_limits_t *lim)
 {
     memset(c, 0, sizeof(*c));
@@ -226,16 +253,26 @@ int wf_http_chunked_feed(wf_http_chunked_t *c, const char *buf, size_t len, size
                     FAIL(WF_HTTP_E_BARE_LF);
                 c->state = CH_DONE;
             } else if (tchar(ch)) {
+                c->chunk_left = (1ull << (sizeof(tr_forbidden) / sizeof(tr_forbidden[0]))) - 1;
+                c->line_len = 0;
+                tr_name_byte(c, ch);
                 c->state = CH_TR_NAME;
             } else {
                 FAIL(WF_HTTP_E_TRAILER);
             }
             break;
         case CH_TR_NAME:
-            if (ch == ':')
+            if (ch == ':') {
+                if (tr_name_forbidden(c))
+                    FAIL(WF_HTTP_E_TRAILER);
+                c->chunk_left = 0;
+                c->line_len = 0;
                 c->state = CH_TR_VALUE;
-            else if (!tchar(ch))
+            } else if (tchar(ch)) {
+                tr_name_byte(c, ch);
+            } else {
                 FAIL(WF_HTTP_E_TRAILER);
+            }
             break;
         case CH_TR_VALUE:
             if (ch == '\r')

@@ -59,8 +59,22 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/mman.h>
 #include <unistd.h>
+
+/* The case being run, named if a read past the input hits the guard page. */
+static char g_current[512];
+
+static void on_fault(int sig)
+{
+    static const char msg[] = "spec_runner: memory fault (a read past the input?) in case ";
+    ssize_t w = write(2, msg, sizeof(msg) - 1);
+    w += write(2, g_current, strlen(g_current));
+    w += write(2, "\n", 1);
+    (void)w;
+    _exit(128 + sig);
+}
 
 /* ---------- growable byte string ---------- */
 
@@ -831,6 +845,7 @@ static void case_fail(const char *file, const spec_case_t *c, const char *fmt, .
 
 static bool run_case(const char *file, spec_case_t *c)
 {
+    snprintf(g_current, sizeof(g_current), "%s:%d \"%s\"", file, c->line, c->name);
     const char *in = c->input.p ? c->input.p : "";
     size_t n = c->input.n;
     guard_t g;
@@ -1028,6 +1043,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: %s FILE.md...\n", argv[0]);
         return 2;
     }
+    signal(SIGSEGV, on_fault);
+    signal(SIGBUS, on_fault);
     for (int i = 1; i < argc; i++)
         run_file(argv[i]);
     printf("%d cases, %d failed\n", g_cases, g_failed);
