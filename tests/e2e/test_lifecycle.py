@@ -174,3 +174,10 @@ def test_repeated_reloads_under_traffic(start_wafer, pyup, pyup_b):
     assert errors == []
     assert count[0] > 20
     assert w.proc.poll() is None
+
+
+def test_pid_file_is_written(start_wafer, pyup, tmp_path):
+    pid_path = str(tmp_path / "wafer.pid")
+    w = start_wafer(pyup.address, pid_file=pid_path)
+    with open(pid_path) as f:
+        assert int(f.read().strip()) == w.pid

@@ -2,6 +2,7 @@
 timeout, upstream timeout (504), refused / garbage / closing upstreams (502).
 Error bodies carry the request id that the access log records."""
 
+import socket
 import time
 import uuid
 
@@ -189,3 +190,73 @@ def test_failures_do_not_poison_the_upstream_pool(wafer_t):
             assert r.status == 200
     finally:
         c.close()
+
+
+class _Blackhole:
+    """A listener whose accept queue is full and never drained: a connect()
+    to it hangs (the kernel drops the SYNs), as with an unreachable host."""
+
+    def __init__(self):
+        self.l = socket.socket()
+        self.l.bind(("127.0.0.1", 0))
+        self.l.listen(0)
+        self.address = "127.0.0.1:%d" % self.l.getsockname()[1]
+        self.fill = []
+        for _ in range(4):
+            s = socket.socket()
+            s.setblocking(False)
+            try:
+                s.connect(self.l.getsockname())
+            except BlockingIOError:
+                pass
+            self.fill.append(s)
+        time.sleep(0.1)
+
+    def close(self):
+        for s in self.fill + [self.l]:
+            s.close()
+
+
+def test_upstream_connect_timeout(start_wafer):
+    bh = _Blackhole()
+    try:
+        w = start_wafer(bh.address, upstream={"connect_timeout": "1s", "timeout": "10s"})
+        tag = uuid.uuid4().hex
+        with w.connect(timeout=8) as c:
+            t0 = time.monotonic()
+            r = c.request("GET", "/ct/" + tag)
+            dt = time.monotonic() - t0
+        assert r.status in (502, 504)
+        assert 0.8 <= dt <= 3.0, "answered after %.2fs with connect_timeout 1s" % dt
+        _rid_in_body_and_log(w, r, tag)
+    finally:
+        bh.close()
+
+
+def test_send_timeout_drops_a_client_that_stops_reading(start_wafer, pyup):
+    w = start_wafer(pyup.address, timeouts={"send": "1s"})
+    total = 64 << 20
+    with w.connect(timeout=10) as c:
+        c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+        c.send(build_request("GET", "/stuck-reader?up_size=%d" % total))
+        time.sleep(3)  # not reading at all
+        got = 0
+        closed = False
+        c.sock.settimeout(3)
+        while True:
+            try:
+                d = c.sock.recv(1 << 20)
+            except ConnectionResetError:
+                closed = True
+                break
+            except TimeoutError:
+                break
+            if not d:
+                closed = True
+                break
+            got += len(d)
+        assert closed, "the connection of a client that stopped reading is still open"
+        assert got < total
+    assert w.vm_hwm_kib() < 64 * 1024
+    with w.connect() as c:
+        assert c.request("GET", "/after-stuck").status == 200
