@@ -181,3 +181,42 @@ def test_pid_file_is_written(start_wafer, pyup, tmp_path):
     w = start_wafer(pyup.address, pid_file=pid_path)
     with open(pid_path) as f:
         assert int(f.read().strip()) == w.pid
+
+
+def test_sighup_applies_new_limits_to_new_requests(start_wafer, pyup):
+    w = start_wafer(pyup.address)
+    long_target = "/lim?" + "a" * 3000
+    with w.connect() as c:
+        assert c.request("GET", long_target).status == 200
+    w.config["limits"]["max_uri"] = "1k"
+    w.write_config(w.config)
+    w.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 5
+    status = None
+    while time.monotonic() < deadline:
+        with w.connect() as c:
+            status = c.request("GET", long_target).status
+        if status == 414:
+            break
+        time.sleep(0.1)
+    assert status == 414, "max_uri from the reloaded configuration not applied"
+
+
+def test_sighup_during_an_in_flight_request(start_wafer, pyup, pyup_b):
+    w = start_wafer(pyup.address)
+    result = {}
+
+    def slow():
+        with w.connect(timeout=10) as c:
+            result["r"] = c.request("GET", "/reload-inflight?up_delay_headers=800&up_size=100000")
+    t = threading.Thread(target=slow)
+    t.start()
+    time.sleep(0.3)
+    w.config["upstream"]["servers"] = [{"address": pyup_b.address}]
+    w.write_config(w.config)
+    w.send_signal(signal.SIGHUP)
+    t.join(10)
+    r = result.get("r")
+    assert r is not None and r.status == 200 and len(r.body) == 100000
+    assert r.header("x-upstream") == "A"
+    assert w.proc.poll() is None

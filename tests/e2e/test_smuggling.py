@@ -144,3 +144,20 @@ def test_error_for_one_connection_does_not_affect_others(wafer_py):
             bad.send(b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n")
             assert bad.read_response().status == 400
         assert good.request("GET", "/after").status == 200
+
+
+def test_bad_request_after_good_ones_in_a_pipeline(wafer_py, pyup):
+    tag = uuid.uuid4().hex
+    wire = ("GET /pl/%s/1 HTTP/1.1\r\nHost: x\r\n\r\n"
+            "POST /pl/%s/2 HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc"
+            "POST /pl/%s/3 HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+            % (tag, tag, tag)) + _smuggled(tag)
+    with wafer_py.connect() as c:
+        c.send(wire.encode())
+        assert c.read_response().json()["target"] == "/pl/%s/1" % tag
+        assert c.read_response().json()["body"] == "abc"
+        assert c.read_response().status == 400
+        _, closed = c.rest_until_closed(3)
+        assert closed
+    assert pyup.seen_path("/pl/%s/3" % tag) == []
+    assert pyup.seen_path("/smuggled-" + tag) == []
