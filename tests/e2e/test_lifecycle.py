@@ -1,5 +1,6 @@
 """Graceful shutdown on SIGTERM and configuration reload on SIGHUP."""
 
+import os
 import re
 import signal
 import socket
@@ -179,6 +180,9 @@ def test_repeated_reloads_under_traffic(start_wafer, pyup, pyup_b):
 def test_pid_file_is_written(start_wafer, pyup, tmp_path):
     pid_path = str(tmp_path / "wafer.pid")
     w = start_wafer(pyup.address, pid_file=pid_path)
+    deadline = time.monotonic() + 2
+    while not os.path.exists(pid_path) and time.monotonic() < deadline:
+        time.sleep(0.02)
     with open(pid_path) as f:
         assert int(f.read().strip()) == w.pid
 
