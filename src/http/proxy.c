@@ -319,19 +319,19 @@ static void cc_log(cconn_t *cc)
     char ts[32];
     wf_time_rfc3339(wf_wall_us(), ts, sizeof(ts));
     size_t k = 0;
-    k += (size_t)sprintf(o + k, "{\"time\":\"%s\",\"request_id\":\"%.*s\",\"client_ip\":\"%.*s\",\"client_port\":%u,"
+    k += (size_t)sprintf(o + k, "{\"time\":\"%s\",\"request_id\":\"%.*s\",\"client\":{\"ip\":\"%.*s\",\"port\":%u},"
                                 "\"method\":\"", ts, cc->rid_len, cc->rid, cc->ip_len, cc->ip, cc->port);
     k += json_str(o + k, cc->method.p, mlen, 6 * mlen + 8);
     k += (size_t)sprintf(o + k, "\",\"path\":\"");
     k += json_str(o + k, cc->path.p, plen, 6 * plen + 8);
-    k += (size_t)sprintf(o + k, "\",\"status\":%d,\"bytes_in\":%llu,\"bytes_out\":%llu,\"duration_ms\":%.3f,", st,
+    k += (size_t)sprintf(o + k, "\",\"status\":%d,\"bytes_in\":%llu,\"bytes_out\":%llu,\"durations\":{\"total_ms\":%.3f,", st,
                          (unsigned long long)cc->bytes_in, (unsigned long long)cc->bytes_out, total_ms);
     if (cc->up_srv >= 0 && (size_t)cc->up_srv < cc->sc->nservers) {
         uint64_t up_ns = cc->up_ns + (cc->t_up_ns ? now_ns - cc->t_up_ns : 0);
-        k += (size_t)sprintf(o + k, "\"upstream_ms\":%.3f,\"upstream\":\"%s\"}\n", (double)up_ns / 1e6,
+        k += (size_t)sprintf(o + k, "\"upstream_ms\":%.3f},\"upstream\":\"%s\"}\n", (double)up_ns / 1e6,
                              cc->sc->servers[cc->up_srv].address);
     } else {
-        k += (size_t)sprintf(o + k, "\"upstream_ms\":null,\"upstream\":null}\n");
+        k += (size_t)sprintf(o + k, "\"upstream_ms\":null},\"upstream\":null}\n");
     }
     w->alog_len += k;
 }
@@ -642,13 +642,12 @@ static void cc_start(cconn_t *cc, wf_http_request_t *req, size_t head_len)
     cc->minor = req->minor_version;
     cc->req_keepalive = (req->flags & WF_HTTP_F_KEEP_ALIVE) != 0;
 
-    char hostbuf[64];
     wf_proxy_req_ctx_t ctx = {
         .client_ip = wf_str(cc->ip, cc->ip_len),
         .client_v6 = cc->v6,
         .request_id = wf_str(cc->rid, cc->rid_len),
     };
-    ctx.default_host = wf_str(hostbuf, wf_sockaddr_format(&sc->servers[0].addr, hostbuf, sizeof(hostbuf)));
+    ctx.default_host = wf_str_c(sc->servers[0].address);
     int n = wf_proxy_request_head(sc, req, &ctx, cc->rq, cc->rq_cap);
     cc->phase = PH_PROXY;
     cc->t_head = cc->t_idle = 0;
@@ -677,7 +676,8 @@ static void cc_start(cconn_t *cc, wf_http_request_t *req, size_t head_len)
     } else {
         cc->req_done = true;
     }
-    cc->expect_continue = !cc->req_done && (req->flags & WF_HTTP_F_EXPECT_CONTINUE);
+    /* never a 100 to an HTTP/1.0 client (RFC 9110 10.1.1) */
+    cc->expect_continue = !cc->req_done && (req->flags & WF_HTTP_F_EXPECT_CONTINUE) && req->minor_version >= 1;
     if (wf_str_eq_lit_nocase(req->method, "CONNECT")) {
         WF_STAT_INC(&w->stats, requests_rejected);
         cc->req_keepalive = false;
@@ -1248,6 +1248,8 @@ static void cc_timer(wf_loop_t *loop, wf_timer_t *t)
         }
         if (!cc->t_head && cc->t_idle && now >= cc->t_idle + sc->idle_timeout_ms) {
             WF_STAT_INC(&w->stats, timeout_idle);
+            wf_debug("client %.*s:%u: keep-alive connection idle for %llums, closing", cc->ip_len, cc->ip, cc->port,
+                     (unsigned long long)sc->idle_timeout_ms);
             cc_close(cc);
             return;
         }
@@ -1345,8 +1347,12 @@ void wf_proxy_accept(wf_worker_t *w, int lfd)
     for (int i = 0; i < ACCEPT_BATCH; i++) {
         if (w->nconns >= sc->max_connections) {
             WF_STAT_INC(&w->stats, conn_limit);
-            wf_info("worker %d: %zu connections (limits.max_connections): not accepting until one closes", w->id,
+            uint64_t now = wf_loop_now(w->loop);
+            if (now - w->limit_logged >= 1000) {
+                w->limit_logged = now;
+                wf_info("worker %d: %zu connections (limits.max_connections): not accepting until one closes", w->id,
                     w->nconns);
+            }
             wf_worker_listeners_pause(w, true);
             return;
         }

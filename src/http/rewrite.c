@@ -228,7 +228,8 @@ int wf_proxy_response_head(const wf_http_response_t *res, const char *head, size
     for (size_t i = 0; i < res->nheaders; i++) {
         wf_str_t name = res->headers[i].name;
         if (wf_str_eq_lit_nocase(name, "transfer-encoding")) {
-            if ((res->flags & WF_HTTP_F_CHUNKED) && !(flags & WF_PROXY_RESP_DECHUNK))
+            /* kept for a body forwarded as framed, and on a HEAD response (same fields as GET) */
+            if ((res->flags & (WF_HTTP_F_CHUNKED | WF_HTTP_F_NO_BODY)) && !(flags & WF_PROXY_RESP_DECHUNK))
                 put_field(&w, name, res->headers[i].value);
             continue;
         }

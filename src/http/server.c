@@ -20,6 +20,19 @@ static wf_worker_t *workers;
 static int nworkers;
 static int main_evfd = -1; /* workers write here when they exit */
 static uint64_t gen_seq;
+static int sig_pipe[2] = { -1, -1 };
+
+/* Libraries may start threads before main (OpenBLAS does) that do not block
+ * our signals; a signal delivered to one of them comes through this pipe.
+ * Signals that every thread blocks come through the signalfd. */
+static void on_signal(int signo)
+{
+    int saved = errno;
+    unsigned char c = (unsigned char)signo;
+    ssize_t r = write(sig_pipe[1], &c, 1);
+    (void)r;
+    errno = saved;
+}
 
 /* ---- generations ---- */
 
@@ -452,9 +465,17 @@ int wf_server_run(const char *conf_path, bool daemon_mode)
     sigaddset(&set, SIGUSR1);
     sigaddset(&set, SIGUSR2);
     pthread_sigmask(SIG_BLOCK, &set, NULL); /* inherited by the workers */
-    int sfd = signalfd(-1, &set, SFD_CLOEXEC);
+    int sfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
     main_evfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    if (sfd < 0 || main_evfd < 0) {
+    if (pipe2(sig_pipe, O_CLOEXEC | O_NONBLOCK) == 0) {
+        struct sigaction sa = { .sa_handler = on_signal };
+        sigfillset(&sa.sa_mask);
+        sa.sa_flags = SA_RESTART;
+        for (int s2 = 1; s2 < NSIG; s2++)
+            if (sigismember(&set, s2) == 1)
+                sigaction(s2, &sa, NULL);
+    }
+    if (sfd < 0 || main_evfd < 0 || sig_pipe[0] < 0) {
         wf_error("signalfd/eventfd: %s", strerror(errno));
         wf_server_conf_free(sc);
         return 1;
@@ -502,13 +523,13 @@ int wf_server_run(const char *conf_path, bool daemon_mode)
     uint64_t deadline = 0;
     int exited = 0;
     while (exited < nworkers) {
-        struct pollfd pf[2] = { { sfd, POLLIN, 0 }, { main_evfd, POLLIN, 0 } };
+        struct pollfd pf[3] = { { sfd, POLLIN, 0 }, { main_evfd, POLLIN, 0 }, { sig_pipe[0], POLLIN, 0 } };
         int timeout = -1;
         if (shutting && !forced) {
             uint64_t now = wf_now_ms();
             timeout = now >= deadline ? 0 : (int)WF_MIN(deadline - now, (uint64_t)60000);
         }
-        int n = poll(pf, 2, timeout);
+        int n = poll(pf, 3, timeout);
         if (n < 0 && errno != EINTR)
             break;
         if (pf[1].revents & POLLIN) {
@@ -519,10 +540,19 @@ int wf_server_run(const char *conf_path, bool daemon_mode)
             for (int i = 0; i < nworkers; i++)
                 exited += atomic_load(&workers[i].exited);
         }
+        int signo = 0;
         if (pf[0].revents & POLLIN) {
             struct signalfd_siginfo si;
-            if (read(sfd, &si, sizeof(si)) == sizeof(si)) {
-                switch (si.ssi_signo) {
+            if (read(sfd, &si, sizeof(si)) == sizeof(si))
+                signo = (int)si.ssi_signo;
+        } else if (pf[2].revents & POLLIN) {
+            unsigned char c;
+            if (read(sig_pipe[0], &c, 1) == 1)
+                signo = c;
+        }
+        if (signo) {
+            {
+                switch (signo) {
                 case SIGHUP:
                     if (!shutting)
                         reload(path);
@@ -578,6 +608,8 @@ int wf_server_run(const char *conf_path, bool daemon_mode)
     free(pid_file);
     close(sfd);
     close(main_evfd);
+    signal(SIGTERM, SIG_DFL);
+    signal(SIGINT, SIG_DFL);
     wf_info("stopped");
     return 0;
 }

@@ -58,7 +58,8 @@ typedef struct wf_worker {
     size_t nlst;
     bool accept_paused;
     bool shutting_down;
-    wf_timer_t accept_timer;       /* resumes accepting after EMFILE */
+    wf_timer_t accept_timer;
+    uint64_t limit_logged;         /* when the connection limit was last logged (at most once a second) */       /* resumes accepting after EMFILE */
 
     size_t nconns;
     cconn_t *conns;                /* every client connection (a list) */
