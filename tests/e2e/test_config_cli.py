@@ -145,6 +145,10 @@ def test_access_log_lines_are_json_with_documented_fields(wafer_py, pyup):
         for f in ACCESS_FIELDS:
             assert f in rec, (f, rec)
         assert "127.0.0.1" in str(rec["client"])
+        assert re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d", rec["time"]), rec["time"]
+        durs = rec["durations"].values() if isinstance(rec["durations"], dict) else [rec["durations"]]
+        assert durs and all(isinstance(d, (int, float)) and 0 <= d < 60000 for d in durs), rec["durations"]
+        assert isinstance(rec["status"], int) and isinstance(rec["bytes_in"], int) and isinstance(rec["bytes_out"], int)
         assert pyup.address in json.dumps(rec["upstream"])
         assert rec["request_id"]
     by = {rec["path"].split("?")[0].rsplit("/", 1)[1]: rec for rec in recs}
