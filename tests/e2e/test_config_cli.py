@@ -178,3 +178,19 @@ def test_access_log_to_stdout_and_off(start_wafer, pyup):
     time.sleep(0.3)
     assert tag not in open(w2.stdout_path).read()
     assert not os.path.exists(os.path.join(w2.tmpdir, "access.log"))
+
+
+def test_access_log_records_rejected_requests_and_client_aborts(start_wafer, pyup):
+    w = start_wafer(pyup.address)
+    with w.connect() as c:
+        c.send(b"GET /x HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n")
+        assert c.read_response().status == 400
+    assert w.wait_access(lambda r: r.get("status") == 400), "a rejected request was not logged"
+    tag = uuid.uuid4().hex
+    import socket
+    s = socket.create_connection(("127.0.0.1", w.port), timeout=2)
+    s.sendall(b"GET /abort-log/%s?up_delay_headers=500 HTTP/1.1\r\nHost: x\r\n\r\n" % tag.encode())
+    time.sleep(0.1)
+    s.close()
+    recs = w.wait_access(lambda r: tag in str(r.get("path")), timeout=3)
+    assert len(recs) == 1 and recs[0]["status"] == 499, recs

@@ -5,6 +5,7 @@ import re
 import uuid
 
 from harness import build_request
+from upstreams import pattern_bytes
 
 
 def _hdrs(got, name):
@@ -107,3 +108,56 @@ def test_content_length_is_not_duplicated_or_lost(wafer_py):
         got = c.read_response().json()
     assert _hdrs(got, "content-length") == ["5"]
     assert _hdrs(got, "transfer-encoding") == []
+
+
+def test_documented_hop_by_hop_list(wafer_py):
+    hs = [("Trailer", "X-T"), ("Proxy-Authorization", "Basic eDp5"), ("Connection", "close, X-Gone")]
+    with wafer_py.connect() as c:
+        c.send(build_request("GET", "/hop2", hs + [("X-Gone", "1")]))
+        got = c.read_response().json()
+    names = {k.lower() for k, _ in got["headers"]}
+    assert not names & {"trailer", "proxy-authorization", "x-gone"}, names
+
+
+def test_connection_cannot_remove_host_or_framing(wafer_py, pyup):
+    """Connection naming Host or Content-Length must not strip them (that
+    would turn the body into a second request)."""
+    tag = uuid.uuid4().hex
+    body = b"GET /smuggled-%s HTTP/1.1\r\nHost: x\r\n\r\n" % tag.encode()
+    with wafer_py.connect() as c:
+        c.send(build_request("POST", "/conn-cl/" + tag, [("Connection", "Host, Content-Length")], body=body))
+        got = c.read_response().json()
+    assert _hdrs(got, "host") == ["test.local"]
+    assert got["body_len"] == len(body)
+    assert pyup.seen_path("/smuggled-" + tag) == []
+
+
+def test_via_on_responses(wafer_py):
+    with wafer_py.connect() as c:
+        r = c.request("GET", "/via-resp")
+    assert any(re.fullmatch(r"1\.1 \S+.*", v) for v in r.all("via")), r.headers
+
+
+def test_absolute_form_target_goes_upstream_in_origin_form(wafer_py):
+    with wafer_py.connect() as c:
+        c.send(b"GET http://app.example:8080/abs/p?q=1 HTTP/1.1\r\nHost: app.example:8080\r\n\r\n")
+        got = c.read_response().json()
+    assert got["target"] == "/abs/p?q=1"
+    assert _hdrs(got, "host") == ["app.example:8080"]
+
+
+def test_connect_method_is_501(wafer_py, pyup):
+    with wafer_py.connect() as c:
+        c.send(b"CONNECT example.org:443 HTTP/1.1\r\nHost: example.org:443\r\n\r\n")
+        assert c.read_response().status == 501
+    assert pyup.seen(lambda r: r["method"] == "CONNECT") == []
+
+
+def test_http10_client_gets_a_chunked_upstream_response_decoded(wafer_py):
+    with wafer_py.connect() as c:
+        c.send(b"GET /h10-chunked?up_chunks=20&up_chunk_size=1000 HTTP/1.0\r\nHost: x\r\n\r\n")
+        r = c.read_response()
+        assert r.status == 200
+        assert r.header("transfer-encoding") is None
+        assert r.body == pattern_bytes(20000)
+        assert c.eof or c.wait_closed(3)

@@ -35,7 +35,7 @@ def test_sigterm_finishes_in_flight_request_then_exits(start_wafer, pyup):
 
     def slow_client():
         with w.connect(timeout=10) as c:
-            result["resp"] = c.request("GET", "/inflight?up_delay_body=1500&up_size=200000")
+            result["resp"] = c.request("GET", "/inflight?up_delay_headers=1000&up_delay_body=500&up_size=200000")
             result["closed_after"] = c.wait_closed(3)
     t = threading.Thread(target=slow_client)
     t.start()
@@ -48,6 +48,7 @@ def test_sigterm_finishes_in_flight_request_then_exits(start_wafer, pyup):
     r = result.get("resp")
     assert r is not None and r.status == 200
     assert len(r.body) == 200000
+    assert r.header("connection", "").lower() == "close"
     assert w.proc.wait(5) == 0
     assert time.monotonic() - t0 < 4
     assert result["closed_after"]
@@ -224,3 +225,58 @@ def test_sighup_during_an_in_flight_request(start_wafer, pyup, pyup_b):
     assert r is not None and r.status == 200 and len(r.body) == 100000
     assert r.header("x-upstream") == "A"
     assert w.proc.poll() is None
+
+
+def test_sighup_opens_new_listen_addresses_and_closes_removed_ones(start_wafer, pyup):
+    from harness import free_port
+    w = start_wafer(pyup.address)
+    old_port, new_port = w.port, free_port()
+    w.config["listen"] = [{"address": "127.0.0.1:%d" % new_port}]
+    w.write_config(w.config)
+    w.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 5
+    ok = False
+    while time.monotonic() < deadline and not ok:
+        try:
+            with socket.create_connection(("127.0.0.1", new_port), timeout=1):
+                ok = True
+        except OSError:
+            time.sleep(0.05)
+    assert ok, "the new listen address was not opened"
+    from harness import HTTP
+    with HTTP(new_port) as c:
+        assert c.request("GET", "/new-listener").status == 200
+    time.sleep(0.2)
+    try:
+        socket.create_connection(("127.0.0.1", old_port), timeout=1).close()
+        raise AssertionError("the removed listen address still accepts")
+    except ConnectionRefusedError:
+        pass
+    w.port = new_port  # for teardown
+
+
+def test_sighup_refuses_a_listen_address_that_cannot_be_bound(start_wafer, pyup, pyup_b):
+    w = start_wafer(pyup.address)
+    w.config["listen"] = w.config["listen"] + [{"address": pyup_b.address}]  # in use by the upstream
+    w.config["upstream"]["servers"] = [{"address": pyup_b.address}]
+    w.write_config(w.config)
+    w.send_signal(signal.SIGHUP)
+    time.sleep(0.5)
+    with w.connect() as c:
+        assert c.request("GET", "/still-old").header("x-upstream") == "A"
+    assert w.proc.poll() is None
+
+
+def test_sigusr1_reopens_the_access_log(start_wafer, pyup):
+    w = start_wafer(pyup.address)
+    with w.connect() as c:
+        assert c.request("GET", "/before-rotate").status == 200
+    assert w.wait_access(lambda r: r.get("path") == "/before-rotate")
+    os.rename(w.access_path, w.access_path + ".1")
+    w.send_signal(signal.SIGUSR1)
+    time.sleep(0.3)
+    with w.connect() as c:
+        assert c.request("GET", "/after-rotate").status == 200
+    assert w.wait_access(lambda r: r.get("path") == "/after-rotate"), "nothing logged to the reopened file"
+    with open(w.access_path + ".1") as f:
+        assert "/after-rotate" not in f.read()

@@ -24,6 +24,8 @@ whose names start with ``up_`` change its behaviour for that one request:
     up_mode=cl_overflow   answer "hello" with Content-Length: 5, followed by stray bytes
                           on the same connection (a desync attempt), and keep it open
     up_mode=interim       send a 103 Early Hints before the final response
+    up_mode=close_after   answer normally (keep-alive implied), then close the connection
+    up_big_header=N       add a response header field of N bytes
 
 Everything runs in daemon threads of the test process; every socket has a
 timeout, and stop() closes the listener and every open connection.
@@ -288,9 +290,13 @@ class PyUpstream:
             time.sleep(int(q["up_delay_headers"]) / 1000.0)
         status = int(q.get("up_status", "200"))
         extra = "X-Upstream: %s\r\nX-Conn-Id: %d\r\n" % (self.name, req["conn_id"])
+        if "up_big_header" in q:
+            extra += "X-Big: %s\r\n" % ("b" * int(q["up_big_header"]))
+        if mode == "close_after":
+            close = True  # without saying so in a Connection header
         if "up_hop" in q:
             extra += "Connection: X-Up-Hop\r\nX-Up-Hop: secret\r\nKeep-Alive: timeout=5\r\nX-Up-End2end: kept\r\n"
-        if close:
+        if close and mode != "close_after":
             extra += "Connection: close\r\n"
         reason = {200: "OK", 201: "Created", 204: "No Content", 404: "Not Found", 500: "Internal Server Error"}.get(status, "Status")
         if mode == "eof_body":

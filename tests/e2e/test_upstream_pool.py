@@ -1,0 +1,54 @@
+"""Several upstream servers (round robin, failover), reuse of pooled
+connections that the upstream closed, and upstream response limits."""
+
+import uuid
+
+from harness import closed_port
+
+
+def test_round_robin_over_two_servers(start_wafer, pyup, pyup_b):
+    w = start_wafer(pyup.address, upstream={"servers": [{"address": pyup.address}, {"address": pyup_b.address}]})
+    seen = []
+    for i in range(8):
+        with w.connect() as c:
+            seen.append(c.request("GET", "/rr/%d" % i).header("x-upstream"))
+    assert seen.count("A") >= 2 and seen.count("B") >= 2, seen
+
+
+def test_failover_to_the_next_server_when_connect_fails(start_wafer, pyup):
+    down = "127.0.0.1:%d" % closed_port()
+    w = start_wafer(pyup.address, upstream={"servers": [{"address": down}, {"address": pyup.address}]})
+    for i in range(6):
+        with w.connect() as c:
+            r = c.request("GET", "/fo/%d" % i)
+            assert r.status == 200 and r.header("x-upstream") == "A"
+
+
+def test_all_servers_down_is_502(start_wafer):
+    w = start_wafer("127.0.0.1:1", upstream={"servers": [{"address": "127.0.0.1:%d" % closed_port()},
+                                                         {"address": "127.0.0.1:%d" % closed_port()}]})
+    with w.connect() as c:
+        assert c.request("GET", "/alldown").status == 502
+
+
+def test_pooled_connection_closed_by_upstream_is_not_a_client_error(wafer_py, pyup):
+    """The upstream closes its side right after a keep-alive response (as an
+    upstream keep-alive timeout does): the next request must not fail."""
+    tag = uuid.uuid4().hex
+    with wafer_py.connect() as c:
+        for i in range(6):
+            mode = "?up_mode=close_after" if i % 2 == 0 else ""
+            r = c.request("GET", "/ca/%s/%d%s" % (tag, i, mode))
+            assert r.status == 200, (i, r)
+            assert r.json()["target"].startswith("/ca/%s/%d" % (tag, i))
+
+
+def test_upstream_response_header_over_limit_is_502(start_wafer, pyup):
+    w = start_wafer(pyup.address, limits={"max_header_bytes": "4k"})
+    with w.connect() as c:
+        r = c.request("GET", "/bighdr?up_big_header=8000")
+        assert r.status == 502
+        assert r.header("x-big") is None
+    with w.connect() as c:
+        r = c.request("GET", "/okhdr?up_big_header=1000")
+        assert r.status == 200 and len(r.header("x-big")) == 1000
