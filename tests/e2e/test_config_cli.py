@@ -3,6 +3,7 @@
 import json
 import os
 import re
+import socket
 import subprocess
 import time
 import uuid
@@ -180,14 +181,20 @@ def test_access_log_to_stdout_and_off(start_wafer, pyup):
     assert not os.path.exists(os.path.join(w2.tmpdir, "access.log"))
 
 
-def test_access_log_records_rejected_requests_and_client_aborts(start_wafer, pyup):
+def test_access_log_records_rejected_requests(start_wafer, pyup):
     w = start_wafer(pyup.address)
     with w.connect() as c:
         c.send(b"GET /x HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n")
         assert c.read_response().status == 400
-    assert w.wait_access(lambda r: r.get("status") == 400), "a rejected request was not logged"
+    recs = w.wait_access(lambda r: r.get("status") == 400)
+    assert len(recs) == 1, "a rejected request was not logged"
+    assert recs[0]["request_id"] and recs[0]["bytes_out"] > 0
+
+
+def test_access_log_status_499_when_the_client_closes_first(start_wafer, pyup):
+    """docs/configuration.md: status 499 when the client closed first."""
+    w = start_wafer(pyup.address)
     tag = uuid.uuid4().hex
-    import socket
     s = socket.create_connection(("127.0.0.1", w.port), timeout=2)
     s.sendall(b"GET /abort-log/%s?up_delay_headers=500 HTTP/1.1\r\nHost: x\r\n\r\n" % tag.encode())
     time.sleep(0.1)
