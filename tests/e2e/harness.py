@@ -87,13 +87,13 @@ def closed_port():
     return free_port()
 
 
-def wait_accepting(port, timeout=10.0, proc=None):
+def wait_accepting(port, timeout=10.0, proc=None, host="127.0.0.1"):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
             return False
         try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            with socket.create_connection((host, port), timeout=0.5):
                 return True
         except OSError:
             time.sleep(0.02)
@@ -179,6 +179,10 @@ class Wafer:
         self.tmpdir = tmpdir or tempfile.mkdtemp(prefix="wafer-e2e-")
         self.port = free_port()
         self.config = config if config is not None else wafer_config(self.port, upstream_addr, self.tmpdir, **over)
+        # the first listen address is where tests connect
+        addr = self.config["listen"][0]["address"]
+        host, _, port = addr.rpartition(":")
+        self.host, self.port = host.strip("[]"), int(port)
         self.conf_path = os.path.join(self.tmpdir, "wafer.yaml")
         self.write_config(self.config)
         self.stderr_path = os.path.join(self.tmpdir, "stderr.log")
@@ -202,7 +206,7 @@ class Wafer:
         else:
             argv = [wafer_bin(), "run", "-c", self.conf_path]
         self.proc = spawn(argv, self._out, self._err, cwd=self.tmpdir)
-        if not wait_accepting(self.port, timeout, self.proc):
+        if not wait_accepting(self.port, timeout, self.proc, self.host):
             self.stop()
             raise RuntimeError("wafer did not start on port %d (exit %s); stderr:\n%s"
                                % (self.port, self.proc.returncode, self.stderr()[-3000:]))
@@ -310,10 +314,11 @@ http {{
         return total
 
     def url(self, path="/"):
-        return "http://127.0.0.1:%d%s" % (self.port, path)
+        host = "[%s]" % self.host if ":" in self.host else self.host
+        return "http://%s:%d%s" % (host, self.port, path)
 
     def connect(self, timeout=5.0):
-        return HTTP(self.port, timeout)
+        return HTTP(self.port, timeout, self.host)
 
 
 def finish_wafer(w):

@@ -1,8 +1,13 @@
 """Header handling: hop-by-hop removal both ways, X-Forwarded-For, Via,
 Forwarded and the request id."""
 
+import json
 import re
+import socket
+import subprocess
 import uuid
+
+import pytest
 
 from harness import build_request
 from upstreams import pattern_bytes
@@ -161,3 +166,25 @@ def test_http10_client_gets_a_chunked_upstream_response_decoded(wafer_py):
         assert r.header("transfer-encoding") is None
         assert r.body == pattern_bytes(20000)
         assert c.eof or c.wait_closed(3)
+
+
+def _ipv6_port():
+    try:
+        s = socket.socket(socket.AF_INET6)
+        s.bind(("::1", 0))
+    except OSError:
+        pytest.skip("no ::1 on this machine")
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def test_ipv6_listener(start_wafer, pyup):
+    port = _ipv6_port()
+    w = start_wafer(pyup.address, listen=[{"address": "[::1]:%d" % port}], proxy={"forwarded": True})
+    p = subprocess.run(["curl", "-sS", "-g", "--max-time", "5", w.url("/v6")],
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=10)
+    assert p.returncode == 0, p.stderr
+    got = json.loads(p.stdout)
+    assert _hdrs(got, "x-forwarded-for") == ["::1"]
+    assert 'for="[::1]"' in ", ".join(_hdrs(got, "forwarded"))

@@ -252,7 +252,6 @@ def test_sighup_opens_new_listen_addresses_and_closes_removed_ones(start_wafer, 
         raise AssertionError("the removed listen address still accepts")
     except ConnectionRefusedError:
         pass
-    w.port = new_port  # for teardown
 
 
 def test_sighup_refuses_a_listen_address_that_cannot_be_bound(start_wafer, pyup, pyup_b):

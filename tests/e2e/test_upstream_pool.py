@@ -1,6 +1,7 @@
 """Several upstream servers (round robin, failover), reuse of pooled
 connections that the upstream closed, and upstream response limits."""
 
+import time
 import uuid
 
 from harness import closed_port
@@ -52,3 +53,27 @@ def test_upstream_response_header_over_limit_is_502(start_wafer, pyup):
     with w.connect() as c:
         r = c.request("GET", "/okhdr?up_big_header=1000")
         assert r.status == 200 and len(r.header("x-big")) == 1000
+
+
+def test_keepalive_zero_uses_a_new_upstream_connection_per_request(start_wafer, pyup):
+    w = start_wafer(pyup.address, upstream={"keepalive": 0})
+    tag = uuid.uuid4().hex
+    with w.connect() as c:
+        for i in range(4):
+            assert c.request("GET", "/ka0/%s/%d" % (tag, i)).status == 200
+    assert len({r["conn_id"] for r in pyup.seen_path(tag)}) == 4
+
+
+def test_idle_pooled_connections_are_closed_after_idle_timeout(start_wafer, pyup):
+    w = start_wafer(pyup.address, upstream={"idle_timeout": "300ms"})
+    tag = uuid.uuid4().hex
+    with w.connect() as c:
+        c.request("GET", "/it/%s/1" % tag)
+        first = pyup.seen_path(tag)[0]["conn_id"]
+        time.sleep(1.0)
+        with pyup.lock:
+            still_open = first in pyup.conns
+        assert not still_open, "the idle upstream connection was not closed after idle_timeout"
+        c.request("GET", "/it/%s/2" % tag)
+    conns = [r["conn_id"] for r in pyup.seen_path(tag)]
+    assert conns[0] != conns[1]
