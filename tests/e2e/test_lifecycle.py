@@ -279,3 +279,54 @@ def test_sigusr1_reopens_the_access_log(start_wafer, pyup):
     assert w.wait_access(lambda r: r.get("path") == "/after-rotate"), "nothing logged to the reopened file"
     with open(w.access_path + ".1") as f:
         assert "/after-rotate" not in f.read()
+
+
+def test_daemon_mode_detaches_and_stops_on_sigterm(wafer_binary, pyup, tmp_path):
+    from harness import free_port, to_yaml, wafer_config
+    port = free_port()
+    pid_path = str(tmp_path / "d.pid")
+    cfg = wafer_config(port, pyup.address, str(tmp_path), pid_file=pid_path,
+                       log={"error_log": str(tmp_path / "error.log")})
+    conf = tmp_path / "d.yaml"
+    conf.write_text(to_yaml(cfg) + "\n")
+    import subprocess
+    p = subprocess.run([wafer_binary, "run", "-c", str(conf), "--daemon"], stdin=subprocess.DEVNULL,
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=10)
+    pid = None
+    try:
+        assert p.returncode == 0, p.stdout
+        deadline = time.monotonic() + 3
+        while not os.path.exists(pid_path) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        with open(pid_path) as f:
+            pid = int(f.read().strip())
+        from harness import HTTP
+        with HTTP(port) as c:  # the listener is open as soon as the starter exited
+            assert c.request("GET", "/daemon").status == 200
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                pid = None
+                break
+            time.sleep(0.05)
+        assert pid is None, "daemon still running 5s after SIGTERM"
+    finally:
+        if pid is not None:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+
+
+def test_daemon_mode_exits_1_when_the_address_is_taken(wafer_binary, pyup, tmp_path):
+    from harness import to_yaml, wafer_config
+    cfg = wafer_config(pyup.port, pyup.address, str(tmp_path), log={"error_log": str(tmp_path / "error.log")})
+    conf = tmp_path / "d.yaml"
+    conf.write_text(to_yaml(cfg) + "\n")
+    import subprocess
+    p = subprocess.run([wafer_binary, "run", "-c", str(conf), "--daemon"], stdin=subprocess.DEVNULL,
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=10)
+    assert p.returncode == 1
