@@ -24,6 +24,8 @@ import subprocess
 import tempfile
 import time
 
+from upstreams import pattern_bytes
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
 
@@ -360,7 +362,6 @@ class Nginx:
         os.makedirs(www, exist_ok=True)
         os.makedirs(os.path.join(self.tmpdir, "tmp"), exist_ok=True)
         self.files = {}
-        from upstreams import pattern_bytes
         for n in STATIC_SIZES:
             name = "f%d.bin" % n
             data = pattern_bytes(n)

@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from harness import Wafer, finish_wafer
+from harness import Wafer, build_request, finish_wafer
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +54,6 @@ def test_concurrent_keepalive_clients_get_their_own_responses(wafer_2w):
 
 def test_concurrent_pipelines(wafer_2w):
     tag = uuid.uuid4().hex
-    from harness import build_request
 
     def client(i):
         with wafer_2w.connect(timeout=20) as c:

@@ -4,10 +4,11 @@ import os
 import re
 import signal
 import socket
+import subprocess
 import threading
 import time
 
-from harness import build_request
+from harness import HTTP, build_request, free_port, to_yaml, wafer_config
 
 
 def _refused(port):
@@ -228,7 +229,6 @@ def test_sighup_during_an_in_flight_request(start_wafer, pyup, pyup_b):
 
 
 def test_sighup_opens_new_listen_addresses_and_closes_removed_ones(start_wafer, pyup):
-    from harness import free_port
     w = start_wafer(pyup.address)
     old_port, new_port = w.port, free_port()
     w.config["listen"] = [{"address": "127.0.0.1:%d" % new_port}]
@@ -243,7 +243,6 @@ def test_sighup_opens_new_listen_addresses_and_closes_removed_ones(start_wafer, 
         except OSError:
             time.sleep(0.05)
     assert ok, "the new listen address was not opened"
-    from harness import HTTP
     with HTTP(new_port) as c:
         assert c.request("GET", "/new-listener").status == 200
     time.sleep(0.2)
@@ -282,14 +281,12 @@ def test_sigusr1_reopens_the_access_log(start_wafer, pyup):
 
 
 def test_daemon_mode_detaches_and_stops_on_sigterm(wafer_binary, pyup, tmp_path):
-    from harness import free_port, to_yaml, wafer_config
     port = free_port()
     pid_path = str(tmp_path / "d.pid")
     cfg = wafer_config(port, pyup.address, str(tmp_path), pid_file=pid_path,
                        log={"error_log": str(tmp_path / "error.log")})
     conf = tmp_path / "d.yaml"
     conf.write_text(to_yaml(cfg) + "\n")
-    import subprocess
     p = subprocess.run([wafer_binary, "run", "-c", str(conf), "--daemon"], stdin=subprocess.DEVNULL,
                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=10)
     pid = None
@@ -300,7 +297,6 @@ def test_daemon_mode_detaches_and_stops_on_sigterm(wafer_binary, pyup, tmp_path)
             time.sleep(0.02)
         with open(pid_path) as f:
             pid = int(f.read().strip())
-        from harness import HTTP
         with HTTP(port) as c:  # the listener is open as soon as the starter exited
             assert c.request("GET", "/daemon").status == 200
         os.kill(pid, signal.SIGTERM)
@@ -322,11 +318,9 @@ def test_daemon_mode_detaches_and_stops_on_sigterm(wafer_binary, pyup, tmp_path)
 
 
 def test_daemon_mode_exits_1_when_the_address_is_taken(wafer_binary, pyup, tmp_path):
-    from harness import to_yaml, wafer_config
     cfg = wafer_config(pyup.port, pyup.address, str(tmp_path), log={"error_log": str(tmp_path / "error.log")})
     conf = tmp_path / "d.yaml"
     conf.write_text(to_yaml(cfg) + "\n")
-    import subprocess
     p = subprocess.run([wafer_binary, "run", "-c", str(conf), "--daemon"], stdin=subprocess.DEVNULL,
                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=10)
     assert p.returncode == 1

@@ -260,3 +260,21 @@ def test_send_timeout_drops_a_client_that_stops_reading(start_wafer, pyup):
     assert w.vm_hwm_kib() < 64 * 1024
     with w.connect() as c:
         assert c.request("GET", "/after-stuck").status == 200
+
+
+def test_partial_header_gets_408(wafer_t):
+    """docs/configuration.md: a partial header gets 408 at the header timeout."""
+    with wafer_t.connect() as c:
+        c.send(b"GET /partial HTTP/1.1\r\nHost: x\r\nX-A: 1\r\n")
+        r = c.read_response()
+        assert r.status == 408
+        assert c.wait_closed(2)
+
+
+def test_stalled_body_gets_408(wafer_t):
+    """docs/configuration.md: a stalled body gets 408 if no response began."""
+    with wafer_t.connect() as c:
+        c.send(build_request("POST", "/stall", [("Content-Length", "100")]) + b"0123456789")
+        r = c.read_response()
+        assert r.status == 408
+        assert c.wait_closed(2)
