@@ -10,7 +10,7 @@ import uuid
 
 import pytest
 
-from harness import free_port, run_check, to_yaml, wafer_bin, wafer_config
+from harness import free_port, run_check, to_yaml, wafer_config
 
 
 def _write(tmp_path, text, name="wafer.yaml"):

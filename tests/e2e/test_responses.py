@@ -6,7 +6,7 @@ import socket
 import time
 import uuid
 
-from harness import Closed, build_request
+from harness import build_request
 from upstreams import pattern_bytes
 
 
