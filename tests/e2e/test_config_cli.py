@@ -201,3 +201,38 @@ def test_access_log_status_499_when_the_client_closes_first(start_wafer, pyup):
     s.close()
     recs = w.wait_access(lambda r: tag in str(r.get("path")), timeout=3)
     assert len(recs) == 1 and recs[0]["status"] == 499, recs
+
+
+def test_access_log_stays_valid_json_with_hostile_targets(start_wafer, pyup):
+    """Quotes, backslashes, bytes >= 0x80 and long targets in the request:
+    every access log line is still one valid JSON object."""
+    w = start_wafer(pyup.address)
+    tag = uuid.uuid4().hex
+    targets = [b'/q"uote/' + tag.encode(), b"/back\\slash/" + tag.encode(), b"/utf8/\xc3\xa9\xff/" + tag.encode(),
+               b"/long/" + tag.encode() + b"/" + b"L" * 4000, b"/ctl/%00%0a%0d/" + tag.encode()]
+    for t in targets:
+        with w.connect() as c:
+            c.send(b"GET " + t + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+            try:
+                c.read_response()
+            except Exception:
+                pass
+    deadline = time.monotonic() + 3
+    while time.monotonic() < deadline and len(w.access_lines()) < len(targets):
+        time.sleep(0.05)
+    lines = w.access_lines()
+    assert len(lines) == len(targets), lines
+    for ln in lines:
+        rec = json.loads(ln)
+        assert isinstance(rec, dict) and "\n" not in ln
+        if rec["path"].startswith("/long/"):
+            assert 0 < len(rec["path"]) <= 2048  # ASCII: cut at 2048 bytes
+
+
+def test_access_log_path_has_no_query_string(wafer_py):
+    tag = uuid.uuid4().hex
+    with wafer_py.connect() as c:
+        c.request("GET", "/nq/%s?secret=hunter2" % tag)
+    recs = wafer_py.wait_access(lambda r: tag in str(r.get("path")))
+    assert recs and recs[0]["path"] == "/nq/" + tag
+    assert "hunter2" not in json.dumps(recs[0])

@@ -113,3 +113,12 @@ def test_upstream_connection_close_is_honoured(wafer_py, pyup):
     seen = pyup.seen_path("/upclose/" + tag)
     assert len(seen) == 5
     assert len({r["conn_id"] for r in seen}) == 5
+
+
+def test_http10_requests_go_upstream_as_http11_with_a_host(wafer_py):
+    with wafer_py.connect() as c:
+        c.send(b"GET /v10 HTTP/1.0\r\n\r\n")
+        got = c.read_response().json()
+    assert got["version"] == "HTTP/1.1"
+    hosts = [v for k, v in got["headers"] if k.lower() == "host"]
+    assert len(hosts) == 1 and hosts[0]
