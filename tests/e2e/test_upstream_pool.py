@@ -77,3 +77,19 @@ def test_idle_pooled_connections_are_closed_after_idle_timeout(start_wafer, pyup
         c.request("GET", "/it/%s/2" % tag)
     conns = [r["conn_id"] for r in pyup.seen_path(tag)]
     assert conns[0] != conns[1]
+
+
+def test_requests_with_a_body_are_never_resent(wafer_py, pyup):
+    """A POST whose upstream connection dies before any response byte must
+    not be sent twice (it may not be idempotent); a GET is resent at most once."""
+    tag = uuid.uuid4().hex
+    with wafer_py.connect() as c:
+        assert c.request("GET", "/warm/" + tag).status == 200  # a pooled connection exists now
+        r = c.request("POST", "/once/%s?up_mode=close" % tag, body=b"pay")
+        assert r.status == 502
+    assert len(pyup.seen_path("/once/" + tag)) == 1
+    with wafer_py.connect() as c:
+        assert c.request("GET", "/warm2/" + tag).status == 200
+        r = c.request("GET", "/twice/%s?up_mode=close" % tag)
+        assert r.status == 502
+    assert 1 <= len(pyup.seen_path("/twice/" + tag)) <= 2
