@@ -23,6 +23,37 @@ TEST_DEADLINE_S = 90
 signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
 
 
+@pytest.hookimpl(hookwrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    rep = outcome.get_result()
+    setattr(item, "rep_" + rep.when, rep)
+
+
+def _show_logs_if_failed(request, wafers):
+    """A failed test shows the end of each wafer's error log (in the
+    report's captured-output section)."""
+    rep = getattr(request.node, "rep_call", None)
+    if rep is not None and rep.failed:
+        for w in wafers:
+            sys.stderr.write("--- wafer stderr (%s), last lines:\n%s\n" % (w.stderr_path, w.stderr()[-4000:]))
+
+
+@pytest.fixture(autouse=True)
+def _module_wafer_logs(request):
+    yield
+    wafers = []
+    for name in request.fixturenames:
+        if name.startswith("wafer_") and name != "wafer_binary":
+            try:
+                w = request.getfixturevalue(name)
+            except Exception:
+                continue
+            if isinstance(w, Wafer):
+                wafers.append(w)
+    _show_logs_if_failed(request, wafers)
+
+
 @pytest.fixture(autouse=True)
 def _deadline():
     """No single test may hang the suite: SIGALRM fails it after a deadline."""
@@ -65,7 +96,7 @@ def pyup_b():
 
 
 @pytest.fixture
-def start_wafer(wafer_binary, tmp_path_factory):
+def start_wafer(wafer_binary, tmp_path_factory, request):
     """start_wafer(upstream_address, **config_overrides) -> running Wafer."""
     started = []
 
@@ -74,6 +105,7 @@ def start_wafer(wafer_binary, tmp_path_factory):
         started.append(w)
         return w.start()
     yield start
+    _show_logs_if_failed(request, started)
     for w in started:
         if getattr(w, "expect_exit", False):
             w.stop()
