@@ -34,6 +34,10 @@ bool wf_sockaddr_eq(const wf_sockaddr_t *a, const wf_sockaddr_t *b);
  * that every worker has its own socket and accept queue), IPV6_V6ONLY for
  * IPv6, non-blocking. Returns the descriptor or -errno. */
 int wf_net_listen(const wf_sockaddr_t *a, int backlog, bool reuseport);
+/* Fails with -EADDRINUSE if another socket (of any process, SO_REUSEPORT
+ * or not) is bound to the address: binding with SO_REUSEPORT alone would
+ * silently share the port with a second running instance. */
+int wf_net_listen_probe(const wf_sockaddr_t *a);
 /* Accepts one connection (non-blocking, TCP_NODELAY). Returns the
  * descriptor, -EAGAIN when none is pending, or -errno. */
 int wf_net_accept(int lfd, wf_sockaddr_t *peer);

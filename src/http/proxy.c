@@ -244,7 +244,7 @@ static void cc_waits(cconn_t *cc)
         if (u) {
             bool pending_out = cc->rq_off < cc->rq_len || cc->in.fwd > cc->in.start;
             upw = u->connecting || (pending_out && !u->writable) ||
-                  ((cc->req_sent || cc->resp_started) && !cc->resp_done && cc->ub.end < cc->ub.cap);
+                  ((cc->req_sent || cc->resp_started) && !cc->resp_done && (cc->ub.end < cc->ub.cap || cc->ub.start > 0));
         }
     } else if (cc->phase == PH_SEND_CLOSE) {
         wr = true;
@@ -309,7 +309,10 @@ static void cc_log(cconn_t *cc)
     if (!wf_access_log_on())
         return;
     size_t mlen = WF_MIN(cc->method.n, (size_t)64), plen = WF_MIN(cc->path.n, (size_t)2048);
-    char *o = wf_access_log_reserve(w, 512 + 6 * (mlen + plen));
+    const char *up_addr = cc->up_srv >= 0 && (size_t)cc->up_srv < cc->sc->nservers ? cc->sc->servers[cc->up_srv].address
+                                                                                 : NULL;
+    /* fixed text, time, id, address fields, and the escaped method and path (6 bytes per byte at most) */
+    char *o = wf_access_log_reserve(w, 512 + WF_REQUEST_ID_MAX + (up_addr ? strlen(up_addr) : 0) + 6 * (mlen + plen));
     if (!o) {
         WF_STAT_INC(&w->stats, access_log_dropped);
         return;
@@ -326,10 +329,9 @@ static void cc_log(cconn_t *cc)
     k += json_str(o + k, cc->path.p, plen, 6 * plen + 8);
     k += (size_t)sprintf(o + k, "\",\"status\":%d,\"bytes_in\":%llu,\"bytes_out\":%llu,\"durations\":{\"total_ms\":%.3f,", st,
                          (unsigned long long)cc->bytes_in, (unsigned long long)cc->bytes_out, total_ms);
-    if (cc->up_srv >= 0 && (size_t)cc->up_srv < cc->sc->nservers) {
+    if (up_addr) {
         uint64_t up_ns = cc->up_ns + (cc->t_up_ns ? now_ns - cc->t_up_ns : 0);
-        k += (size_t)sprintf(o + k, "\"upstream_ms\":%.3f},\"upstream\":\"%s\"}\n", (double)up_ns / 1e6,
-                             cc->sc->servers[cc->up_srv].address);
+        k += (size_t)sprintf(o + k, "\"upstream_ms\":%.3f},\"upstream\":\"%s\"}\n", (double)up_ns / 1e6, up_addr);
     } else {
         k += (size_t)sprintf(o + k, "\"upstream_ms\":null},\"upstream\":null}\n");
     }
@@ -906,7 +908,7 @@ static bool cc_step_proxy(cconn_t *cc)
         if (space) {
             ssize_t n = wf_conn_read(&cc->c, cc->in.p + cc->in.end, space);
             if (n > 0) {
-                if ((size_t)n < space)
+                if ((size_t)n < space && !cc->rdhup) /* after a FIN, read on to see the end */
                     cc->readable = false;
                 cc->in.end += (uint32_t)n;
                 WF_STAT_ADD(&w->stats, bytes_in, (uint64_t)n);
@@ -1104,7 +1106,7 @@ static bool cc_step_head(cconn_t *cc)
     }
     ssize_t n = wf_conn_read(&cc->c, cc->in.p + cc->in.end, space);
     if (n > 0) {
-        if ((size_t)n < space)
+        if ((size_t)n < space && !cc->rdhup) /* after a FIN, read on to see the end */
             cc->readable = false;
         if (cc->in.end == cc->in.start && !cc->t_head)
             cc->t_head = wf_loop_now(w->loop);
@@ -1218,6 +1220,13 @@ static void cc_event(wf_loop_t *loop, wf_io_t *io, unsigned ev)
     }
     if (ev & WF_IO_ERR) {
         cc->readable = cc->writable = true;
+        if (cc->phase == PH_PROXY || cc->phase == PH_SEND_CLOSE) {
+            /* reset by the client: stop the upstream exchange now rather than at the first write */
+            WF_STAT_INC(&cc->w->stats, client_aborted);
+            wf_debug("client %.*s:%u: connection reset", cc->ip_len, cc->ip, cc->port);
+            cc_abort(cc, 499);
+            return;
+        }
     }
     cc_drive(cc);
 }

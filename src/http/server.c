@@ -79,7 +79,9 @@ static int gen_new(wf_server_conf_t *conf, const wf_gen_t *prev, int nw, wf_gen_
                 if (prev->conf->listen[pj].backlog != l->backlog)
                     listen(fd, l->backlog);
             } else {
-                fd = wf_net_listen(&l->addr, l->backlog, true);
+                fd = wi == 0 ? wf_net_listen_probe(&l->addr) : 0;
+                if (fd == 0)
+                    fd = wf_net_listen(&l->addr, l->backlog, true);
                 if (fd < 0) {
                     snprintf(err, errlen, "%s: listen %s: %s", conf->file, l->address, wf_strerror(fd));
                     /* close what this generation opened (not what it took over) */
@@ -357,6 +359,7 @@ static int daemonize(int *notify_fd)
     return 0;
 }
 
+/* The access log keeps its own descriptor: "stdout" stays where stdout was. */
 static void detach_stdio(bool keep_stdout)
 {
     int fd = open("/dev/null", O_RDWR | O_CLOEXEC);
@@ -516,7 +519,7 @@ int wf_server_run(const char *conf_path, bool daemon_mode)
         ssize_t r = write(notify_fd, &c, 1);
         (void)r;
         close(notify_fd);
-        detach_stdio(sc->access_log == WF_ACCESS_LOG_STDOUT ? false : false);
+        detach_stdio(false);
     }
 
     bool shutting = false, forced = false;

@@ -125,6 +125,21 @@ fail:;
     return -e;
 }
 
+int wf_net_listen_probe(const wf_sockaddr_t *a)
+{
+    int fd = socket(a->ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    int one = 1, rc = 0;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (a->ss.ss_family == AF_INET6)
+        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+    if (bind(fd, (const struct sockaddr *)&a->ss, a->len) < 0)
+        rc = -errno;
+    close(fd);
+    return rc;
+}
+
 static void tcp_nodelay(int fd)
 {
     int one = 1;
