@@ -96,3 +96,14 @@ def test_client_abort_mid_upload(wafer_py, pyup):
         for i in range(3):
             r = c.request("POST", "/after-abort-up/%d" % i, body=b"xyz")
             assert r.json()["body"] == "xyz"
+
+
+def test_client_half_close_after_request_still_gets_response(wafer_py):
+    """A client may shut down its sending side once the request is out and
+    still read the response."""
+    with wafer_py.connect() as c:
+        c.send(build_request("GET", "/half-close?up_delay_headers=200", [("Connection", "close")]))
+        c.sock.shutdown(socket.SHUT_WR)
+        r = c.read_response()
+        assert r.status == 200
+        assert r.json()["target"] == "/half-close?up_delay_headers=200"
