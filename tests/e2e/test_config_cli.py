@@ -242,3 +242,27 @@ def test_access_log_path_has_no_query_string(wafer_py):
     recs = wafer_py.wait_access(lambda r: tag in str(r.get("path")))
     assert recs and recs[0]["path"] == "/nq/" + tag
     assert "hunter2" not in json.dumps(recs[0])
+
+
+def test_check_accepts_the_documented_example(wafer_binary, tmp_path):
+    """The configuration schema exactly as the issue's contract shows it."""
+    path = _write(tmp_path, """workers: auto
+pid_file: ""
+log: {level: info, error_log: stderr, access_log: stdout}
+listen: [{address: 127.0.0.1:8080, backlog: 511}]
+upstream: {servers: [{address: 127.0.0.1:8081}], keepalive: 32, connect_timeout: 5s, timeout: 60s}
+proxy: {x_forwarded_for: true, forwarded: false, via: true, request_id_header: X-Request-Id, trust_request_id: false}
+limits: {max_header_bytes: 16k, max_headers: 100, max_uri: 8k, max_body: 1g, max_connections: 10000, buffer_size: 64k}
+timeouts: {header: 30s, body: 60s, idle: 75s, send: 60s}
+shutdown_timeout: 30s
+""")
+    rc, out = run_check(path)
+    assert rc == 0, out
+
+
+def test_check_repository_config(wafer_binary):
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "conf", "wafer.yaml")
+    if not os.path.exists(path):
+        pytest.skip("no conf/wafer.yaml in this tree")
+    rc, out = run_check(os.path.abspath(path))
+    assert rc == 0, out
