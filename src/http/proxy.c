@@ -61,7 +61,8 @@ struct cconn {
     const wf_server_conf_t *sc;
     cconn_t *prev, *next;
     wf_timer_t timer;
-    wf_defer_t defer;
+    wf_defer_t defer;    /* the deferred free */
+    wf_defer_t redrive;  /* more work than one drive may do at once */
     int phase;
     bool readable, writable, rdhup;
 
@@ -109,9 +110,13 @@ static void up_close(wf_worker_t *w, upconn_t *u);
 
 /* ---- blocks ---- */
 
+static size_t cc_blocksize(const wf_server_conf_t *sc);
+
 static void *block_get(wf_worker_t *w, size_t size)
 {
     if (w->blocks.size != size) {
+        if (size != cc_blocksize(w->gen->conf))
+            return malloc(size); /* a connection of an older generation: do not disturb the pool */
         /* a reload changed buffer sizes: drop the old free blocks */
         while (w->blocks.free) {
             void *b = w->blocks.free;
@@ -1153,9 +1158,17 @@ static bool cc_step_linger(cconn_t *cc)
     return true;
 }
 
+static void cc_redrive(wf_loop_t *loop, void *data)
+{
+    cconn_t *cc = data;
+    if (cc->phase != PH_DEAD)
+        cc_drive(cc);
+}
+
 static void cc_drive(cconn_t *cc)
 {
-    for (int guard = 0; guard < 1000; guard++) {
+    int guard;
+    for (guard = 0; guard < 256; guard++) {
         bool progress = false;
         int phase = cc->phase;
         switch (cc->phase) {
@@ -1202,6 +1215,10 @@ static void cc_drive(cconn_t *cc)
         if (!progress && cc->phase == phase)
             break;
     }
+    /* edge-triggered readiness will not be signalled again: continue after
+     * the other connections of this batch had their turn */
+    if (guard == 256)
+        wf_loop_defer(cc->w->loop, &cc->redrive, cc_redrive, cc);
     cc_waits(cc);
 }
 
