@@ -7,7 +7,7 @@
 #
 # The upstream is nginx (1 worker) serving a small static file. Both proxies
 # get the same worker count, keep-alive to the upstream (32 idle connections),
-# and access logs OFF. Each proxy is measured with the same wrk runs:
+# and access logs OFF (ACCESS_LOG=1: ON for both). Each proxy is measured with the same wrk runs:
 #   throughput: wrk -t2 -c64  -d${DURATION}s --latency
 #   latency:    wrk -t1 -c4   -d${LAT_DURATION}s --latency
 # after a short warm-up, alternating between the two proxies for ROUNDS
@@ -18,7 +18,9 @@
 # Environment: WAFER_BIN (default build/wafer), WORKERS (1), DURATION (15),
 # LAT_DURATION (10), CONNS (64), THREADS (2), FILE_SIZE (1024 bytes), ROUNDS (2),
 # PIN=1 to pin the upstream to CPU 0 and the proxies to CPU 1 with taskset
-# (wrk then floats); off by default.
+# (wrk then floats); off by default. ACCESS_LOG=1 turns the access log ON for
+# both proxies (a JSON line per request into a file: wafer's own format, and
+# an nginx log_format with the same fields).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -31,6 +33,7 @@ THREADS=${THREADS:-2}
 FILE_SIZE=${FILE_SIZE:-1024}
 PIN=${PIN:-0}
 ROUNDS=${ROUNDS:-2}
+ACCESS_LOG=${ACCESS_LOG:-0}
 
 for tool in nginx wrk "$WAFER_BIN"; do
     command -v "$tool" >/dev/null || { echo "missing: $tool (run scripts/install-deps and scripts/build)" >&2; exit 2; }
@@ -114,7 +117,10 @@ mkdir -p "$dir/ngx/t"
     echo "worker_processes $WORKERS;"
     cat <<EOF
 http {
-    access_log off;
+    log_format wjson escape=json '{"time":"\$time_iso8601","request_id":"\$request_id","client":{"ip":"\$remote_addr","port":\$remote_port},'
+        '"method":"\$request_method","path":"\$uri","status":\$status,"bytes_in":\$request_length,"bytes_out":\$bytes_sent,'
+        '"durations":{"total_ms":\$request_time,"upstream_ms":\$upstream_response_time},"upstream":"\$upstream_addr"}';
+    $(if [ "$ACCESS_LOG" = 1 ]; then echo "access_log $dir/ngx/access.log wjson;"; else echo "access_log off;"; fi)
     $(temp_paths "$dir/ngx")
     keepalive_requests 1000000;
     upstream up { server 127.0.0.1:$up_port; keepalive 32; keepalive_requests 1000000; }
@@ -142,7 +148,7 @@ pid_file: ""
 log:
   level: warn
   error_log: stderr
-  access_log: "off"
+  access_log: $(if [ "$ACCESS_LOG" = 1 ]; then echo "$dir/waf/access.log"; else echo '"off"'; fi)
 listen:
   - address: 127.0.0.1:$waf_port
     backlog: 4096
@@ -209,9 +215,12 @@ for round in $(seq "$ROUNDS"); do
     done
 done
 
+if [ "$ACCESS_LOG" = 1 ]; then
+    echo "access log lines: wafer $(cat "$dir"/waf/access.log 2>/dev/null | wc -l), nginx $(cat "$dir"/ngx/access.log 2>/dev/null | wc -l)" >&2
+fi
 echo
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//'), $(uname -r)"
-echo "upstream: nginx 1 worker, ${FILE_SIZE}-byte static file; proxies: $WORKERS worker(s), upstream keepalive 32, access logs off"
+echo "upstream: nginx 1 worker, ${FILE_SIZE}-byte static file; proxies: $WORKERS worker(s), upstream keepalive 32, access logs $([ "$ACCESS_LOG" = 1 ] && echo on || echo off)"
 echo "throughput run: wrk -t$THREADS -c$CONNS -d${DURATION}s --latency; latency run: wrk -t1 -c4 -d${LAT_DURATION}s --latency"
 echo
 /usr/bin/python3 - "$dir/rows" <<'PY'
