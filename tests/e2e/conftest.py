@@ -16,7 +16,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import Nginx, Wafer, finish_wafer, wafer_bin  # noqa: E402
 from upstreams import PyUpstream  # noqa: E402
 
-TEST_DEADLINE_S = 90
+TEST_DEADLINE_S = 150
 
 # A SIGTERM to pytest (CI cancelling a run) still runs fixture teardown and
 # the atexit hook in harness.py, so no wafer or nginx outlives the run.
