@@ -85,6 +85,7 @@ struct cconn {
     bool resp_started, resp_done, dechunk, up_reusable, client_close, logged;
     int resp_body;
     int status;
+    int interim;         /* 1xx responses skipped */
     uint64_t resp_left;
     wf_http_chunked_t resp_chunk;
     upconn_t *up;
@@ -509,6 +510,7 @@ static void cc_reset_exchange(cconn_t *cc)
     cc->resp_started = cc->resp_done = cc->dechunk = cc->up_reusable = cc->client_close = cc->logged = false;
     cc->resp_body = BODY_NONE;
     cc->status = 0;
+    cc->interim = 0;
     cc->resp_left = 0;
     cc->up_attempts = 0;
     cc->up_srv = -1;
@@ -809,6 +811,13 @@ static bool cc_scan_response(cconn_t *cc, bool *progress)
         }
         *progress = true;
         if (res.status < 200) {
+            if (++cc->interim > 16) {
+                WF_STAT_INC(&w->stats, upstream_invalid);
+                WF_STAT_INC(&w->stats, upstream_502);
+                wf_info("upstream %s: more than 16 interim responses", cc->sc->servers[cc->up_srv].address);
+                cc_send_error(cc, 502);
+                return false;
+            }
             b->start += (uint32_t)rc; /* interim responses are not forwarded */
             b->fwd = b->scan = b->start;
             continue;
