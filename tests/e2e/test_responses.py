@@ -107,3 +107,15 @@ def test_client_half_close_after_request_still_gets_response(wafer_py):
         r = c.read_response()
         assert r.status == 200
         assert r.json()["target"] == "/half-close?up_delay_headers=200"
+
+
+def test_endless_interim_responses_are_cut_off(wafer_py):
+    """An upstream that keeps sending 1xx responses cannot hold the exchange
+    forever (wafer refuses more than 16: 502)."""
+    with wafer_py.connect() as c:
+        r = c.request("GET", "/many-interim?up_mode=interim&up_interim=40")
+        assert r.status == 502
+        assert len(r.interim) <= 16
+    with wafer_py.connect() as c:
+        r = c.request("GET", "/some-interim?up_mode=interim&up_interim=3")
+        assert r.status == 200

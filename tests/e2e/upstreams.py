@@ -23,7 +23,7 @@ whose names start with ``up_`` change its behaviour for that one request:
     up_mode=bad_cl        answer with Content-Length: 5x
     up_mode=cl_overflow   answer "hello" with Content-Length: 5, followed by stray bytes
                           on the same connection (a desync attempt), and keep it open
-    up_mode=interim       send a 103 Early Hints before the final response
+    up_mode=interim       send a 103 Early Hints (up_interim=N: N of them) before the final response
     up_mode=close_after   answer normally (keep-alive implied), then close the connection
     up_big_header=N       add a response header field of N bytes
 
@@ -315,7 +315,8 @@ class PyUpstream:
                        "HTTP/1.1 200 OK\r\nContent-Length: 8\r\nX-Smuggled: yes\r\n\r\nsmuggled" % extra).encode())
             return True
         if mode == "interim":
-            c.sendall(b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n")
+            for _ in range(int(q.get("up_interim", "1"))):
+                c.sendall(b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n")
         if mode == "partial_body":
             c.sendall(("HTTP/1.1 %d %s\r\n%sContent-Length: 1000\r\n\r\n" % (status, reason, extra)).encode() + b"0123456789")
             return False
