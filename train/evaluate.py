@@ -13,7 +13,8 @@ benign units over all classes) and tightened by 20% steps until at most
 --request-fpr (0.1%) of the benign validation requests are flagged.
 
 Verdict of a request: attack if any of its units reaches its class threshold;
-its class is the one of the highest such probability. A request with no unit
+its class is that of the unit with the largest margin over its class
+threshold (wafer scan's rule; docs/scan.md "The verdict"). A request with no unit
 (everything skipped by the fast path) passes.
 
 Writes OUT/report.json (per request and per unit: per-class precision and
@@ -53,25 +54,49 @@ def classify(wafer, model, texts, threads=1):
 
 
 def unit_class(probs, th):
-    best, bs = "benign", -1.0
+    """As wafer's policy (src/policy/verdict.c): a unit crosses when p[c] >=
+    thresholds[c] for an attack class; its class is the crossing class with the
+    largest margin p[c] - thresholds[c]. Returns (class, margin, probability)."""
+    best, bm, bp = "benign", None, 0.0
     for c in CLASSES[1:]:
         p = probs[c]
-        if p >= th[c] and p > bs:
-            best, bs = c, p
-    return best, bs
+        if p >= th[c] and (bm is None or p - th[c] > bm):
+            best, bm, bp = c, p - th[c], p
+    return best, bm, bp
 
 
 def requests_eval(units, reqs, probs, th):
     best = {}
-    for u in units:
-        c, s = unit_class(probs[u["text"]], th)
-        if c != "benign" and (u["req"] not in best or s > best[u["req"]][1]):
-            best[u["req"]] = (c, s)
+    for u in units:  # in request order: the first unit wins a tie, as in wafer scan
+        c, m, p = unit_class(probs[u["text"]], th)
+        if c != "benign" and (u["req"] not in best or m > best[u["req"]][1]):
+            best[u["req"]] = (c, m, p)
     rows = []
     for r in reqs:
-        c, s = best.get(r["id"], ("benign", 0.0))
+        c, _, s = best.get(r["id"], ("benign", 0.0, 0.0))
         rows.append({"id": r["id"], "label": r["label"], "source": r["source"],
                      "verdict": "attack" if c != "benign" else "pass", "class": c, "score": round(s, 6)})
+    return rows
+
+
+def scan_eval(wafer, model, split_path, reqs):
+    """Per-request verdicts from `wafer scan` itself (exact float comparisons,
+    where classify --json prints 6 significant digits)."""
+    p = subprocess.run([wafer, "scan", "-m", model, "--format", "jsonl", "--output", "jsonl", split_path],
+                       stdout=subprocess.PIPE)
+    if p.returncode not in (0, 1):
+        raise SystemExit("wafer scan failed (%d)" % p.returncode)
+    by_id = {r["id"]: r for r in reqs}
+    rows = []
+    for line in p.stdout.decode().splitlines():
+        d = json.loads(line)
+        r = by_id[d["id"]]
+        att = d["verdict"] == "attack"
+        rows.append({"id": r["id"], "label": r["label"], "source": r["source"],
+                     "verdict": "attack" if att else "pass", "class": d["class"] if att else "benign",
+                     "score": d.get("score", 0.0)})
+    if len(rows) != len(reqs):
+        raise SystemExit("wafer scan: %d verdicts for %d requests" % (len(rows), len(reqs)))
     return rows
 
 
@@ -151,6 +176,7 @@ def main():
     ap.add_argument("--unit-budget", type=float, default=0.001)
     ap.add_argument("--request-fpr", type=float, default=0.001)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--splits", help="data.py's output: per-request verdicts of the test split come from wafer scan")
     a = ap.parse_args()
     out = a.out or a.model
     os.makedirs(out, exist_ok=True)
@@ -181,6 +207,13 @@ def main():
             f.write("\n")
     vrows = requests_eval(va, va_req, probs, th)
     trows = requests_eval(te, te_req, probs, th)
+    if a.splits:
+        srows = scan_eval(a.wafer, a.model, os.path.join(a.splits, "test.jsonl"), te_req)
+        diff = sum(1 for x, y in zip(sorted(trows, key=lambda r: r["id"]), sorted(srows, key=lambda r: r["id"]))
+                   if (x["verdict"], x["class"]) != (y["verdict"], y["class"]))
+        print("wafer scan vs 6-digit classify probabilities: %d of %d test requests differ (threshold ties)"
+              % (diff, len(trows)))
+        trows = srows
     rep = {"model": meta["name"], "thresholds": th, "calibration": cal,
            "valid": request_metrics(vrows), "test": request_metrics(trows),
            "test_units": unit_metrics(te, probs, th), "valid_units": unit_metrics(va, probs, th)}
