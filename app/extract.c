@@ -8,7 +8,7 @@
 
 static void usage(FILE *fp)
 {
-    fprintf(fp, "usage: wafer extract [--format raw|lines|jsonl|nginx] [--json] [--all] [--name NAME]...\n"
+    fprintf(fp, "usage: wafer extract [--format raw|lines|jsonl|nginx|json-log] [--json] [--all] [--name NAME]...\n"
                 "                     [--stats] [FILE|-]...\n"
                 "  one line per unit: INDEX TAB KIND TAB \"NAME\" TAB FLAGS TAB \"TEXT\" (JSON strings),\n"
                 "  or a JSON object per unit with --json. --all also prints units the fast path skips.\n"

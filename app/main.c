@@ -12,7 +12,11 @@ static void usage(FILE *fp)
             "       wafer -t -c wafer.yaml              check a configuration and exit 0 (valid) or 1\n"
             "       wafer classify -m MODEL_DIR [--backend cpu|cuda|auto] [--threads N] [--json] [--] [TEXT...]\n"
             "                                           print label probabilities (texts from stdin if none)\n"
-            "       wafer extract [--format raw|lines|jsonl|nginx] [--json] [--all] [FILE|-]...\n"
+            "       wafer scan [-m MODEL_DIR] [--format raw|lines|jsonl|nginx|json-log] [--output jsonl|summary]\n"
+            "                  [--threads N] [--backend cpu|cuda|auto] [FILE|-]...\n"
+            "                                           classify requests offline: a verdict per request;\n"
+            "                                           exit 0 nothing found, 1 attack found, 2 error\n"
+            "       wafer extract [--format raw|lines|jsonl|nginx|json-log] [--json] [--all] [FILE|-]...\n"
             "                                           print the model input text of every inspection unit\n"
             "       wafer --help | --version\n");
 }
@@ -26,6 +30,7 @@ static const struct command commands[] = {
     { "run", wf_cmd_run },
     { "classify", wf_cmd_classify },
     { "extract", wf_cmd_extract },
+    { "scan", wf_cmd_scan },
 };
 
 int main(int argc, char **argv)

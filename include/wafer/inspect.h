@@ -202,9 +202,12 @@ size_t wf_unit_text_max(const wf_inspect_conf_t *conf);
 
 /* ---- input readers (wafer extract / wafer scan) ---- */
 
-typedef enum { WF_INPUT_RAW, WF_INPUT_LINES, WF_INPUT_JSONL, WF_INPUT_NGINX } wf_input_format_t;
+typedef enum { WF_INPUT_RAW, WF_INPUT_LINES, WF_INPUT_JSONL, WF_INPUT_NGINX, WF_INPUT_JSONLOG } wf_input_format_t;
 
-/* Parses "raw", "lines", "jsonl", "nginx"; -1 if unknown. */
+/* Parses "raw", "lines", "jsonl", "nginx", "json-log"; -1 if unknown.
+ * json-log: one JSON access-log object per line (wafer's own, nginx
+ * escape=json, Caddy, Traefik, ECS, Google Cloud); the field names it reads
+ * are listed in docs/scan.md. */
 int wf_input_format_parse(const char *s);
 
 #define WF_INPUT_MAX_HEADERS 128
@@ -235,5 +238,16 @@ int wf_input_next(wf_input_t *in, wf_input_record_t *rec);
 void wf_input_set_index(wf_input_t *in, uint64_t next_index);
 uint64_t wf_input_index(const wf_input_t *in);
 void wf_input_free(wf_input_t *in);
+
+/* jsonl: appends the current record's fields that are not the request (all
+ * but "raw"; or all but "url", "method", "headers", "body") to `out` as JSON
+ * object members, each preceded by a comma (`,"id":7,"tag":"x"`), copied
+ * byte for byte from the input line, in their order there. A member whose
+ * name is in `reserved` (a NULL-terminated list) is written as "input_NAME"
+ * so that it cannot collide with the caller's own keys. Appends nothing for
+ * other formats or an invalid record. Returns 0 or a negative errno
+ * (-WF_ELIMIT when out's maximum is reached). Call before the next
+ * wf_input_next. */
+int wf_input_extra_json(const wf_input_t *in, const char *const *reserved, wf_buf_t *out);
 
 #endif

@@ -21,12 +21,16 @@ struct wf_input {
     wf_http_header_t hdrs[WF_INPUT_MAX_HEADERS];
     char *body;      /* decoded chunked bodies */
     size_t body_cap;
-    json_t *json;    /* jsonl: the current row (its strings back the record) */
+    json_t *json;    /* jsonl, json-log: the current row (its strings back the record) */
+    wf_str_t line;   /* jsonl: the current row's text, for wf_input_extra_json */
+    int extra_form;  /* jsonl: 0 none (invalid row), 1 "raw" row, 2 recorded-request row */
+    char *lbuf;      /* json-log: request line and target copies */
+    size_t lbuf_cap;
 };
 
 int wf_input_format_parse(const char *s)
 {
-    static const char *const names[] = { "raw", "lines", "jsonl", "nginx" };
+    static const char *const names[] = { "raw", "lines", "jsonl", "nginx", "json-log" };
     for (size_t i = 0; i < WF_ARRAY_LEN(names); i++)
         if (!strcmp(s, names[i]))
             return (int)i;
@@ -62,6 +66,7 @@ void wf_input_free(wf_input_t *in)
         json_decref(in->json);
     free(in->buf);
     free(in->body);
+    free(in->lbuf);
     free(in);
 }
 
@@ -379,6 +384,8 @@ static int next_jsonl(wf_input_t *in, wf_input_record_t *rec)
         json_decref(in->json);
         in->json = NULL;
     }
+    in->extra_form = 0;
+    in->line = line;
     if (too_long) {
         rec_invalid(rec, "%s", "line over the record limit");
         return 1;
@@ -396,14 +403,14 @@ static int next_jsonl(wf_input_t *in, wf_input_record_t *rec)
     }
     wf_str_t raw;
     if (json_str(o, "raw", &raw)) {
-        long k = parse_raw(in, raw.p, raw.n, true, rec);
-        if (k < 0)
-            return 1;
+        in->extra_form = 1;
+        parse_raw(in, raw.p, raw.n, true, rec);
         return 1;
     }
     /* a recorded request: method, url, headers ([[name, value], ...] or
      * {name: value}), body */
     wf_str_t url, method = WF_STR("GET"), body = WF_STR_NULL;
+    in->extra_form = 2;
     if (!json_str(o, "url", &url)) {
         rec_invalid(rec, "json: %s", "neither \"raw\" nor \"url\"");
         return 1;
@@ -542,6 +549,251 @@ static int next_nginx(wf_input_t *in, wf_input_record_t *rec)
     return 1;
 }
 
+/* ---- json-log: JSON access logs ---- */
+
+/* A string at `key`: a top-level member of that exact name (flattened logs
+ * write "url.original"), else the dotted path through nested objects
+ * (ECS, Caddy). An array of strings (Caddy's header values) gives its first. */
+static bool jl_get(json_t *o, const char *key, wf_str_t *out)
+{
+    json_t *v = json_object_get(o, key);
+    if (!v && strchr(key, '.')) {
+        char part[64];
+        const char *k = key;
+        v = o;
+        while (v && *k) {
+            const char *dot = strchr(k, '.');
+            size_t n = dot ? (size_t)(dot - k) : strlen(k);
+            if (n >= sizeof(part))
+                return false;
+            memcpy(part, k, n);
+            part[n] = 0;
+            v = json_is_object(v) ? json_object_get(v, part) : NULL;
+            k += n + (dot ? 1 : 0);
+        }
+    }
+    if (json_is_array(v))
+        v = json_array_get(v, 0);
+    if (!json_is_string(v))
+        return false;
+    *out = wf_str(json_string_value(v), json_string_length(v));
+    return true;
+}
+
+static bool jl_first(json_t *o, const char *const *keys, wf_str_t *out)
+{
+    for (; *keys; keys++)
+        if (jl_get(o, *keys, out) && out->n)
+            return true;
+    return false;
+}
+
+/* The field names read, first present non-empty one wins (docs/scan.md). */
+static const char *const jl_method[] = { "method", "request_method", "http_method", "verb", "RequestMethod",
+                                         "http.request.method", "httpRequest.requestMethod", "request.method",
+                                         NULL };
+static const char *const jl_target[] = { "request_uri", "url", "url.original", "RequestPath", "request.uri",
+                                         "httpRequest.requestUrl", "request_url", "uri_full", NULL };
+static const char *const jl_path[] = { "path", "url.path", "uri", "request_path", NULL };
+static const char *const jl_query[] = { "query", "query_string", "args", "url.query", "request_query", NULL };
+static const char *const jl_ua[] = { "user_agent", "http_user_agent", "user_agent.original", "userAgent",
+                                     "useragent", "agent", "request_User-Agent", "httpRequest.userAgent",
+                                     "request.headers.User-Agent", "headers.user-agent", "headers.User-Agent",
+                                     NULL };
+static const char *const jl_referer[] = { "referer", "referrer", "http_referer", "http.request.referrer",
+                                          "request_Referer", "httpRequest.referer", "request.headers.Referer",
+                                          "headers.referer", "headers.Referer", NULL };
+
+static int next_jsonlog(wf_input_t *in, wf_input_record_t *rec)
+{
+    wf_str_t line;
+    bool too_long;
+    int r = next_line(in, &line, &too_long);
+    if (r <= 0)
+        return r;
+    rec_reset(rec, in->index++);
+    if (in->json) {
+        json_decref(in->json);
+        in->json = NULL;
+    }
+    if (too_long) {
+        rec_invalid(rec, "%s", "line over the record limit");
+        return 1;
+    }
+    json_error_t err;
+    json_t *o = json_loadb(line.p, line.n, JSON_ALLOW_NUL, &err);
+    if (!o) {
+        rec_invalid(rec, "json: %.120s", err.text);
+        return 1;
+    }
+    in->json = o;
+    if (!json_is_object(o)) {
+        rec_invalid(rec, "json: %s", "not an object");
+        return 1;
+    }
+    wf_http_request_t *q = &rec->req;
+    wf_str_t method = WF_STR_NULL, target = WF_STR_NULL, reqline;
+    /* nginx's $request: "METHOD target HTTP/x.y" */
+    json_t *rl = json_object_get(o, "request");
+    if (json_is_string(rl) && (reqline = wf_str(json_string_value(rl), json_string_length(rl))).n) {
+        const char *sp = memchr(reqline.p, ' ', reqline.n);
+        if (sp && sp > reqline.p) {
+            method = wf_str(reqline.p, (size_t)(sp - reqline.p));
+            target = wf_str(sp + 1, reqline.n - method.n - 1);
+            const char *last = memrchr(target.p, ' ', target.n);
+            if (last && target.p + target.n - last > 5 && !memcmp(last + 1, "HTTP/", 5))
+                target.n = (size_t)(last - target.p);
+        }
+    }
+    if (!method.n)
+        jl_first(o, jl_method, &method);
+    if (!target.n && !jl_first(o, jl_target, &target)) {
+        wf_str_t path, query = WF_STR_NULL;
+        if (!jl_first(o, jl_path, &path)) {
+            rec_invalid(rec, "json-log: %s", "no request path (fields: request, request_uri, url, path, ...)");
+            return 1;
+        }
+        jl_first(o, jl_query, &query);
+        if (query.n && query.p[0] == '?')
+            query = wf_str(query.p + 1, query.n - 1);
+        if (query.n && !memchr(path.p, '?', path.n)) {
+            size_t need = path.n + 1 + query.n;
+            if (need > in->lbuf_cap) {
+                char *nb = realloc(in->lbuf, need);
+                if (!nb) {
+                    rec_invalid(rec, "%s", "out of memory");
+                    return 1;
+                }
+                in->lbuf = nb;
+                in->lbuf_cap = need;
+            }
+            memcpy(in->lbuf, path.p, path.n);
+            in->lbuf[path.n] = '?';
+            memcpy(in->lbuf + path.n + 1, query.p, query.n);
+            target = wf_str(in->lbuf, need);
+        } else {
+            target = path;
+        }
+    }
+    q->method = method.n ? method : WF_STR("GET");
+    q->target = target;
+    q->minor_version = 1;
+    split_target(target, &q->path, &q->query);
+    q->headers = in->hdrs;
+    size_t nh = 0;
+    wf_str_t v;
+    if (jl_first(o, jl_referer, &v) && !(v.n == 1 && v.p[0] == '-'))
+        in->hdrs[nh++] = (wf_http_header_t){ WF_STR("Referer"), v };
+    if (jl_first(o, jl_ua, &v) && !(v.n == 1 && v.p[0] == '-'))
+        in->hdrs[nh++] = (wf_http_header_t){ WF_STR("User-Agent"), v };
+    q->nheaders = nh;
+    return 1;
+}
+
+/* ---- jsonl: the fields copied to wafer scan's output ---- */
+
+static size_t js_ws(const char *p, size_t n, size_t i)
+{
+    while (i < n && (p[i] == ' ' || p[i] == '\t' || p[i] == '\n' || p[i] == '\r'))
+        i++;
+    return i;
+}
+
+/* End of the JSON string starting at p[i] == '"' (one past the closing quote), or 0. */
+static size_t js_str_end(const char *p, size_t n, size_t i)
+{
+    for (i++; i < n; i++) {
+        if (p[i] == '\\')
+            i++;
+        else if (p[i] == '"')
+            return i + 1;
+    }
+    return 0;
+}
+
+/* End of the JSON value starting at p[i], or 0. The line was validated by
+ * jansson, so this only has to find boundaries: strings and nesting. */
+static size_t js_value_end(const char *p, size_t n, size_t i)
+{
+    size_t depth = 0;
+    while (i < n) {
+        char c = p[i];
+        if (c == '"') {
+            i = js_str_end(p, n, i);
+            if (!i)
+                return 0;
+            if (!depth)
+                return i;
+            continue;
+        }
+        if (c == '{' || c == '[') {
+            depth++;
+        } else if (c == '}' || c == ']') {
+            if (!depth)
+                return i; /* end of a scalar right before the enclosing close */
+            if (--depth == 0)
+                return i + 1;
+        } else if (!depth && (c == ',' || c == ' ' || c == '\t' || c == '\n' || c == '\r')) {
+            return i;
+        }
+        i++;
+    }
+    return depth ? 0 : i;
+}
+
+int wf_input_extra_json(const wf_input_t *in, const char *const *reserved, wf_buf_t *out)
+{
+    if ((in->fmt != WF_INPUT_JSONL) || !in->extra_form || !in->line.n)
+        return 0;
+    static const char *const req2[] = { "url", "method", "headers", "body", NULL };
+    static const char *const req1[] = { "raw", NULL };
+    const char *const *skip = in->extra_form == 1 ? req1 : req2;
+    const char *p = in->line.p;
+    size_t n = in->line.n;
+    size_t i = js_ws(p, n, 0);
+    if (i >= n || p[i] != '{')
+        return 0;
+    i = js_ws(p, n, i + 1);
+    while (i < n && p[i] == '"') {
+        size_t ke = js_str_end(p, n, i);
+        if (!ke)
+            return -WF_EPARSE;
+        size_t c = js_ws(p, n, ke);
+        if (c >= n || p[c] != ':')
+            return -WF_EPARSE;
+        size_t vs = js_ws(p, n, c + 1);
+        size_t ve = js_value_end(p, n, vs);
+        if (!ve || ve <= vs)
+            return -WF_EPARSE;
+        /* the member's name, unescaped (it may be written with \u escapes) */
+        json_t *kj = json_loadb(p + i, ke - i, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
+        const char *key = json_is_string(kj) ? json_string_value(kj) : "";
+        bool drop = false, rename = false;
+        for (const char *const *s = skip; *s; s++)
+            drop |= !strcmp(key, *s);
+        for (const char *const *s = reserved; s && *s; s++)
+            rename |= !strcmp(key, *s);
+        json_decref(kj);
+        if (!drop) {
+            int r = wf_buf_append(out, ",", 1);
+            if (!r && rename)
+                r = wf_buf_append(out, "\"input_", 7);
+            if (!r)
+                r = rename ? wf_buf_append(out, p + i + 1, ke - i - 1) : wf_buf_append(out, p + i, ke - i);
+            if (!r)
+                r = wf_buf_append(out, ":", 1);
+            if (!r)
+                r = wf_buf_append(out, p + vs, ve - vs);
+            if (r)
+                return r;
+        }
+        i = js_ws(p, n, ve);
+        if (i < n && p[i] == ',')
+            i = js_ws(p, n, i + 1);
+    }
+    return 0;
+}
+
 int wf_input_next(wf_input_t *in, wf_input_record_t *rec)
 {
     switch (in->fmt) {
@@ -549,6 +801,7 @@ int wf_input_next(wf_input_t *in, wf_input_record_t *rec)
     case WF_INPUT_LINES: return next_lines(in, rec);
     case WF_INPUT_JSONL: return next_jsonl(in, rec);
     case WF_INPUT_NGINX: return next_nginx(in, rec);
+    case WF_INPUT_JSONLOG: return next_jsonlog(in, rec);
     }
     return -EINVAL;
 }
