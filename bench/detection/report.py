@@ -10,7 +10,8 @@ ENGINES.json: a list of {"name", "kind": "wafer"|"modsec", "results": path, "rps
 What is counted, per engine:
 - TPR: detected attack requests / attack requests, over the labelled attack classes (not "benign", not
   "attack_unlabelled"); per class the same. ModSecurity "detects" when it blocks (an intervention); wafer when its
-  verdict is not benign. For ModSecurity the class-consistent rate (in brackets) also needs a rule of the class's CRS
+  verdict is not benign (an "invalid" request, one wafer's parser refuses, counts as detected: a proxy refuses it
+  too; the report counts them per label). For ModSecurity the class-consistent rate (in brackets) also needs a rule of the class's CRS
   range to have matched (sqli 942, xss 941, cmdi 932, traversal 930/931); wafer's needs its class to be the label.
   other_injection (LDAP, NoSQL, XXE, SSTI, open redirect, ...) maps to no one CRS range: no class-consistent rate.
 - CSIC: TPR on CSIC 2010's anomalous requests (label attack_unlabelled), a binary label.
@@ -69,7 +70,10 @@ def pct(k, n):
 def score(sample, results, kind):
     s = {"n": collections.Counter(), "det": collections.Counter(), "cc": collections.Counter(),
          "benign_src_n": collections.Counter(), "benign_src_fp": collections.Counter(), "errors": 0}
-    for row, r in zip(sample, results):
+    s["invalid"] = collections.Counter()
+    for i, (row, r) in enumerate(zip(sample, results)):
+        if r.get("index", r.get("i", i)) != i:
+            sys.exit("report.py: result line %d says index %s: not in input order" % (i, r.get("index", r.get("i"))))
         label = row["label"]
         if kind == "modsec":
             det, rules = modsec_verdict(r)
@@ -78,8 +82,9 @@ def score(sample, results, kind):
         else:
             det, cls = wafer_verdict(r)
             cc = det and cls == label
-        if "error" in r:
+        if "error" in r or r.get("verdict") == "invalid":
             s["errors"] += 1
+            s["invalid"][label] += 1
         s["n"][label] += 1
         s["det"][label] += det
         s["cc"][label] += cc
@@ -138,12 +143,16 @@ def main():
                     "n": dict(s["n"]), "detected": dict(s["det"]), "class_consistent": dict(s["cc"]),
                     "tpr": da / na if na else None, "fpr": fb / nb if nb else None, "fpr_ci95": [lo, hi],
                     "benign_by_source": {k: [s["benign_src_fp"][k], v] for k, v in sorted(s["benign_src_n"].items())},
-                    "errors": s["errors"]})
+                    "invalid": dict(s["invalid"])})
     print("\n".join(table))
     print()
     print("Cells: detected % (class-consistent %). False positives by benign source (detected/requests):")
     for o in out:
         print("- %s: %s" % (o["name"], ", ".join("%s %d/%d" % (k, v[0], v[1]) for k, v in o["benign_by_source"].items())))
+    for o in out:
+        if o["invalid"]:
+            print("- %s: requests it could not read (counted as detected), by label: %s" % (
+                o["name"], ", ".join("%s %d" % kv for kv in sorted(o["invalid"].items()))))
     if args.json:
         with open(args.json, "w") as f:
             json.dump(out, f, indent=1)

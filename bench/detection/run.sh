@@ -5,6 +5,7 @@
 #
 #   bench/detection/run.sh [--split DIR] [--data DIR] [--model DIR] [--out DIR] [--levels "1 2 3 4"]
 #                          [--tuned-levels "1 2 3 4"] [--per-class N] [--benign N] [--unlabelled N] [--build DIR]
+#                          [--reuse DIR]
 #
 # --split   a folder with test.jsonl (train/data.py's output); built into --out from --data when not given
 # --data    the data sets (default ../shared/datasets)
@@ -15,6 +16,8 @@
 # --out     where the sample, every engine's per-request results and the report go (default: a new temp dir)
 # sample    up to --per-class (1000) requests per attack class, --benign (10000) benign, --unlabelled (2000)
 #           CSIC 2010 anomalous; bench/detection/sample.py says how they are picked
+# --reuse   an earlier --out folder: ModSecurity's results there are taken instead of run again when its sample
+#           is byte for byte this one (to add wafer's row to a ModSecurity run without repeating it)
 # WAFER_SCAN_ARGS  extra arguments for `wafer scan` (default: --backend cpu --threads 1)
 #
 # Installs Debian's libmodsecurity-dev and modsecurity-crs when they are missing (the bench needs them; wafer
@@ -24,7 +27,7 @@ set -eu
 cd "$(dirname "$0")/../.."
 root=$(pwd)
 split="" data="../shared/datasets" model="models/default" out="" levels="1 2 3 4" tuned="1 2 3 4"
-per_class=1000 benign=10000 unlabelled=2000 build=build
+per_class=1000 benign=10000 unlabelled=2000 build=build reuse=""
 PY=${PYTHON:-/usr/bin/python3}
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -38,7 +41,8 @@ while [ $# -gt 0 ]; do
     --benign) benign=$2; shift 2 ;;
     --unlabelled) unlabelled=$2; shift 2 ;;
     --build) build=$2; shift 2 ;;
-    -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
+    --reuse) reuse=$2; shift 2 ;;
+    -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
     *) echo "run.sh: unknown argument $1" >&2; exit 2 ;;
     esac
 done
@@ -80,7 +84,7 @@ sep=""
 
 # wafer: the same sample through `wafer scan`, one thread. Per-core throughput excludes start-up (model load): the
 # time of a one-request run is taken off the full run's.
-if [ -d "$model" ] && "$wafer" scan --help >/dev/null 2>&1; then
+if [ -f "$model/wafer.json" ] && "$wafer" scan --help >/dev/null 2>&1; then
     args=${WAFER_SCAN_ARGS:---backend cpu --threads 1}
     head -n 1 "$out/sample.jsonl" >"$out/one.jsonl"
     t0=$(date +%s.%N)
@@ -92,7 +96,8 @@ if [ -d "$model" ] && "$wafer" scan --help >/dev/null 2>&1; then
         2>"$out/wafer.err" || rc=$?
     t2=$(date +%s.%N)
     if [ "$rc" -le 1 ]; then
-        rps=$("$PY" -c "import sys; a,b,c,n=map(float,sys.argv[1:]); print(n/max(1e-9,(c-b)-(b-a)))" "$t0" "$t1" "$t2" "$n")
+        rps=$("$PY" -c "import sys; a,b,c,n=map(float,sys.argv[1:]); print('%.1f' % (n/max(1e-9,(c-b)-(b-a))))" \
+            "$t0" "$t1" "$t2" "$n")
         log "wafer scan: $n requests, $(echo "$t1 $t2" | awk '{printf "%.1f", $2-$1}') s, $rps requests/s after start-up"
         printf '%s{"name": "wafer (%s)", "kind": "wafer", "results": "%s", "rps": %s}\n' "$sep" "$model" \
             "$out/wafer.jsonl" "$rps" >>"$engines"
@@ -108,7 +113,12 @@ fi
 modsec_run() { # name suffix, file tag, modsec_eval arguments...
     name=$1 tag=$2
     shift 2
-    "$modsec" "$@" "$out/sample.jsonl" >"$out/modsec_$tag.jsonl" 2>"$out/modsec_$tag.err"
+    if [ -n "$reuse" ] && [ -f "$reuse/modsec_$tag.err" ] && cmp -s "$reuse/sample.jsonl" "$out/sample.jsonl"; then
+        log "ModSecurity $name: results of $reuse (same sample)"
+        cp "$reuse/modsec_$tag.jsonl" "$reuse/modsec_$tag.err" "$out/"
+    else
+        "$modsec" "$@" "$out/sample.jsonl" >"$out/modsec_$tag.jsonl" 2>"$out/modsec_$tag.err"
+    fi
     cat "$out/modsec_$tag.err" >&2
     rps=$(sed -n 's/.* \([0-9.]*\) requests\/s.*/\1/p' "$out/modsec_$tag.err")
     printf '%s{"name": "ModSecurity 3.0.9 + CRS 3.3.4 %s", "kind": "modsec", "results": "%s", "rps": %s}\n' \
