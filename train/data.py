@@ -25,7 +25,6 @@ import argparse
 import collections
 import csv
 import glob
-import gzip
 import hashlib
 import html
 import io

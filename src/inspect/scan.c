@@ -123,20 +123,26 @@ wf_status_t wf_scan_new(const wf_model_t *m, wf_session_t *s, const wf_scan_opts
     sc->L = sc->meta->num_labels;
     sc->max_len = WF_MIN(sc->meta->max_len, wf_model_get_config(m)->max_position_embeddings);
     wf_inspect_conf_default(&sc->iconf);
-    /* wafer.json "units": the kinds this model reads; none listed: all */
-    int known = 0;
-    for (int k = 0; k < WF_UNIT__COUNT; k++) {
+    /* wafer.json "units": the kinds this model reads; none listed: all. A
+     * name that is no unit kind (model-format.md's older example names
+     * "query_value") makes the list unreliable: then every kind is read, since
+     * classifying a unit too many is safe and skipping one is not. */
+    for (int k = 0; k < WF_UNIT__COUNT; k++)
         sc->reads[k] = sc->meta->nunits == 0;
-        for (int i = 0; i < sc->meta->nunits; i++)
-            if (!strcmp(sc->meta->units[i], wf_unit_kind_name((wf_unit_kind_t)k))) {
+    for (int i = 0; i < sc->meta->nunits; i++) {
+        int k = 0;
+        while (k < WF_UNIT__COUNT && strcmp(sc->meta->units[i], wf_unit_kind_name((wf_unit_kind_t)k)))
+            k++;
+        if (k == WF_UNIT__COUNT) {
+            wf_warn("scan: model %s: wafer.json \"units\" names \"%s\", which is no unit kind (path segment "
+                    "query form json multipart filename cookie header body); reading every kind",
+                    sc->meta->name, sc->meta->units[i]);
+            for (k = 0; k < WF_UNIT__COUNT; k++)
                 sc->reads[k] = true;
-                known++;
-            }
+            break;
+        }
+        sc->reads[k] = true;
     }
-    if (sc->meta->nunits && known < sc->meta->nunits)
-        ERR(WF_ERR_FORMAT,
-            "scan: the model's wafer.json \"units\" names a unit kind the inspector does not produce "
-            "(kinds: path segment query form json multipart filename cookie header body)");
     size_t per_req = sc->iconf.max_units;
     sc->o.chunk_units = WF_MAX(sc->o.chunk_units, per_req);
     size_t ucap = sc->o.chunk_units + per_req;
@@ -239,13 +245,16 @@ static uint32_t cache_entry(wf_scan_t *sc, const wf_unit_t *u)
 
 /* ---- JSON output ---- */
 
-static void put_json_str(FILE *out, const char *p, size_t n)
+/* A JSON string. Unit names and texts are valid UTF-8 (the decoder makes
+ * them so); a reason is not known to be (parsers quote the input), so with
+ * `ascii` bytes past 0x7f are escaped as the Latin-1 characters \u00XX. */
+static void put_json_str_a(FILE *out, const char *p, size_t n, bool ascii)
 {
     putc('"', out);
     size_t run = 0; /* bytes that need no escape, written in one call */
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)p[i];
-        if (c != '"' && c != '\\' && c >= 0x20 && c != 0x7f)
+        if (c != '"' && c != '\\' && c >= 0x20 && c != 0x7f && (c < 0x80 || !ascii))
             continue;
         fwrite(p + run, 1, i - run, out);
         run = i + 1;
@@ -261,6 +270,8 @@ static void put_json_str(FILE *out, const char *p, size_t n)
     fwrite(p + run, 1, n - run, out);
     putc('"', out);
 }
+
+static void put_json_str(FILE *out, const char *p, size_t n) { put_json_str_a(out, p, n, false); }
 
 static const char *const rflag_names[] = { "units_dropped", "bytes_cut", "body_cut", "json_invalid",
                                            "json_depth", "multipart_invalid", "multipart_parts" };
@@ -287,7 +298,7 @@ static void write_request(wf_scan_t *sc, const sreq_t *r)
         sc->st.invalid++;
         if (out) {
             fprintf(out, "{\"index\":%llu,\"verdict\":\"invalid\",\"reason\":", (unsigned long long)r->index);
-            put_json_str(out, tb + r->reason_off, r->reason_len);
+            put_json_str_a(out, tb + r->reason_off, r->reason_len, true);
         }
     } else {
         wf_verdict_t v;

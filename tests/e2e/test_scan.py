@@ -264,8 +264,9 @@ def test_model_units_field_restricts_kinds(tmp_path):
     meta["units"] = ["query_value"]
     with open(os.path.join(model, "wafer.json"), "w") as f:
         json.dump(meta, f)
-    p = scan(["-"], stdin=req, model=model)
-    assert p.returncode == 2 and "unit kind" in p.stderr.decode()
+    p = scan(["--output", "jsonl", "-"], stdin=req, model=model)
+    assert p.returncode == 1 and "no unit kind" in p.stderr.decode() and "reading every kind" in p.stderr.decode()
+    assert sorted(u["kind"] for u in rows(p)[0]["units"]) == ["header", "query"]
 
 
 def test_default_model_directory():
@@ -275,3 +276,45 @@ def test_default_model_directory():
         assert p.returncode == 0, p.stderr.decode()
     else:
         assert p.returncode == 2 and "models/default" in p.stderr.decode() and "-m MODEL_DIR" in p.stderr.decode()
+
+
+def run_on_pty(args, which):
+    """Runs wafer with `which` ("stdout" or "stderr") on a pseudo-terminal; returns (process, terminal bytes)."""
+    import pty
+    master, slave = pty.openpty()
+    try:
+        kw = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, which: slave}
+        p = subprocess.run([WAFER] + args, timeout=120, **kw)
+        os.close(slave)
+        slave = None
+        err = b""
+        while True:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            err += chunk
+    finally:
+        if slave is not None:
+            os.close(slave)
+        os.close(master)
+    return p, err
+
+
+def test_progress_line_on_a_terminal(tmp_path):
+    """stderr a terminal: a progress line (requests, rate) redrawn there and cleared at the end; stdout a pipe
+    still gets JSON lines by default."""
+    model = make_model(tmp_path, [0.5, 1.0, 1.0, 1.0, 1.0])
+    p, err = run_on_pty(["scan", "-m", model, os.path.join(INPUTS, "requests.raw")], "stderr")
+    assert p.returncode == 0
+    assert b" requests " in err and b"/s" in err and err.endswith(b"\r\x1b[K")
+    assert all(json.loads(line)["index"] >= 0 for line in p.stdout.decode().splitlines())
+
+
+def test_summary_is_the_default_on_a_terminal(tmp_path):
+    model = make_model(tmp_path, [0.5, 1.0, 1.0, 1.0, 1.0])
+    p, out = run_on_pty(["scan", "-m", model, os.path.join(INPUTS, "requests.raw")], "stdout")
+    assert p.returncode == 0 and p.stderr == b""
+    assert b"requests: " in out and b"requests/s: " in out and b'"verdict"' not in out
