@@ -15,7 +15,7 @@
  */
 #include "rand_model.h"
 #include "timing.h"
-#include "infer/cuda/cuda.h"
+#include "infer/cuda_module.h"
 
 #include <sys/stat.h>
 

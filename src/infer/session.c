@@ -5,7 +5,7 @@
 #include "infer/backend.h"
 #include "wafer/core.h"
 #ifdef WAFER_HAVE_CUDA
-#include "infer/cuda/cuda.h"
+#include "infer/cuda_module.h"
 #endif
 
 #include <math.h>
@@ -44,7 +44,7 @@ wf_status_t wf_session_new(const wf_model_t *m, const wf_session_opts_t *opts, w
 #ifdef WAFER_HAVE_CUDA
         char why[256];
         if (wf_cuda_probe(why, sizeof(why)))
-            ops = &wf_backend_cuda;
+            ops = wf_cuda_module(NULL, 0)->backend;
         else {
             static atomic_int logged; /* one line per process, not per session */
             if (atomic_exchange(&logged, 1) == 0)
@@ -56,7 +56,7 @@ wf_status_t wf_session_new(const wf_model_t *m, const wf_session_opts_t *opts, w
         char why[256];
         if (!wf_cuda_probe(why, sizeof(why)))
             ERR(WF_ERR_BACKEND, "session: backend \"cuda\": %s (use \"cpu\" or \"auto\")", why);
-        ops = &wf_backend_cuda;
+        ops = wf_cuda_module(NULL, 0)->backend;
 #else
         ERR(WF_ERR_UNSUPPORTED, "session: backend \"cuda\" is not built into this version of wafer (use \"cpu\")");
 #endif

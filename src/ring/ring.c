@@ -1,6 +1,9 @@
 /* Rings over a memory region: layout, the host producer and consumer. */
 #include "ring/ring_internal.h"
 #include "wafer/infer.h"
+#ifdef WAFER_HAVE_CUDA
+#include "infer/cuda_module.h"
+#endif
 
 #include <errno.h>
 #include <stdatomic.h>
@@ -46,7 +49,15 @@ int wf_ring_region_new(wf_ring_mem_t kind, size_t bytes, wf_ring_region_t **out,
         return 0;
     }
 #ifdef WAFER_HAVE_CUDA
-    int rc = wf_ring_region_cuda_alloc(r, err, errlen);
+    char why[512];
+    const wf_cuda_module_t *cm = wf_cuda_module(why, sizeof(why));
+    if (!cm) {
+        if (err)
+            snprintf(err, errlen, "ring region: GPU memory kinds need the CUDA module: %s", why);
+        free(r);
+        return -ENOTSUP;
+    }
+    int rc = cm->region_alloc(r, err, errlen);
     if (rc < 0) {
         free(r);
         return rc;
@@ -68,8 +79,8 @@ void wf_ring_region_free(wf_ring_region_t *r)
     if (r->kind == WF_RING_MEM_HOST)
         free(r->host);
 #ifdef WAFER_HAVE_CUDA
-    else
-        wf_ring_region_cuda_free(r);
+    else /* a GPU region exists only if the module was loaded */
+        wf_cuda_module(NULL, 0)->region_free(r);
 #endif
     free(r);
 }
@@ -200,7 +211,27 @@ uint32_t wf_ring_status(const wf_ring_t *r, uint32_t *detail)
     return __atomic_load_n((uint32_t *)(r->base + r->l.ctrl_status), __ATOMIC_ACQUIRE);
 }
 
-#ifndef WAFER_HAVE_CUDA
+#ifdef WAFER_HAVE_CUDA
+int wf_ring_sched_start(struct wf_session *session, wf_ring_t *ring, const wf_ring_sched_opts_t *o,
+                        wf_ring_sched_t **out, char *err, size_t errlen)
+{
+    *out = NULL;
+    char why[512];
+    const wf_cuda_module_t *cm = wf_cuda_module(why, sizeof(why));
+    if (!cm) {
+        if (err)
+            snprintf(err, errlen, "ring: the GPU scheduler needs the CUDA module: %s", why);
+        return WF_ERR_BACKEND;
+    }
+    return cm->sched_start(session, ring, o, out, err, errlen);
+}
+
+uint32_t wf_ring_sched_stop(wf_ring_sched_t *s)
+{
+    /* a scheduler exists only if the module was loaded */
+    return s ? wf_cuda_module(NULL, 0)->sched_stop(s) : 0;
+}
+#else
 int wf_ring_sched_start(struct wf_session *session, wf_ring_t *ring, const wf_ring_sched_opts_t *o,
                         wf_ring_sched_t **out, char *err, size_t errlen)
 {

@@ -344,7 +344,7 @@ template <typename F> static cudaError_t one_kernel_graph(cudaStream_t st, F lau
     return WF_CU(cudaGraphUpload(*out, st));
 }
 
-extern "C" int wf_ring_sched_start(struct wf_session *session, wf_ring_t *ring, const wf_ring_sched_opts_t *o,
+extern "C" int wf_ring_sched_cuda_start(struct wf_session *session, wf_ring_t *ring, const wf_ring_sched_opts_t *o,
                                    wf_ring_sched_t **out, char *err, size_t errlen)
 {
     *out = NULL;
@@ -435,7 +435,7 @@ extern "C" int wf_ring_sched_start(struct wf_session *session, wf_ring_t *ring, 
     return WF_OK;
 }
 
-extern "C" uint32_t wf_ring_sched_stop(wf_ring_sched_t *s)
+extern "C" uint32_t wf_ring_sched_cuda_stop(wf_ring_sched_t *s)
 {
     if (!s)
         return 0;

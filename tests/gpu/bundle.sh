@@ -9,8 +9,9 @@ out=$2
 src=$(cd "$(dirname "$0")/../.." && pwd)
 rm -rf "$out"
 mkdir -p "$out/bin" "$out/lib" "$out/tests/fixtures" "$out/bench/gpu" "$out/tests/gpu"
-for b in tests/gpu/gpu_agree tests/gpu/ring_test bench/gpu/bench_gpu; do
-    [ -x "$build/$b" ] && cp "$build/$b" "$out/bin/"
+# wafer-cuda.so next to the binaries: where they look for the CUDA module first
+for b in tests/gpu/gpu_agree tests/gpu/ring_test bench/gpu/bench_gpu wafer-cuda.so; do
+    [ -f "$build/$b" ] && cp "$build/$b" "$out/bin/"
 done
 for b in "$out"/bin/*; do
     ldd "$b" | awk '/=> \// {print $3}' | grep -v -e cuda -e libcublas -e 'libc\.so' -e 'libm\.so' -e libstdc++ \

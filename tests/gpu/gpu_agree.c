@@ -13,7 +13,7 @@
  * by the row's largest |cpu logit|) is reported.
  */
 #include "rand_model.h"
-#include "infer/cuda/cuda.h"
+#include "infer/cuda_module.h"
 #include "wafer/infer.h"
 
 #include <jansson.h>

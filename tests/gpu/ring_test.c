@@ -13,7 +13,7 @@
  */
 #include "rand_model.h"
 #include "timing.h"
-#include "infer/cuda/cuda.h"
+#include "infer/cuda_module.h"
 #include "wafer/infer.h"
 #include "wafer/ring.h"
 

@@ -1,8 +1,7 @@
 /*
- * The CUDA backend's C interface (internal). The C library sees the CUDA
- * backend only through this header, and only when built with
- * WAFER_HAVE_CUDA; without it nothing here exists and session.c never names
- * the backend.
+ * The CUDA backend's C interface, internal to the CUDA module (wafer-cuda.so).
+ * wafer_lib never calls these directly: it loads the module with dlopen and
+ * goes through its table (infer/cuda_module.h).
  *
  * Numerics: weights in bf16 (matrix products through cuBLASLt with fp32
  * accumulation); norm parameters, biases, the residual stream, attention
