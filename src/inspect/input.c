@@ -372,10 +372,14 @@ static bool json_str(json_t *o, const char *key, wf_str_t *out)
     return true;
 }
 
-static int next_jsonl(wf_input_t *in, wf_input_record_t *rec)
+/* Reads the next line as a JSON object into in->json (owned by the reader
+ * until the next record). Returns what next_line returns when there is no
+ * line; otherwise 1, with *out NULL when the record was marked invalid. */
+static int next_json_object(wf_input_t *in, wf_input_record_t *rec, json_t **out)
 {
     wf_str_t line;
     bool too_long;
+    *out = NULL;
     int r = next_line(in, &line, &too_long);
     if (r <= 0)
         return r;
@@ -401,6 +405,16 @@ static int next_jsonl(wf_input_t *in, wf_input_record_t *rec)
         rec_invalid(rec, "json: %s", "not an object");
         return 1;
     }
+    *out = o;
+    return 1;
+}
+
+static int next_jsonl(wf_input_t *in, wf_input_record_t *rec)
+{
+    json_t *o;
+    int r = next_json_object(in, rec, &o);
+    if (r <= 0 || !o)
+        return r;
     wf_str_t raw;
     if (json_str(o, "raw", &raw)) {
         in->extra_form = 1;
@@ -606,31 +620,10 @@ static const char *const jl_referer[] = { "referer", "referrer", "http_referer",
 
 static int next_jsonlog(wf_input_t *in, wf_input_record_t *rec)
 {
-    wf_str_t line;
-    bool too_long;
-    int r = next_line(in, &line, &too_long);
-    if (r <= 0)
+    json_t *o;
+    int r = next_json_object(in, rec, &o);
+    if (r <= 0 || !o)
         return r;
-    rec_reset(rec, in->index++);
-    if (in->json) {
-        json_decref(in->json);
-        in->json = NULL;
-    }
-    if (too_long) {
-        rec_invalid(rec, "%s", "line over the record limit");
-        return 1;
-    }
-    json_error_t err;
-    json_t *o = json_loadb(line.p, line.n, JSON_ALLOW_NUL, &err);
-    if (!o) {
-        rec_invalid(rec, "json: %.120s", err.text);
-        return 1;
-    }
-    in->json = o;
-    if (!json_is_object(o)) {
-        rec_invalid(rec, "json: %s", "not an object");
-        return 1;
-    }
     wf_http_request_t *q = &rec->req;
     wf_str_t method = WF_STR_NULL, target = WF_STR_NULL, reqline;
     /* nginx's $request: "METHOD target HTTP/x.y" */
