@@ -356,6 +356,19 @@ const wf_conf_node_t *wf_conf_get(const wf_conf_node_t *map, const char *key)
     return NULL;
 }
 
+/* "a, b, c" from a NULL-terminated list, as many whole words as fit. */
+static void words_join(const char *const *words, char *buf, size_t len)
+{
+    size_t k = 0;
+    buf[0] = 0;
+    for (; *words; words++) {
+        size_t need = strlen(*words) + (k ? 2 : 0);
+        if (k + need >= len)
+            break;
+        k += (size_t)snprintf(buf + k, len - k, "%s%s", k ? ", " : "", *words);
+    }
+}
+
 int wf_conf_check_keys(const wf_conf_t *c, const wf_conf_node_t *map, const char *const *allowed, wf_conf_err_t *err)
 {
     if (!map)
@@ -370,16 +383,8 @@ int wf_conf_check_keys(const wf_conf_t *c, const wf_conf_node_t *map, const char
                 break;
             }
         if (!ok) {
-            char known[256] = "";
-            size_t k = 0;
-            for (const char *const *a = allowed; *a && k < sizeof(known) - 1; a++) {
-                int m = snprintf(known + k, sizeof(known) - k, "%s%s", k ? ", " : "", *a);
-                if (m < 0)
-                    break;
-                k += (size_t)m;
-                if (k >= sizeof(known))
-                    k = sizeof(known) - 1;
-            }
+            char known[256];
+            words_join(allowed, known, sizeof(known));
             return wf_conf_errorf(c, map->items[i], err, "unknown key (known keys: %s)", known);
         }
     }
@@ -534,16 +539,13 @@ int wf_conf_enum(const wf_conf_t *c, const wf_conf_node_t *map, const char *key,
     const wf_conf_node_t *n = scalar_at(c, map, key, err, &rc);
     if (!n)
         return rc;
-    char known[256] = "";
-    size_t k = 0;
     for (int i = 0; words[i]; i++) {
         if (!strcmp(words[i], n->value)) {
             *out = i;
             return 0;
         }
-        int m = snprintf(known + k, sizeof(known) - k, "%s%s", i ? ", " : "", words[i]);
-        if (m > 0 && k + (size_t)m < sizeof(known))
-            k += (size_t)m;
     }
+    char known[256];
+    words_join(words, known, sizeof(known));
     return wf_conf_errorf(c, n, err, "expected one of %s, got \"%s\"", known, n->value);
 }
