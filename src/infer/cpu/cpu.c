@@ -75,7 +75,7 @@ typedef struct {
     float *pblock;  /* the same, packed for wf_gemm (NULL: OpenBLAS) */
     float *ablock;  /* activations */
     wf_tpool_t *pool;
-    int threads, max_tokens, max_batch, lmax;
+    int threads, lmax;
     /* activations (row-major, leading dimension = width) */
     float *x, *x2, *e, *bt, *qkv, *ctx, *a, *a2, *h, *cls_in, *pooled, *scratch;
     int *posid, *start, *items;
@@ -872,8 +872,6 @@ static wf_status_t cpu_init(const wf_model_t *m, const wf_session_opts_t *o, voi
     }
     const wf_arch_dims_t *d = &c->d;
     c->threads = o->threads;
-    c->max_tokens = o->max_tokens;
-    c->max_batch = o->max_batch;
     c->lmax = WF_MIN(o->max_tokens, c->cfg.max_position_embeddings);
 
     /* Weights: size, allocate, convert. */
