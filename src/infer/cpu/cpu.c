@@ -604,15 +604,10 @@ static wf_status_t cpu_run(void *state, const wf_batch_t *b, float *logits)
     emb_job_t ej = { c, b };
     if (d->emb_in) {
         wf_tpool_for(c->pool, b->n, 1, emb_gather, &ej);
-        epi_t e = epi_none(&c->emb_t);
+        epi_t e = epi_norm(c, &c->emb_t, NULL, 0, &c->emb_n, d->emb_eps);
         e.pos = c->pos;
         e.posid = c->posid;
         e.type0 = c->type0;
-        e.nseg = 1;
-        e.seg_len = H;
-        e.seg[0] = &c->emb_n;
-        e.norm = d->norm;
-        e.eps = d->emb_eps;
         linear(c, c->e, d->emb_in, T, &c->emb_t, c->x, H, &e);
     } else {
         wf_tpool_for(c->pool, b->n, 1, emb_plain, &ej);
