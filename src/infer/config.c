@@ -84,13 +84,10 @@ static wf_status_t get_str(const char *path, json_t *root, const char *key, cons
 static wf_status_t parse_labels(const char *path, json_t *root, wf_model_config_t *cfg, wf_err_t *err)
 {
     json_t *id2label = json_object_get(root, "id2label"), *label2id = json_object_get(root, "label2id");
-    int num_labels = -1;
-    json_t *jn = json_object_get(root, "num_labels");
-    if (jn && !json_is_null(jn)) {
-        wf_status_t s = get_int(path, root, "num_labels", 2, 1, WF_MAX_LABELS, &num_labels, err);
-        if (s != WF_OK)
-            return s;
-    }
+    int num_labels; /* -1: not given */
+    wf_status_t s = get_int(path, root, "num_labels", -1, 1, WF_MAX_LABELS, &num_labels, err);
+    if (s != WF_OK)
+        return s;
     if (!id2label || json_is_null(id2label)) {
         if (label2id && !json_is_null(label2id))
             return fail(err, WF_ERR_FORMAT, path, "label2id: given without id2label");

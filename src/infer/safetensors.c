@@ -91,14 +91,6 @@ static int cmp_names(const void *a, const void *b, void *arg)
     return strcmp(t[*(const size_t *)a].name, t[*(const size_t *)b].name);
 }
 
-static const struct {
-    const char *name;
-    wf_dtype_t dt;
-} dtype_table[] = {
-    { "F32", WF_DT_F32 }, { "F16", WF_DT_F16 }, { "BF16", WF_DT_BF16 },
-    { "I64", WF_DT_I64 }, { "I32", WF_DT_I32 }, { "U8", WF_DT_U8 },
-};
-
 /* Parses one tensor entry into t (name and data pointer set by the caller
  * from the offsets returned in begin and end). */
 static wf_status_t parse_entry(const char *file, const char *qname, json_t *v, uint64_t data_len, wf_tensor_t *t,
@@ -126,9 +118,9 @@ static wf_status_t parse_entry(const char *file, const char *qname, json_t *v, u
         return fail(err, WF_ERR_FORMAT, file, "tensor '%s': dtype is not a string", qname);
     const char *dts = json_string_value(jdt);
     int dt = -1;
-    for (size_t i = 0; i < WF_ARRAY_LEN(dtype_table); i++)
-        if (!strcmp(dts, dtype_table[i].name) && strlen(dts) == json_string_length(jdt))
-            dt = (int)dtype_table[i].dt;
+    for (int i = 0; i < WF_DT__COUNT; i++)
+        if (!strcmp(dts, dtype_names[i]) && strlen(dts) == json_string_length(jdt))
+            dt = i;
     if (dt < 0) {
         char qd[72];
         wf_json_quote_name(dts, qd, sizeof qd);

@@ -75,7 +75,7 @@ typedef struct {
     float *pblock;  /* the same, packed for wf_gemm (NULL: OpenBLAS) */
     float *ablock;  /* activations */
     wf_tpool_t *pool;
-    int threads, max_tokens, max_batch, lmax;
+    int threads, lmax;
     /* activations (row-major, leading dimension = width) */
     float *x, *x2, *e, *bt, *qkv, *ctx, *a, *a2, *h, *cls_in, *pooled, *scratch;
     int *posid, *start, *items;
@@ -604,15 +604,10 @@ static wf_status_t cpu_run(void *state, const wf_batch_t *b, float *logits)
     emb_job_t ej = { c, b };
     if (d->emb_in) {
         wf_tpool_for(c->pool, b->n, 1, emb_gather, &ej);
-        epi_t e = epi_none(&c->emb_t);
+        epi_t e = epi_norm(c, &c->emb_t, NULL, 0, &c->emb_n, d->emb_eps);
         e.pos = c->pos;
         e.posid = c->posid;
         e.type0 = c->type0;
-        e.nseg = 1;
-        e.seg_len = H;
-        e.seg[0] = &c->emb_n;
-        e.norm = d->norm;
-        e.eps = d->emb_eps;
         linear(c, c->e, d->emb_in, T, &c->emb_t, c->x, H, &e);
     } else {
         wf_tpool_for(c->pool, b->n, 1, emb_plain, &ej);
@@ -872,8 +867,6 @@ static wf_status_t cpu_init(const wf_model_t *m, const wf_session_opts_t *o, voi
     }
     const wf_arch_dims_t *d = &c->d;
     c->threads = o->threads;
-    c->max_tokens = o->max_tokens;
-    c->max_batch = o->max_batch;
     c->lmax = WF_MIN(o->max_tokens, c->cfg.max_position_embeddings);
 
     /* Weights: size, allocate, convert. */
