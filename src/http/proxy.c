@@ -777,6 +777,15 @@ static bool cc_response_head(cconn_t *cc, wf_http_response_t *res, size_t head_l
     return true;
 }
 
+/* The upstream's response head is unusable: answer 502. Returns false. */
+static bool cc_bad_response(cconn_t *cc)
+{
+    WF_STAT_INC(&cc->w->stats, upstream_invalid);
+    WF_STAT_INC(&cc->w->stats, upstream_502);
+    cc_send_error(cc, 502);
+    return false;
+}
+
 /* Examines upstream bytes: the response head, then body framing. Returns
  * false when the exchange ended (error sent or connection closed). */
 static bool cc_scan_response(cconn_t *cc, bool *progress)
@@ -793,41 +802,28 @@ static bool cc_scan_response(cconn_t *cc, bool *progress)
                                         w->hdrs);
         if (rc == WF_HTTP_INCOMPLETE) {
             if (b->end - b->start >= cc->sc->max_header_bytes || b->end == b->cap) {
-                WF_STAT_INC(&w->stats, upstream_invalid);
-                WF_STAT_INC(&w->stats, upstream_502);
                 wf_info("upstream %s: response header too large", cc->sc->servers[cc->up_srv].address);
-                cc_send_error(cc, 502);
-                return false;
+                return cc_bad_response(cc);
             }
             return true;
         }
         if (rc < 0 || res.status == 101) {
-            WF_STAT_INC(&w->stats, upstream_invalid);
-            WF_STAT_INC(&w->stats, upstream_502);
             wf_info("upstream %s: invalid response: %s", cc->sc->servers[cc->up_srv].address,
                     rc < 0 ? wf_http_err_name(res.error) : "unexpected 101");
-            cc_send_error(cc, 502);
-            return false;
+            return cc_bad_response(cc);
         }
         *progress = true;
         if (res.status < 200) {
             if (++cc->interim > 16) {
-                WF_STAT_INC(&w->stats, upstream_invalid);
-                WF_STAT_INC(&w->stats, upstream_502);
                 wf_info("upstream %s: more than 16 interim responses", cc->sc->servers[cc->up_srv].address);
-                cc_send_error(cc, 502);
-                return false;
+                return cc_bad_response(cc);
             }
             b->start += (uint32_t)rc; /* interim responses are not forwarded */
             b->fwd = b->scan = b->start;
             continue;
         }
-        if (!cc_response_head(cc, &res, (size_t)rc)) {
-            WF_STAT_INC(&w->stats, upstream_invalid);
-            WF_STAT_INC(&w->stats, upstream_502);
-            cc_send_error(cc, 502);
-            return false;
-        }
+        if (!cc_response_head(cc, &res, (size_t)rc))
+            return cc_bad_response(cc);
     }
     if (!cc->resp_started)
         return true;
