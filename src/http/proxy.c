@@ -1104,7 +1104,7 @@ static bool cc_step_head(cconn_t *cc)
             cc_block_release(cc);
         return false;
     }
-    if (!cc->block && !cc_block_take(cc)) {
+    if (!cc_block_take(cc)) {
         WF_STAT_INC(&w->stats, oom);
         cc_close(cc);
         return false;
@@ -1269,7 +1269,7 @@ static void cc_timer(wf_loop_t *loop, wf_timer_t *t)
             wf_debug("client %.*s:%u: request header timed out", cc->ip_len, cc->ip, cc->port);
             cc_new_request_id(cc, NULL);
             cc->t_req_ns = wf_now_ns();
-            if (!cc->block && !cc_block_take(cc)) {
+            if (!cc_block_take(cc)) {
                 cc_close(cc);
                 return;
             }
