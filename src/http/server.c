@@ -134,13 +134,17 @@ void wf_worker_listeners_pause(wf_worker_t *w, bool pause)
     }
 }
 
+static void listener_close(wf_worker_t *w, wf_wlistener_t *l)
+{
+    wf_loop_io_del(w->loop, &l->io);
+    close(l->fd);
+    free(l);
+}
+
 static void worker_close_listeners(wf_worker_t *w)
 {
-    for (size_t i = 0; i < w->nlst; i++) {
-        wf_loop_io_del(w->loop, &w->lst[i]->io);
-        close(w->lst[i]->fd);
-        free(w->lst[i]);
-    }
+    for (size_t i = 0; i < w->nlst; i++)
+        listener_close(w, w->lst[i]);
     free(w->lst);
     w->lst = NULL;
     w->nlst = 0;
@@ -176,13 +180,9 @@ static void worker_set_listeners(wf_worker_t *w, wf_gen_t *g)
                 wf_loop_io_add(w->loop, &nlst[i]->io, fd, WF_IO_READ, listener_event, nlst[i]);
         }
     }
-    for (size_t j = 0; j < w->nlst; j++) {
-        if (!w->lst[j])
-            continue;
-        wf_loop_io_del(w->loop, &w->lst[j]->io);
-        close(w->lst[j]->fd);
-        free(w->lst[j]);
-    }
+    for (size_t j = 0; j < w->nlst; j++)
+        if (w->lst[j])
+            listener_close(w, w->lst[j]);
     free(w->lst);
     /* drop entries that failed to allocate */
     size_t k = 0;
