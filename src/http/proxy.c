@@ -572,15 +572,21 @@ static void cc_new_request_id(cconn_t *cc, const wf_http_request_t *req)
     cc->rid_len = (uint8_t)wf_request_id_generate(&cc->w->rid_state, cc->rid);
 }
 
+/* Counts a refusal of the client's request for error e and returns the
+ * status that answers it (400 for anything not an error status). */
+static int reject_status(wf_worker_t *w, wf_http_err_t e)
+{
+    if ((unsigned)e < WF_HTTP_E__COUNT)
+        WF_STAT_INC(&w->stats, http_reject[e]);
+    int status = wf_http_err_status(e);
+    return status >= 400 && status < 600 ? status : 400;
+}
+
 static void cc_reject(cconn_t *cc, wf_http_err_t e)
 {
     wf_worker_t *w = cc->w;
     WF_STAT_INC(&w->stats, requests_rejected);
-    if ((unsigned)e < WF_HTTP_E__COUNT)
-        WF_STAT_INC(&w->stats, http_reject[e]);
-    int status = wf_http_err_status(e);
-    if (status < 400 || status > 599)
-        status = 400;
+    int status = reject_status(w, e);
     cc_new_request_id(cc, NULL);
     cc->t_req_ns = wf_now_ns();
     wf_debug("client %.*s:%u: request refused: %s (%d)", cc->ip_len, cc->ip, cc->port, wf_http_err_name(e), status);
@@ -623,13 +629,11 @@ static void cc_scan_body_(cconn_t *cc)
                     WF_STAT_INC(&cc->w->stats, body_too_large);
                 else
                     WF_STAT_INC(&cc->w->stats, body_invalid);
-                if ((unsigned)e < WF_HTTP_E__COUNT)
-                    WF_STAT_INC(&cc->w->stats, http_reject[e]);
+                int st = reject_status(cc->w, e);
                 wf_debug("client %.*s:%u: request body refused: %s", cc->ip_len, cc->ip, cc->port, wf_http_err_name(e));
                 cc->req_done = true; /* stop reading: the connection closes */
                 cc->req_keepalive = false;
-                int st = wf_http_err_status(e);
-                cc_send_error(cc, st >= 400 && st < 600 ? st : 400);
+                cc_send_error(cc, st);
                 return;
             } else if (used == 0) {
                 break;
