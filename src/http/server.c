@@ -305,7 +305,7 @@ static int apply_logs(const wf_server_conf_t *sc, char *err, size_t errlen)
         snprintf(err, errlen, "%s: log.error_log %s: %s", sc->file, sc->error_log, wf_strerror(rc));
         return rc;
     }
-    rc = wf_access_log_open(sc, false);
+    rc = wf_access_log_open(sc);
     if (rc) {
         snprintf(err, errlen, "%s: log.access_log %s: %s", sc->file, sc->access_log_path, wf_strerror(rc));
         return rc;
