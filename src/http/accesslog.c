@@ -14,7 +14,7 @@
 atomic_int wf_access_log_fd = -1;
 static bool alog_is_pipe;
 
-int wf_access_log_open(const wf_server_conf_t *sc, bool reopen)
+int wf_access_log_open(const wf_server_conf_t *sc)
 {
     int nfd;
     if (sc->access_log == WF_ACCESS_LOG_OFF) {
@@ -37,7 +37,6 @@ int wf_access_log_open(const wf_server_conf_t *sc, bool reopen)
         dup3(nfd, keep_fd, O_CLOEXEC);
         close(nfd);
     }
-    (void)reopen;
     atomic_store(&wf_access_log_fd, keep_fd);
     return 0;
 }

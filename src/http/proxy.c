@@ -572,15 +572,21 @@ static void cc_new_request_id(cconn_t *cc, const wf_http_request_t *req)
     cc->rid_len = (uint8_t)wf_request_id_generate(&cc->w->rid_state, cc->rid);
 }
 
+/* Counts a refusal of the client's request for error e and returns the
+ * status that answers it (400 for anything not an error status). */
+static int reject_status(wf_worker_t *w, wf_http_err_t e)
+{
+    if ((unsigned)e < WF_HTTP_E__COUNT)
+        WF_STAT_INC(&w->stats, http_reject[e]);
+    int status = wf_http_err_status(e);
+    return status >= 400 && status < 600 ? status : 400;
+}
+
 static void cc_reject(cconn_t *cc, wf_http_err_t e)
 {
     wf_worker_t *w = cc->w;
     WF_STAT_INC(&w->stats, requests_rejected);
-    if ((unsigned)e < WF_HTTP_E__COUNT)
-        WF_STAT_INC(&w->stats, http_reject[e]);
-    int status = wf_http_err_status(e);
-    if (status < 400 || status > 599)
-        status = 400;
+    int status = reject_status(w, e);
     cc_new_request_id(cc, NULL);
     cc->t_req_ns = wf_now_ns();
     wf_debug("client %.*s:%u: request refused: %s (%d)", cc->ip_len, cc->ip, cc->port, wf_http_err_name(e), status);
@@ -623,13 +629,11 @@ static void cc_scan_body_(cconn_t *cc)
                     WF_STAT_INC(&cc->w->stats, body_too_large);
                 else
                     WF_STAT_INC(&cc->w->stats, body_invalid);
-                if ((unsigned)e < WF_HTTP_E__COUNT)
-                    WF_STAT_INC(&cc->w->stats, http_reject[e]);
+                int st = reject_status(cc->w, e);
                 wf_debug("client %.*s:%u: request body refused: %s", cc->ip_len, cc->ip, cc->port, wf_http_err_name(e));
                 cc->req_done = true; /* stop reading: the connection closes */
                 cc->req_keepalive = false;
-                int st = wf_http_err_status(e);
-                cc_send_error(cc, st >= 400 && st < 600 ? st : 400);
+                cc_send_error(cc, st);
                 return;
             } else if (used == 0) {
                 break;
@@ -777,6 +781,15 @@ static bool cc_response_head(cconn_t *cc, wf_http_response_t *res, size_t head_l
     return true;
 }
 
+/* The upstream's response head is unusable: answer 502. Returns false. */
+static bool cc_bad_response(cconn_t *cc)
+{
+    WF_STAT_INC(&cc->w->stats, upstream_invalid);
+    WF_STAT_INC(&cc->w->stats, upstream_502);
+    cc_send_error(cc, 502);
+    return false;
+}
+
 /* Examines upstream bytes: the response head, then body framing. Returns
  * false when the exchange ended (error sent or connection closed). */
 static bool cc_scan_response(cconn_t *cc, bool *progress)
@@ -793,41 +806,28 @@ static bool cc_scan_response(cconn_t *cc, bool *progress)
                                         w->hdrs);
         if (rc == WF_HTTP_INCOMPLETE) {
             if (b->end - b->start >= cc->sc->max_header_bytes || b->end == b->cap) {
-                WF_STAT_INC(&w->stats, upstream_invalid);
-                WF_STAT_INC(&w->stats, upstream_502);
                 wf_info("upstream %s: response header too large", cc->sc->servers[cc->up_srv].address);
-                cc_send_error(cc, 502);
-                return false;
+                return cc_bad_response(cc);
             }
             return true;
         }
         if (rc < 0 || res.status == 101) {
-            WF_STAT_INC(&w->stats, upstream_invalid);
-            WF_STAT_INC(&w->stats, upstream_502);
             wf_info("upstream %s: invalid response: %s", cc->sc->servers[cc->up_srv].address,
                     rc < 0 ? wf_http_err_name(res.error) : "unexpected 101");
-            cc_send_error(cc, 502);
-            return false;
+            return cc_bad_response(cc);
         }
         *progress = true;
         if (res.status < 200) {
             if (++cc->interim > 16) {
-                WF_STAT_INC(&w->stats, upstream_invalid);
-                WF_STAT_INC(&w->stats, upstream_502);
                 wf_info("upstream %s: more than 16 interim responses", cc->sc->servers[cc->up_srv].address);
-                cc_send_error(cc, 502);
-                return false;
+                return cc_bad_response(cc);
             }
             b->start += (uint32_t)rc; /* interim responses are not forwarded */
             b->fwd = b->scan = b->start;
             continue;
         }
-        if (!cc_response_head(cc, &res, (size_t)rc)) {
-            WF_STAT_INC(&w->stats, upstream_invalid);
-            WF_STAT_INC(&w->stats, upstream_502);
-            cc_send_error(cc, 502);
-            return false;
-        }
+        if (!cc_response_head(cc, &res, (size_t)rc))
+            return cc_bad_response(cc);
     }
     if (!cc->resp_started)
         return true;
@@ -1108,7 +1108,7 @@ static bool cc_step_head(cconn_t *cc)
             cc_block_release(cc);
         return false;
     }
-    if (!cc->block && !cc_block_take(cc)) {
+    if (!cc_block_take(cc)) {
         WF_STAT_INC(&w->stats, oom);
         cc_close(cc);
         return false;
@@ -1273,7 +1273,7 @@ static void cc_timer(wf_loop_t *loop, wf_timer_t *t)
             wf_debug("client %.*s:%u: request header timed out", cc->ip_len, cc->ip, cc->port);
             cc_new_request_id(cc, NULL);
             cc->t_req_ns = wf_now_ns();
-            if (!cc->block && !cc_block_take(cc)) {
+            if (!cc_block_take(cc)) {
                 cc_close(cc);
                 return;
             }

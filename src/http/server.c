@@ -47,6 +47,17 @@ void wf_gen_unref(wf_gen_t *g)
     free(g);
 }
 
+/* The index in prev's listen list of the address a, or SIZE_MAX (also when
+ * there is no prev). Addresses within one configuration are distinct. */
+static size_t prev_listen_index(const wf_gen_t *prev, const wf_sockaddr_t *a)
+{
+    if (prev)
+        for (size_t j = 0; j < prev->conf->nlisten; j++)
+            if (wf_sockaddr_eq(&prev->conf->listen[j].addr, a))
+                return j;
+    return SIZE_MAX;
+}
+
 /* Builds a generation from conf; listening sockets for addresses that prev
  * already has are taken over, the others opened now (one per worker). On
  * failure nothing is left open and err names the address. */
@@ -67,11 +78,7 @@ static int gen_new(wf_server_conf_t *conf, const wf_gen_t *prev, int nw, wf_gen_
     g->id = ++gen_seq;
     for (size_t i = 0; i < nl; i++) {
         const wf_listen_conf_t *l = &conf->listen[i];
-        size_t pj = SIZE_MAX;
-        if (prev)
-            for (size_t j = 0; j < prev->conf->nlisten; j++)
-                if (wf_sockaddr_eq(&prev->conf->listen[j].addr, &l->addr))
-                    pj = j;
+        size_t pj = prev_listen_index(prev, &l->addr);
         for (int wi = 0; wi < nw; wi++) {
             int fd;
             if (pj != SIZE_MAX) {
@@ -86,12 +93,9 @@ static int gen_new(wf_server_conf_t *conf, const wf_gen_t *prev, int nw, wf_gen_
                     snprintf(err, errlen, "%s: listen %s: %s", conf->file, l->address, wf_strerror(fd));
                     /* close what this generation opened (not what it took over) */
                     for (size_t k = 0; k <= i; k++) {
-                        bool taken = false;
-                        if (prev)
-                            for (size_t j = 0; j < prev->conf->nlisten; j++)
-                                if (wf_sockaddr_eq(&prev->conf->listen[j].addr, &conf->listen[k].addr))
-                                    taken = true;
-                        for (int x = 0; !taken && x < nw; x++)
+                        if (prev_listen_index(prev, &conf->listen[k].addr) != SIZE_MAX)
+                            continue;
+                        for (int x = 0; x < nw; x++)
                             if (g->listen_fds[(size_t)x * nl + k] >= 0)
                                 close(g->listen_fds[(size_t)x * nl + k]);
                     }
@@ -130,13 +134,17 @@ void wf_worker_listeners_pause(wf_worker_t *w, bool pause)
     }
 }
 
+static void listener_close(wf_worker_t *w, wf_wlistener_t *l)
+{
+    wf_loop_io_del(w->loop, &l->io);
+    close(l->fd);
+    free(l);
+}
+
 static void worker_close_listeners(wf_worker_t *w)
 {
-    for (size_t i = 0; i < w->nlst; i++) {
-        wf_loop_io_del(w->loop, &w->lst[i]->io);
-        close(w->lst[i]->fd);
-        free(w->lst[i]);
-    }
+    for (size_t i = 0; i < w->nlst; i++)
+        listener_close(w, w->lst[i]);
     free(w->lst);
     w->lst = NULL;
     w->nlst = 0;
@@ -172,13 +180,9 @@ static void worker_set_listeners(wf_worker_t *w, wf_gen_t *g)
                 wf_loop_io_add(w->loop, &nlst[i]->io, fd, WF_IO_READ, listener_event, nlst[i]);
         }
     }
-    for (size_t j = 0; j < w->nlst; j++) {
-        if (!w->lst[j])
-            continue;
-        wf_loop_io_del(w->loop, &w->lst[j]->io);
-        close(w->lst[j]->fd);
-        free(w->lst[j]);
-    }
+    for (size_t j = 0; j < w->nlst; j++)
+        if (w->lst[j])
+            listener_close(w, w->lst[j]);
     free(w->lst);
     /* drop entries that failed to allocate */
     size_t k = 0;
@@ -301,7 +305,7 @@ static int apply_logs(const wf_server_conf_t *sc, char *err, size_t errlen)
         snprintf(err, errlen, "%s: log.error_log %s: %s", sc->file, sc->error_log, wf_strerror(rc));
         return rc;
     }
-    rc = wf_access_log_open(sc, false);
+    rc = wf_access_log_open(sc);
     if (rc) {
         snprintf(err, errlen, "%s: log.access_log %s: %s", sc->file, sc->access_log_path, wf_strerror(rc));
         return rc;

@@ -92,7 +92,7 @@ void wf_proxy_worker_free(wf_worker_t *w);
 void wf_worker_listeners_pause(wf_worker_t *w, bool pause);
 
 /* access log (accesslog.c) */
-int wf_access_log_open(const wf_server_conf_t *sc, bool reopen);
+int wf_access_log_open(const wf_server_conf_t *sc);
 void wf_access_log_flush(wf_worker_t *w);
 /* Room for one line in the worker buffer (flushing first if needed). */
 char *wf_access_log_reserve(wf_worker_t *w, size_t n);
