@@ -120,6 +120,14 @@ static void listener_event(wf_loop_t *loop, wf_io_t *io, unsigned ev)
     wf_proxy_accept(l->w, l->fd);
 }
 
+/* Starts accepting on a listener; a failure leaves it idle and is logged. */
+static void listener_poll(wf_worker_t *w, wf_wlistener_t *l, int fd)
+{
+    int rc = wf_loop_io_add(w->loop, &l->io, fd, WF_IO_READ, listener_event, l);
+    if (rc < 0)
+        wf_warn("worker %d: cannot poll listener: %s", w->id, wf_strerror(rc));
+}
+
 void wf_worker_listeners_pause(wf_worker_t *w, bool pause)
 {
     if (pause == w->accept_paused)
@@ -129,8 +137,8 @@ void wf_worker_listeners_pause(wf_worker_t *w, bool pause)
         wf_wlistener_t *l = w->lst[i];
         if (pause)
             wf_loop_io_del(w->loop, &l->io);
-        else if (wf_loop_io_add(w->loop, &l->io, l->fd, WF_IO_READ, listener_event, l) < 0)
-            wf_warn("worker %d: cannot poll listener: %s", w->id, strerror(errno));
+        else
+            listener_poll(w, l, l->fd);
     }
 }
 
@@ -177,7 +185,7 @@ static void worker_set_listeners(wf_worker_t *w, wf_gen_t *g)
             nlst[i]->w = w;
             nlst[i]->io.fd = -1;
             if (!w->accept_paused && !w->shutting_down)
-                wf_loop_io_add(w->loop, &nlst[i]->io, fd, WF_IO_READ, listener_event, nlst[i]);
+                listener_poll(w, nlst[i], fd);
         }
     }
     for (size_t j = 0; j < w->nlst; j++)
@@ -452,8 +460,9 @@ int wf_server_run(const char *conf_path, bool daemon_mode)
         return 1;
     }
     int notify_fd = -1;
-    if (daemon_mode && daemonize(&notify_fd)) {
-        fprintf(stderr, "wafer: cannot daemonize: %s\n", strerror(errno));
+    int drc = daemon_mode ? daemonize(&notify_fd) : 0;
+    if (drc) {
+        fprintf(stderr, "wafer: cannot daemonize: %s\n", wf_strerror(drc));
         wf_server_conf_free(sc);
         return 1;
     }
