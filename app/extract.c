@@ -15,28 +15,8 @@ static void usage(FILE *fp)
                 "  --name: argument name(s) for --format lines (cycled by line; default q).\n");
 }
 
-/* A JSON string literal: quotes, backslash, controls and DEL escaped. The
- * text is valid UTF-8 (the decoder guarantees it), so other bytes pass. */
-static void put_json_str(FILE *out, const char *p, size_t n)
-{
-    putc('"', out);
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)p[i];
-        switch (c) {
-        case '"': fputs("\\\"", out); break;
-        case '\\': fputs("\\\\", out); break;
-        case '\n': fputs("\\n", out); break;
-        case '\r': fputs("\\r", out); break;
-        case '\t': fputs("\\t", out); break;
-        default:
-            if (c < 0x20 || c == 0x7f)
-                fprintf(out, "\\u%04x", c);
-            else
-                putc(c, out);
-        }
-    }
-    putc('"', out);
-}
+/* The text is valid UTF-8 (the decoder guarantees it), so bytes past 0x7f pass. */
+static void put_json_str(FILE *out, const char *p, size_t n) { wf_json_str_write(out, p, n, false); }
 
 typedef struct {
     bool json, all;
