@@ -29,12 +29,11 @@ static void print_units(emit_opts_t *o, uint64_t index, const wf_units_t *us)
 {
     char fl[256];
     if (us->flags) {
-        static const char *const rnames[] = { "units_dropped", "bytes_cut", "body_cut", "json_invalid",
-                                              "json_depth", "multipart_invalid", "multipart_parts" };
         size_t w = 0;
-        for (size_t b = 0; b < WF_ARRAY_LEN(rnames); b++)
+        const char *name;
+        for (unsigned b = 0; (name = wf_inspect_rflag_name(b)); b++)
             if (us->flags & (1u << b))
-                w += (size_t)snprintf(fl + w, sizeof(fl) - w, "%s%s", w ? "," : "", rnames[b]);
+                w += (size_t)snprintf(fl + w, sizeof(fl) - w, "%s%s", w ? "," : "", name);
         if (o->json)
             fprintf(o->out, "{\"index\":%llu,\"request_flags\":\"%s\"}\n", (unsigned long long)index, fl);
         else

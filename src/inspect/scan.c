@@ -250,9 +250,6 @@ static uint32_t cache_entry(wf_scan_t *sc, const wf_unit_t *u)
  * wf_json_str_write's `ascii`. */
 static void put_json_str(FILE *out, const char *p, size_t n) { wf_json_str_write(out, p, n, false); }
 
-static const char *const rflag_names[] = { "units_dropped", "bytes_cut", "body_cut", "json_invalid",
-                                           "json_depth", "multipart_invalid", "multipart_parts" };
-
 typedef struct {
     float margin;
     size_t unit;
@@ -326,9 +323,10 @@ static void write_request(wf_scan_t *sc, const sreq_t *r)
             if (r->rflags) {
                 fputs(",\"flags\":[", out);
                 int first = 1;
-                for (size_t b = 0; b < WF_ARRAY_LEN(rflag_names); b++)
+                const char *name;
+                for (unsigned b = 0; (name = wf_inspect_rflag_name(b)); b++)
                     if (r->rflags & (1u << b)) {
-                        fprintf(out, "%s\"%s\"", first ? "" : ",", rflag_names[b]);
+                        fprintf(out, "%s\"%s\"", first ? "" : ",", name);
                         first = 0;
                     }
                 putc(']', out);
