@@ -7,6 +7,7 @@
  * Exit 0 on success, 2 on any error (the reason on stderr). */
 #include "commands.h"
 #include "wafer/infer.h"
+#include "wafer/policy.h"
 
 #include <limits.h>
 #include <stdio.h>
@@ -100,13 +101,11 @@ static void print_result(const struct classify *c, const char *text, size_t len,
 {
     const wf_model_meta_t *m = c->meta;
     int top = 0;
-    bool attack = false;
-    for (int l = 0; l < m->num_labels; l++) {
+    for (int l = 1; l < m->num_labels; l++)
         if (p[l] > p[top])
             top = l;
-        if (l > 0 && p[l] >= m->thresholds[l])
-            attack = true;
-    }
+    wf_unit_verdict_t uv;
+    bool attack = wf_verdict_unit(p, m->thresholds, m->num_labels, &uv);
     if (c->json) {
         fputs("{\"text\":", stdout);
         put_json_str(text, len);

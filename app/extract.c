@@ -15,28 +15,8 @@ static void usage(FILE *fp)
                 "  --name: argument name(s) for --format lines (cycled by line; default q).\n");
 }
 
-/* A JSON string literal: quotes, backslash, controls and DEL escaped. The
- * text is valid UTF-8 (the decoder guarantees it), so other bytes pass. */
-static void put_json_str(FILE *out, const char *p, size_t n)
-{
-    putc('"', out);
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)p[i];
-        switch (c) {
-        case '"': fputs("\\\"", out); break;
-        case '\\': fputs("\\\\", out); break;
-        case '\n': fputs("\\n", out); break;
-        case '\r': fputs("\\r", out); break;
-        case '\t': fputs("\\t", out); break;
-        default:
-            if (c < 0x20 || c == 0x7f)
-                fprintf(out, "\\u%04x", c);
-            else
-                putc(c, out);
-        }
-    }
-    putc('"', out);
-}
+/* The text is valid UTF-8 (the decoder guarantees it), so bytes past 0x7f pass. */
+static void put_json_str(FILE *out, const char *p, size_t n) { wf_json_str_write(out, p, n, false); }
 
 typedef struct {
     bool json, all;
@@ -49,12 +29,11 @@ static void print_units(emit_opts_t *o, uint64_t index, const wf_units_t *us)
 {
     char fl[256];
     if (us->flags) {
-        static const char *const rnames[] = { "units_dropped", "bytes_cut", "body_cut", "json_invalid",
-                                              "json_depth", "multipart_invalid", "multipart_parts" };
         size_t w = 0;
-        for (size_t b = 0; b < WF_ARRAY_LEN(rnames); b++)
+        const char *name;
+        for (unsigned b = 0; (name = wf_inspect_rflag_name(b)); b++)
             if (us->flags & (1u << b))
-                w += (size_t)snprintf(fl + w, sizeof(fl) - w, "%s%s", w ? "," : "", rnames[b]);
+                w += (size_t)snprintf(fl + w, sizeof(fl) - w, "%s%s", w ? "," : "", name);
         if (o->json)
             fprintf(o->out, "{\"index\":%llu,\"request_flags\":\"%s\"}\n", (unsigned long long)index, fl);
         else

@@ -1,6 +1,6 @@
 /*
  * wafer core: memory (arenas, fixed-size pools, bounded byte buffers),
- * monotonic time, hashing and the process log.
+ * monotonic time, hashing, JSON strings and the process log.
  *
  * Memory habits: allocate at start-up; per request, allocate from an arena
  * that is reset when the request ends; per connection, take fixed-size
@@ -13,6 +13,7 @@
 #include "wafer/common.h"
 #include <stdarg.h>
 #include <stdbool.h>
+#include <stdio.h>
 
 /* ---- arena: bump allocation in chunks, freed all at once ---- */
 
@@ -99,6 +100,14 @@ size_t wf_time_rfc3339(uint64_t wall_us, char *out, size_t outlen);
 /* ---- hashing ---- */
 
 uint64_t wf_hash64(const void *p, size_t n, uint64_t seed);
+
+/* ---- JSON output ---- */
+
+/* Writes p[0..n) as a JSON string literal, quotes included: '"', '\\' and
+ * control characters (and DEL) escaped, other bytes as they are. Meant for
+ * text known to be valid UTF-8; for text that may not be, `ascii` escapes
+ * every byte past 0x7f as the Latin-1 character \u00XX. */
+void wf_json_str_write(FILE *out, const char *p, size_t n, bool ascii);
 
 /* ---- log (the process's error log, to stderr or a file) ---- */
 

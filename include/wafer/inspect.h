@@ -91,6 +91,11 @@ enum {
     WF_INSPECT_R_MULTIPART_PARTS = 1u << 6, /* more parts than max_multipart_parts: the rest were not inspected */
 };
 
+/* The name of request flag 1u << bit ("units_dropped", "bytes_cut", "body_cut",
+ * "json_invalid", "json_depth", "multipart_invalid", "multipart_parts"), or
+ * NULL past the last one. */
+const char *wf_inspect_rflag_name(unsigned bit);
+
 /* Cumulative counters; the caller owns them (one per worker) and may pass NULL. */
 typedef struct {
     uint64_t requests;

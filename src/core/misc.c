@@ -1,4 +1,4 @@
-/* Errors, time, hashing and string helpers (see wafer/common.h, wafer/core.h). */
+/* Errors, time, hashing, JSON and string helpers (see wafer/common.h, wafer/core.h). */
 #include "wafer/core.h"
 
 #include <stdio.h>
@@ -82,4 +82,29 @@ uint64_t wf_hash64(const void *p, size_t n, uint64_t seed)
     h *= 0x94d049bb133111ebull;
     h ^= h >> 31;
     return h;
+}
+
+void wf_json_str_write(FILE *out, const char *p, size_t n, bool ascii)
+{
+    putc('"', out);
+    size_t run = 0; /* bytes that need no escape, written in one call */
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)p[i];
+        if (c != '"' && c != '\\' && c >= 0x20 && c != 0x7f && (c < 0x80 || !ascii))
+            continue;
+        if (i > run)
+            fwrite(p + run, 1, i - run, out);
+        run = i + 1;
+        switch (c) {
+        case '"': fputs("\\\"", out); break;
+        case '\\': fputs("\\\\", out); break;
+        case '\n': fputs("\\n", out); break;
+        case '\r': fputs("\\r", out); break;
+        case '\t': fputs("\\t", out); break;
+        default: fprintf(out, "\\u%04x", c);
+        }
+    }
+    if (n > run) /* p may be NULL when n is 0 */
+        fwrite(p + run, 1, n - run, out);
+    putc('"', out);
 }

@@ -239,23 +239,17 @@ static void path_units(wf_ix_t *x, wf_str_t path)
     }
 }
 
-static bool media_is(wf_str_t ct, const char *type)
+/* The media type of a Content-Type value: before any parameters, trimmed. */
+static wf_str_t media_type(wf_str_t ct)
 {
-    wf_str_t t = ct;
-    const char *semi = memchr(t.p, ';', t.n);
+    const char *semi = ct.n ? memchr(ct.p, ';', ct.n) : NULL;
     if (semi)
-        t.n = (size_t)(semi - t.p);
-    t = trim_ows(t);
-    return wf_str_eq_lit_nocase(t, type);
+        ct.n = (size_t)(semi - ct.p);
+    return trim_ows(ct);
 }
 
-static bool media_is_json(wf_str_t ct)
+static bool media_is_json(wf_str_t t)
 {
-    wf_str_t t = ct;
-    const char *semi = t.n ? memchr(t.p, ';', t.n) : NULL;
-    if (semi)
-        t.n = (size_t)(semi - t.p);
-    t = trim_ows(t);
     if (wf_str_eq_lit_nocase(t, "application/json") || wf_str_eq_lit_nocase(t, "text/json"))
         return true;
     return t.n > 5 && wf_str_eq_lit_nocase(wf_str(t.p + t.n - 5, 5), "+json") && memchr(t.p, '/', t.n);
@@ -278,12 +272,13 @@ static void body_units(wf_ix_t *x, const wf_http_request_t *req, wf_str_t body)
     }
     const wf_http_header_t *cth = wf_http_header_find(req->headers, req->nheaders, "content-type");
     wf_str_t ct = cth ? cth->value : WF_STR_NULL;
-    if (ct.n && media_is(ct, "application/x-www-form-urlencoded")) {
+    wf_str_t type = media_type(ct);
+    if (wf_str_eq_lit_nocase(type, "application/x-www-form-urlencoded")) {
         wf_ix_urlencoded(x, WF_UNIT_FORM, body);
         return;
     }
-    bool json = ct.n && media_is_json(ct);
-    bool multipart = ct.n && media_is(ct, "multipart/form-data");
+    bool json = media_is_json(type);
+    bool multipart = wf_str_eq_lit_nocase(type, "multipart/form-data");
     if (!json && !multipart) {
         body_raw(x, body);
         return;

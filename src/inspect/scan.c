@@ -245,36 +245,10 @@ static uint32_t cache_entry(wf_scan_t *sc, const wf_unit_t *u)
 
 /* ---- JSON output ---- */
 
-/* A JSON string. Unit names and texts are valid UTF-8 (the decoder makes
- * them so); a reason is not known to be (parsers quote the input), so with
- * `ascii` bytes past 0x7f are escaped as the Latin-1 characters \u00XX. */
-static void put_json_str_a(FILE *out, const char *p, size_t n, bool ascii)
-{
-    putc('"', out);
-    size_t run = 0; /* bytes that need no escape, written in one call */
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)p[i];
-        if (c != '"' && c != '\\' && c >= 0x20 && c != 0x7f && (c < 0x80 || !ascii))
-            continue;
-        fwrite(p + run, 1, i - run, out);
-        run = i + 1;
-        switch (c) {
-        case '"': fputs("\\\"", out); break;
-        case '\\': fputs("\\\\", out); break;
-        case '\n': fputs("\\n", out); break;
-        case '\r': fputs("\\r", out); break;
-        case '\t': fputs("\\t", out); break;
-        default: fprintf(out, "\\u%04x", c);
-        }
-    }
-    fwrite(p + run, 1, n - run, out);
-    putc('"', out);
-}
-
-static void put_json_str(FILE *out, const char *p, size_t n) { put_json_str_a(out, p, n, false); }
-
-static const char *const rflag_names[] = { "units_dropped", "bytes_cut", "body_cut", "json_invalid",
-                                           "json_depth", "multipart_invalid", "multipart_parts" };
+/* Unit names and texts are valid UTF-8 (the decoder makes them so); a
+ * reason is not known to be (parsers quote the input), so it is written with
+ * wf_json_str_write's `ascii`. */
+static void put_json_str(FILE *out, const char *p, size_t n) { wf_json_str_write(out, p, n, false); }
 
 typedef struct {
     float margin;
@@ -298,7 +272,7 @@ static void write_request(wf_scan_t *sc, const sreq_t *r)
         sc->st.invalid++;
         if (out) {
             fprintf(out, "{\"index\":%llu,\"verdict\":\"invalid\",\"reason\":", (unsigned long long)r->index);
-            put_json_str_a(out, tb + r->reason_off, r->reason_len, true);
+            wf_json_str_write(out, tb + r->reason_off, r->reason_len, true);
         }
     } else {
         wf_verdict_t v;
@@ -349,9 +323,10 @@ static void write_request(wf_scan_t *sc, const sreq_t *r)
             if (r->rflags) {
                 fputs(",\"flags\":[", out);
                 int first = 1;
-                for (size_t b = 0; b < WF_ARRAY_LEN(rflag_names); b++)
+                const char *name;
+                for (unsigned b = 0; (name = wf_inspect_rflag_name(b)); b++)
                     if (r->rflags & (1u << b)) {
-                        fprintf(out, "%s\"%s\"", first ? "" : ",", rflag_names[b]);
+                        fprintf(out, "%s\"%s\"", first ? "" : ",", name);
                         first = 0;
                     }
                 putc(']', out);

@@ -43,6 +43,13 @@ size_t wf_unit_flags_str(uint32_t flags, char *out, size_t cap)
     return w;
 }
 
+const char *wf_inspect_rflag_name(unsigned bit)
+{
+    static const char *const names[] = { "units_dropped", "bytes_cut", "body_cut", "json_invalid",
+                                         "json_depth", "multipart_invalid", "multipart_parts" };
+    return bit < WF_ARRAY_LEN(names) ? names[bit] : NULL;
+}
+
 /* ---- fast path ---- */
 
 static bool is_alpha(unsigned char c) { return (c | 0x20) >= 'a' && (c | 0x20) <= 'z'; }
