@@ -86,6 +86,34 @@ static inline void wf_buf_clear(wf_buf_t *b) { b->start = b->end = 0; }
 /* Moves unread bytes to the front. */
 void wf_buf_compact(wf_buf_t *b);
 
+/* ---- UTF-8 ---- */
+
+/* Writes code point cp (at most 0x10FFFF; not checked) as 1-4 bytes of UTF-8
+ * at o; returns the count. */
+static inline size_t wf_utf8_put(char *o, uint32_t cp)
+{
+    if (cp < 0x80) {
+        o[0] = (char)cp;
+        return 1;
+    }
+    if (cp < 0x800) {
+        o[0] = (char)(0xc0 | (cp >> 6));
+        o[1] = (char)(0x80 | (cp & 0x3f));
+        return 2;
+    }
+    if (cp < 0x10000) {
+        o[0] = (char)(0xe0 | (cp >> 12));
+        o[1] = (char)(0x80 | ((cp >> 6) & 0x3f));
+        o[2] = (char)(0x80 | (cp & 0x3f));
+        return 3;
+    }
+    o[0] = (char)(0xf0 | (cp >> 18));
+    o[1] = (char)(0x80 | ((cp >> 12) & 0x3f));
+    o[2] = (char)(0x80 | ((cp >> 6) & 0x3f));
+    o[3] = (char)(0x80 | (cp & 0x3f));
+    return 4;
+}
+
 /* ---- time ---- */
 
 /* Monotonic clock in nanoseconds / milliseconds. */

@@ -165,30 +165,6 @@ static inline uint32_t utf8_next(const unsigned char *s, size_t n, size_t *i)
     return cp;
 }
 
-static inline int utf8_put(uint32_t cp, char *out)
-{
-    if (cp < 0x80) {
-        out[0] = (char)cp;
-        return 1;
-    }
-    if (cp < 0x800) {
-        out[0] = (char)(0xC0 | (cp >> 6));
-        out[1] = (char)(0x80 | (cp & 0x3F));
-        return 2;
-    }
-    if (cp < 0x10000) {
-        out[0] = (char)(0xE0 | (cp >> 12));
-        out[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
-        out[2] = (char)(0x80 | (cp & 0x3F));
-        return 3;
-    }
-    out[0] = (char)(0xF0 | (cp >> 18));
-    out[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
-    out[2] = (char)(0x80 | ((cp >> 6) & 0x3F));
-    out[3] = (char)(0x80 | (cp & 0x3F));
-    return 4;
-}
-
 /* Canonical decomposition of one code point, for accent stripping (the marks
  * are dropped by the caller). */
 static int decompose_cp(uint32_t cp, uint32_t *out)
@@ -304,7 +280,7 @@ static void word_flush(tok_run_t *r)
     int len = 0;
     for (int i = 0; i < n; i++) {
         r->off[i] = (uint16_t)len;
-        len += utf8_put(r->cps[i], b + len);
+        len += (int)wf_utf8_put(b + len, r->cps[i]);
     }
     r->off[n] = (uint16_t)len;
     int first = r->count;

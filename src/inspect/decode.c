@@ -15,30 +15,6 @@ static int hexval(unsigned char c)
     return -1;
 }
 
-static size_t utf8_put(char *o, uint32_t cp)
-{
-    if (cp < 0x80) {
-        o[0] = (char)cp;
-        return 1;
-    }
-    if (cp < 0x800) {
-        o[0] = (char)(0xc0 | (cp >> 6));
-        o[1] = (char)(0x80 | (cp & 0x3f));
-        return 2;
-    }
-    if (cp < 0x10000) {
-        o[0] = (char)(0xe0 | (cp >> 12));
-        o[1] = (char)(0x80 | ((cp >> 6) & 0x3f));
-        o[2] = (char)(0x80 | (cp & 0x3f));
-        return 3;
-    }
-    o[0] = (char)(0xf0 | (cp >> 18));
-    o[1] = (char)(0x80 | ((cp >> 12) & 0x3f));
-    o[2] = (char)(0x80 | ((cp >> 6) & 0x3f));
-    o[3] = (char)(0x80 | (cp & 0x3f));
-    return 4;
-}
-
 /* %uXXXX at p (p[0] == '%'); returns the code unit or -1. */
 static long pct_u_at(const char *p, size_t left)
 {
@@ -107,7 +83,7 @@ static size_t pct_pass(char *b, size_t n, bool plus, uint32_t *flags)
         } else if (cp >= 0xdc00 && cp <= 0xdfff) {
             cp = 0xfffd;
         }
-        w += utf8_put(b + w, cp);
+        w += wf_utf8_put(b + w, cp);
         r += used - 1;
     }
     return w;
@@ -196,7 +172,7 @@ static size_t entity_pass(char *b, size_t n, uint32_t *flags)
             continue;
         }
         *flags |= WF_UNIT_F_ENTITY;
-        w += utf8_put(b + w, cp);
+        w += wf_utf8_put(b + w, cp);
         r = p - 1;
     }
     return w;
@@ -239,7 +215,7 @@ static bool put_ascii(char *out, size_t cap, size_t *w, unsigned char c, bool na
 static bool put_cp(char *out, size_t cap, size_t *w, uint32_t cp, bool name, uint32_t *flags)
 {
     char u[4];
-    size_t k = utf8_put(u, cp);
+    size_t k = wf_utf8_put(u, cp);
     if (cp < 0xa0) {
         *flags |= WF_UNIT_F_CONTROL;
         for (size_t i = 0; i < k; i++)
