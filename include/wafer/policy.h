@@ -47,4 +47,149 @@ void wf_verdict_init(wf_verdict_t *v);
 bool wf_verdict_add(wf_verdict_t *v, long unit, const float *probs, const float *thresholds, int num_labels,
                     wf_unit_verdict_t *uv);
 
+/* ======================================================================
+ * The firewall policy (the `policy:` section, docs/configuration.md):
+ * modes and thresholds per route, exclusions, client networks, flow bans.
+ * ====================================================================== */
+
+#include "wafer/conf.h"
+#include "wafer/infer.h"
+#include "wafer/inspect.h"
+#include "wafer/net.h"
+#include <stdint.h>
+
+typedef enum {
+    WF_MODE_OFF,     /* no inspection (requests forwarded as a plain proxy would) */
+    WF_MODE_MONITOR, /* inspect; log a security event; forward unchanged */
+    WF_MODE_TAG,     /* inspect; forward with X-Wafer-Verdict and X-Wafer-Score; log */
+    WF_MODE_BLOCK,   /* inspect; refuse attacks with 403 and a request id; log */
+} wf_mode_t;
+
+/* "off", "monitor", "tag", "block" */
+const char *wf_mode_name(wf_mode_t m);
+
+/* An exclusion silences detections without turning inspection off: a unit
+ * matching every given field never crosses for the given classes. Each field
+ * is optional (NULL / -1 / empty: any). */
+typedef struct {
+    int kind;          /* wf_unit_kind_t, or -1 for any */
+    char *name;        /* unit name: exact, or a prefix when it ends in '*' ("user.tags[*" ...) */
+    char **classes;    /* class names; none: every class */
+    size_t nclasses;
+    uint32_t class_mask; /* resolved by wf_policy_bind: bit c set = class c excluded */
+} wf_exclusion_t;
+
+/* A route: requests whose Host matches `host` and whose path starts with
+ * `path`. The most specific route wins: an exact host before a wildcard
+ * ("*.example.com") before any host, then the longest path prefix; ties go
+ * to the route written first. Unset settings come from the policy's top
+ * level. Parts of wafer that act per route (upstream pools, identity
+ * policies, rate limits) keep their settings here too. */
+typedef struct wf_route {
+    char *name;        /* for logs, events and metrics; "route<N>" when not given */
+    char *host;        /* NULL: any */
+    char *path;        /* prefix, "/" when not given */
+    wf_mode_t mode;
+    bool mode_set;
+    float thresholds[WF_MAX_LABELS];   /* resolved by wf_policy_bind: per class index */
+    char **threshold_names;                   /* as written: class names ... */
+    float *threshold_values;                  /* ... and their thresholds */
+    size_t nthresholds;
+    wf_exclusion_t *excl;
+    size_t nexcl;
+    bool inherit_exclusions;                  /* the top-level exclusions apply too (default true) */
+} wf_route_t;
+
+/* An IPv4 or IPv6 network (an address is a /32 or /128). */
+typedef struct {
+    uint8_t family;    /* AF_INET or AF_INET6 */
+    uint8_t bits;
+    uint8_t addr[16];
+} wf_cidr_t;
+
+/* Parses "192.0.2.0/24", "2001:db8::/32" or a bare address. 0 or -EINVAL. */
+int wf_cidr_parse(const char *s, wf_cidr_t *out);
+bool wf_cidr_match(const wf_cidr_t *net, const wf_sockaddr_t *a);
+
+typedef struct {
+    uint32_t detections;   /* detections within `window` that ban a client (5; 0: bans off) */
+    uint64_t window_ms;    /* 60s */
+    uint64_t duration_ms;  /* how long a ban lasts (10m) */
+    uint32_t max_clients;  /* clients tracked (detections and bans); the oldest are forgotten past it (65536) */
+} wf_ban_conf_t;
+
+typedef struct wf_policy {
+    wf_mode_t mode;        /* default "block" */
+    char **threshold_names;
+    float *threshold_values;
+    size_t nthresholds;
+    wf_exclusion_t *excl;
+    size_t nexcl;
+    wf_cidr_t *allow;      /* clients never inspected nor banned */
+    size_t nallow;
+    wf_cidr_t *deny;       /* clients refused (403) before parsing */
+    size_t ndeny;
+    wf_ban_conf_t ban;
+    wf_route_t *routes;
+    size_t nroutes;
+    wf_route_t root;       /* the top level as a route: matches everything, last */
+    int nlabels;           /* set by wf_policy_bind */
+    bool bound;
+} wf_policy_t;
+
+/* Parses the `policy` section (node may be NULL: every default). Class names
+ * are checked later, against the model, by wf_policy_bind. */
+int wf_policy_parse(const wf_conf_t *c, const wf_conf_node_t *node, wf_policy_t **out, wf_conf_err_t *err);
+void wf_policy_free(wf_policy_t *p);
+/* Resolves class names against the model's labels and fills every route's
+ * thresholds (the model's wafer.json thresholds, then the top level, then
+ * the route's own). Fails with a message naming an unknown class. */
+int wf_policy_bind(wf_policy_t *p, const char *const *labels, const float *model_thresholds, int nlabels,
+                   char *err, size_t errlen);
+
+/* The route for a request (never NULL: the top level when none matches). */
+const wf_route_t *wf_policy_route(const wf_policy_t *p, wf_str_t host, wf_str_t path);
+
+typedef enum { WF_CLIENT_DEFAULT, WF_CLIENT_ALLOW, WF_CLIENT_DENY } wf_client_list_t;
+/* Whether the client is on the allow list, the deny list (deny wins), or neither. */
+wf_client_list_t wf_policy_client(const wf_policy_t *p, const wf_sockaddr_t *client);
+
+/* The thresholds that apply to one unit on a route: the route's, with
+ * excluded classes set to +infinity (never crossed). out has nlabels entries.
+ * Returns whether any class was excluded for this unit. */
+bool wf_policy_unit_thresholds(const wf_policy_t *p, const wf_route_t *r, const wf_unit_t *u, float *out);
+
+/* ---- flow bans: one table per process, shared by the workers, kept across reloads ---- */
+
+typedef struct wf_bans wf_bans_t;
+
+wf_bans_t *wf_bans_new(const wf_ban_conf_t *conf);
+void wf_bans_free(wf_bans_t *b);
+/* Applies a reloaded configuration (existing bans keep their end time). */
+void wf_bans_configure(wf_bans_t *b, const wf_ban_conf_t *conf);
+/* Whether the client's address is banned at now_ms (monotonic ms); when it is
+ * and until_ms is not NULL, *until_ms receives the end. Thread-safe, cheap. */
+bool wf_bans_check(wf_bans_t *b, const wf_sockaddr_t *client, uint64_t now_ms, uint64_t *until_ms);
+/* Counts one detection from the client. Returns 1 if it started a ban (then
+ * *until_ms and *count are set), 0 otherwise. Thread-safe. */
+int wf_bans_record(wf_bans_t *b, const wf_sockaddr_t *client, uint64_t now_ms, uint64_t *until_ms, uint32_t *count);
+/* Bans an address now for duration_ms (the admin endpoint). */
+int wf_bans_add(wf_bans_t *b, const wf_sockaddr_t *client, uint64_t now_ms, uint64_t duration_ms);
+/* Lifts a ban (and forgets the client's detections). Returns 1 if one was lifted. */
+int wf_bans_remove(wf_bans_t *b, const wf_sockaddr_t *client);
+/* Calls fn for every active ban (under the table's lock: fn must not call back). */
+void wf_bans_foreach(wf_bans_t *b, uint64_t now_ms,
+                     void (*fn)(const wf_sockaddr_t *client, uint64_t until_ms, uint32_t detections, void *arg), void *arg);
+/* Counters for metrics. */
+typedef struct {
+    uint64_t active;      /* bans in force */
+    uint64_t started;     /* bans started (by detections or the admin endpoint) */
+    uint64_t refused;     /* wf_bans_check answers "banned" */
+    uint64_t evicted;     /* clients forgotten because max_clients was reached */
+} wf_bans_stats_t;
+void wf_bans_stats(wf_bans_t *b, uint64_t now_ms, wf_bans_stats_t *out);
+
+/* The process-wide table (created by the server at start). */
+extern wf_bans_t *wf_bans_global;
+
 #endif
