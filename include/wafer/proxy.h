@@ -13,6 +13,8 @@
 #include "wafer/conf.h"
 #include "wafer/http.h"
 #include "wafer/net.h"
+#include "wafer/ratelimit.h"
+#include "wafer/upstream.h"
 #include <stdbool.h>
 
 typedef struct {
@@ -59,6 +61,18 @@ typedef struct {
 
     uint64_t header_timeout_ms, body_timeout_ms, idle_timeout_ms, send_timeout_ms;
     uint64_t shutdown_timeout_ms;
+
+    /* upstream pools: [0] is "default" (the upstream section), then `upstreams` (wafer/upstream.h) */
+    wf_upstream_pool_conf_t *pools;
+    size_t npools;
+
+    wf_ratelimit_conf_t rate_limits;   /* `rate_limits` (wafer/ratelimit.h) */
+
+    /* slow clients (`min_rates`): each direction must move at least `rate`
+     * bytes per second on average over the time the client kept wafer
+     * waiting, after `grace` of such waiting; rate 0: off */
+    struct { uint64_t rate, grace_ms; } min_rate_header, min_rate_body, min_rate_send;
+    uint64_t max_connections_total; /* client connections of the whole process (0: no cap beyond workers x max_connections) */
 
     wf_http_limits_t http;      /* request limits for the parser, from the above */
     wf_http_limits_t http_resp; /* response limits (no body limit) */

@@ -51,7 +51,16 @@
     X(oom, "requests refused for lack of buffers (503)")                                                     \
     X(bytes_in, "bytes read from clients")                                                                   \
     X(bytes_out, "bytes written to clients")                                                                 \
-    X(access_log_dropped, "access log lines dropped (buffer full and write failed)")
+    X(access_log_dropped, "access log lines dropped (buffer full and write failed)")                          \
+    X(upstream_unavailable, "503: no member of the upstream pool was available (down or ejected)")           \
+    X(upstream_member_retries, "requests resent to another pool member after a failure before any response") \
+    X(rate_limited, "requests refused with 429 by a rate_limits token bucket")                                \
+    X(conn_limited, "requests refused with 429 by rate_limits.connections_per_client")                       \
+    X(conn_limit_total, "connections refused at limits.max_connections_total with nothing idle to shed")     \
+    X(conn_shed, "idle client connections closed to make room at limits.max_connections_total")             \
+    X(slow_header, "request headers slower than min_rates.header (408)")                                    \
+    X(slow_body, "request bodies slower than min_rates.body (408)")                                         \
+    X(slow_send, "clients taking responses slower than min_rates.send (closed)")
 
 typedef struct {
 #define WF_STATS_DECL(name, help) uint64_t name;

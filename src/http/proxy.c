@@ -19,6 +19,9 @@
  */
 #include "server_int.h"
 #include "wafer/http.h"
+#include "wafer/ratelimit.h"
+#include "wafer/secops.h"
+#include "wafer/upstream.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,6 +31,10 @@
 #define LINGER_MS 2000
 #define ACCEPT_BATCH 64
 #define EMFILE_PAUSE_MS 100
+#define TOTAL_CAP_PAUSE_MS 50
+
+/* client connections of every worker (limits.max_connections_total) */
+static atomic_size_t conns_total;
 
 typedef struct {
     char *p;
@@ -90,7 +97,20 @@ struct cconn {
     wf_http_chunked_t resp_chunk;
     upconn_t *up;
     int up_attempts;
-    int up_srv;          /* index in sc->servers of the last upstream used, -1 none */
+    wf_upstream_pool_t *pool;   /* the request's upstream pool */
+    wf_upstream_member_t *upm;  /* the member of the latest attempt, NULL none */
+    bool upm_attached;          /* counted in upm's active requests (while cc->up is set) */
+    bool idempotent;            /* RFC 9110 9.2.2: may be resent to another member */
+    bool body_sent;             /* request body bytes went upstream (resending needs replay) */
+    bool replay;                /* the whole body is in `in` at [replay_start, replay_end) */
+    uint32_t replay_start, replay_end;
+    uint64_t up_key;            /* hash pools: the request's key */
+    wf_upstream_tried_t tried;
+
+    /* limits: 1 counted in connections_per_client, 0 over it (answer 429), 2 not counted */
+    int climit;
+    wf_sockaddr_t peer;
+    uint64_t rd_waited, wr_waited; /* ms the client kept us waiting for body bytes / to take response bytes */
 
     /* waits: when each began (0: not waiting) */
     uint64_t t_accept, t_head, t_idle, t_rd, t_wr, t_up;
@@ -214,22 +234,64 @@ static void pbuf_sent(pbuf_t *b, uint32_t n)
 
 /* ---- timers and deadlines ---- */
 
+/* min_rates: when a client that moved `bytes` (so far) falls under the
+ * rate, counting only the time it kept us waiting: `since` is when the
+ * current wait began, `waited` what earlier waits of the exchange took. */
+static uint64_t min_rate_due(uint64_t since, uint64_t waited, uint64_t bytes, uint64_t rate, uint64_t grace_ms)
+{
+    uint64_t credit = grace_ms + (bytes >= UINT64_MAX / 1000 ? UINT64_MAX / 2 : bytes * 1000 / rate);
+    return credit > waited ? since + (credit - waited) : since;
+}
+
+static uint64_t cc_header_rate_due(const cconn_t *cc)
+{
+    const wf_server_conf_t *sc = cc->sc;
+    if (!cc->t_head || !sc->min_rate_header.rate)
+        return UINT64_MAX;
+    return min_rate_due(cc->t_head, 0, cc->in.end - cc->in.start, sc->min_rate_header.rate, sc->min_rate_header.grace_ms);
+}
+
+static uint64_t cc_body_rate_due(const cconn_t *cc)
+{
+    const wf_server_conf_t *sc = cc->sc;
+    if (!cc->t_rd || !sc->min_rate_body.rate || cc->phase != PH_PROXY)
+        return UINT64_MAX;
+    return min_rate_due(cc->t_rd, cc->rd_waited, cc->bytes_in, sc->min_rate_body.rate, sc->min_rate_body.grace_ms);
+}
+
+static uint64_t cc_send_rate_due(const cconn_t *cc)
+{
+    const wf_server_conf_t *sc = cc->sc;
+    if (!cc->t_wr || !sc->min_rate_send.rate || cc->phase != PH_PROXY)
+        return UINT64_MAX;
+    return min_rate_due(cc->t_wr, cc->wr_waited, cc->bytes_out, sc->min_rate_send.rate, sc->min_rate_send.grace_ms);
+}
+
+/* A wait on the client ended: add it to the exchange's total. */
+static void cc_wait_end(uint64_t *t, uint64_t *acc, uint64_t now)
+{
+    if (*t) {
+        *acc += now - *t;
+        *t = 0;
+    }
+}
+
 static void cc_arm(cconn_t *cc)
 {
     const wf_server_conf_t *sc = cc->sc;
     uint64_t next = UINT64_MAX;
     if (cc->phase == PH_HEAD) {
         if (cc->t_head)
-            next = cc->t_head + sc->header_timeout_ms;
+            next = WF_MIN(cc->t_head + sc->header_timeout_ms, cc_header_rate_due(cc));
         else if (cc->t_idle)
             next = cc->t_idle + sc->idle_timeout_ms;
     } else if (cc->phase == PH_LINGER) {
         next = cc->t_rd + LINGER_MS;
     } else if (cc->t_rd) {
-        next = cc->t_rd + sc->body_timeout_ms;
+        next = WF_MIN(cc->t_rd + sc->body_timeout_ms, cc_body_rate_due(cc));
     }
     if (cc->t_wr)
-        next = WF_MIN(next, cc->t_wr + sc->send_timeout_ms);
+        next = WF_MIN(next, WF_MIN(cc->t_wr + sc->send_timeout_ms, cc_send_rate_due(cc)));
     if (cc->t_up)
         next = WF_MIN(next, cc->t_up + (cc->up && cc->up->connecting ? sc->up_connect_timeout_ms : sc->up_timeout_ms));
     if (next == UINT64_MAX)
@@ -258,11 +320,11 @@ static void cc_waits(cconn_t *cc)
         rd = true;
     }
     if (!rd)
-        cc->t_rd = 0;
+        cc_wait_end(&cc->t_rd, &cc->rd_waited, now);
     else if (!cc->t_rd)
         cc->t_rd = now;
     if (!wr)
-        cc->t_wr = 0;
+        cc_wait_end(&cc->t_wr, &cc->wr_waited, now);
     else if (!cc->t_wr)
         cc->t_wr = now;
     if (!upw)
@@ -315,8 +377,7 @@ static void cc_log(cconn_t *cc)
     if (!wf_access_log_on())
         return;
     size_t mlen = WF_MIN(cc->method.n, (size_t)64), plen = WF_MIN(cc->path.n, (size_t)2048);
-    const char *up_addr = cc->up_srv >= 0 && (size_t)cc->up_srv < cc->sc->nservers ? cc->sc->servers[cc->up_srv].address
-                                                                                 : NULL;
+    const char *up_addr = cc->upm ? cc->upm->conf->address : NULL;
     /* fixed text, time, id, address fields, and the escaped method and path (6 bytes per byte at most) */
     char *o = wf_access_log_reserve(w, 512 + WF_REQUEST_ID_MAX + (up_addr ? strlen(up_addr) : 0) + 6 * (mlen + plen));
     if (!o) {
@@ -414,6 +475,10 @@ static void cc_up_release(cconn_t *cc, bool reusable)
         return;
     wf_worker_t *w = cc->w;
     cc->up = NULL;
+    if (cc->upm_attached) {
+        wf_upstream_detach(cc->upm);
+        cc->upm_attached = false;
+    }
     if (cc->t_up_ns) {
         cc->up_ns += wf_now_ns() - cc->t_up_ns;
         cc->t_up_ns = 0;
@@ -442,17 +507,37 @@ static void cc_up_release(cconn_t *cc, bool reusable)
 
 static void cc_send_error(cconn_t *cc, int status);
 
-/* Attaches an upstream connection: a pooled one to the next server in
- * round-robin order if there is one (unless fresh), else a new connect. */
-static void cc_up_acquire(cconn_t *cc, bool fresh)
+static const char *cc_up_name(const cconn_t *cc) { return cc->upm ? cc->upm->conf->address : "?"; }
+
+static void cc_up_attach(cconn_t *cc, upconn_t *u)
+{
+    cc->up = u;
+    wf_upstream_attach(cc->upm);
+    cc->upm_attached = true;
+}
+
+/* Attaches an upstream connection to a member that the pool's balancer
+ * picks among those the request has not tried (same: this member first,
+ * whose pooled connection failed): a pooled connection to it if there is
+ * one (unless fresh), else a new connect. 503 when no member was available
+ * at all, 502 when every try failed. */
+static void cc_up_acquire(cconn_t *cc, bool fresh, wf_upstream_member_t *same)
 {
     wf_worker_t *w = cc->w;
-    const wf_server_conf_t *sc = cc->sc;
-    while (cc->up_attempts < (int)sc->nservers) {
-        cc->up_attempts++;
-        int si = (int)(w->rr++ % sc->nservers);
-        const wf_sockaddr_t *addr = &sc->servers[si].addr;
-        cc->up_srv = si;
+    wf_upstream_pool_t *p = cc->pool;
+    int max = wf_upstream_max_tries(p);
+    while (same || cc->up_attempts < max) {
+        uint64_t now = wf_loop_now(w->loop);
+        wf_upstream_member_t *m = same ? same : wf_upstream_pick(p, cc->up_key, &cc->tried, now);
+        same = NULL;
+        if (!m)
+            break;
+        if (!wf_upstream_tried(&cc->tried, m->index)) {
+            wf_upstream_tried_set(&cc->tried, m->index);
+            cc->up_attempts++;
+        }
+        const wf_sockaddr_t *addr = &m->conf->addr;
+        cc->upm = m;
         cc->t_up_ns = wf_now_ns();
         if (!fresh) {
             for (upconn_t *u = w->idle_up; u; u = u->next) {
@@ -461,7 +546,7 @@ static void cc_up_acquire(cconn_t *cc, bool fresh)
                 up_idle_unlink(w, u);
                 u->owner = cc;
                 u->reused = true;
-                cc->up = u;
+                cc_up_attach(cc, u);
                 WF_STAT_INC(&w->stats, upstream_reused);
                 return;
             }
@@ -470,7 +555,8 @@ static void cc_up_acquire(cconn_t *cc, bool fresh)
         int rc = wf_net_connect(addr, &fd);
         if (rc != 0 && rc != -EINPROGRESS) {
             WF_STAT_INC(&w->stats, upstream_connect_failed);
-            wf_info("upstream %s: connect: %s", sc->servers[si].address, wf_strerror(rc));
+            wf_info("upstream %s: connect: %s", m->conf->address, wf_strerror(rc));
+            wf_upstream_failed(m, now);
             continue;
         }
         upconn_t *u = wf_pool_get(&w->up_pool);
@@ -492,11 +578,45 @@ static void cc_up_acquire(cconn_t *cc, bool fresh)
             break;
         }
         WF_STAT_INC(&w->stats, upstream_connects);
-        cc->up = u;
+        cc_up_attach(cc, u);
+        return;
+    }
+    if (!cc->up_attempts) {
+        atomic_fetch_add_explicit(&p->unavailable, 1, memory_order_relaxed);
+        WF_STAT_INC(&w->stats, upstream_unavailable);
+        uint64_t now = wf_loop_now(w->loop);
+        if (now - w->unavail_logged >= 1000) {
+            w->unavail_logged = now;
+            wf_warn("upstream pool %s: no member available (down or ejected): 503", p->conf->name);
+        }
+        cc_send_error(cc, 503);
         return;
     }
     WF_STAT_INC(&w->stats, upstream_502);
     cc_send_error(cc, 502);
+}
+
+/* The request can go to another member from the start: nothing of it is
+ * lost (RFC 9110 9.2.2 idempotent methods only; body bytes already sent
+ * must still be in the buffer). */
+static bool cc_can_resend(const cconn_t *cc)
+{
+    return cc->idempotent && (!cc->body_sent || cc->replay) && cc->up_attempts < wf_upstream_max_tries(cc->pool);
+}
+
+/* Puts the request back to where nothing of it was sent upstream. */
+static void cc_rewind(cconn_t *cc)
+{
+    cc->rq_off = 0;
+    cc->req_sent = false;
+    if (cc->body_sent && cc->replay) {
+        /* no client byte was read since the body was complete, so the buffer still holds it */
+        cc->in.start = cc->replay_start;
+        cc->in.fwd = cc->in.scan = cc->replay_end;
+        if (cc->in.end < cc->replay_end)
+            cc->in.end = cc->replay_end;
+    }
+    cc->body_sent = false;
 }
 
 /* ---- exchanges ---- */
@@ -513,7 +633,10 @@ static void cc_reset_exchange(cconn_t *cc)
     cc->interim = 0;
     cc->resp_left = 0;
     cc->up_attempts = 0;
-    cc->up_srv = -1;
+    cc->upm = NULL;
+    cc->upm_attached = cc->idempotent = cc->body_sent = cc->replay = false;
+    memset(&cc->tried, 0, sizeof(cc->tried));
+    cc->rd_waited = cc->wr_waited = 0;
     cc->rq_len = cc->rq_off = 0;
     cc->rh_ptr = NULL;
     cc->rh_len = cc->rh_off = 0;
@@ -642,6 +765,83 @@ static void cc_scan_body_(cconn_t *cc)
     }
 }
 
+/* 429 with Retry-After (seconds). */
+static void cc_send_429(cconn_t *cc, uint64_t retry_after)
+{
+    cc_send_error(cc, 429);
+    if (cc->phase != PH_SEND_CLOSE || cc->rh_ptr != cc->rh)
+        return;
+    char hdr[48];
+    int k = snprintf(hdr, sizeof(hdr), "Retry-After: %llu\r\n", (unsigned long long)retry_after);
+    char *eol = memchr(cc->rh, '\n', cc->rh_len);
+    if (!eol || k <= 0 || cc->rh_len + (uint32_t)k > cc->rh_cap)
+        return;
+    size_t at = (size_t)(eol + 1 - cc->rh);
+    memmove(cc->rh + at + k, cc->rh + at, cc->rh_len - at);
+    memcpy(cc->rh + at, hdr, (size_t)k);
+    cc->rh_len += (uint32_t)k;
+}
+
+static void cc_limit_event(cconn_t *cc, const wf_http_request_t *req, wf_secev_reason_t why)
+{
+    wf_secev_t ev;
+    wf_secev_init(&ev);
+    ev.action = WF_SECEV_LIMIT;
+    ev.reason = why;
+    ev.status = 429;
+    WF_SECEV_SET(&ev, request_id, wf_str(cc->rid, cc->rid_len));
+    WF_SECEV_SET(&ev, client_ip, wf_str(cc->ip, cc->ip_len));
+    ev.client_port = cc->port;
+    WF_SECEV_SET(&ev, method, req->method);
+    WF_SECEV_SET(&ev, host, req->host);
+    WF_SECEV_SET(&ev, path, req->path);
+    WF_SECEV_SET(&ev, query, req->query);
+    const wf_http_header_t *ua = wf_http_header_find(req->headers, req->nheaders, "User-Agent");
+    if (ua)
+        WF_SECEV_SET(&ev, user_agent, ua->value);
+    wf_secops_emit_global(&ev);
+}
+
+/* rate_limits: the client is over connections_per_client, or a token
+ * bucket (client address, route) is empty: 429 with Retry-After, a
+ * security event, and a log line (at most one a second per worker).
+ * Returns true when the request was refused. */
+static bool cc_limited(cconn_t *cc, const wf_http_request_t *req)
+{
+    const wf_ratelimit_conf_t *rl = &cc->sc->rate_limits;
+    wf_worker_t *w = cc->w;
+    uint64_t now = wf_loop_now(w->loop), wait = 0;
+    wf_secev_reason_t why = WF_SECEV_R_RATE;
+    const char *what = "connections_per_client";
+    if (cc->climit == 0) {
+        why = WF_SECEV_R_CONNLIMIT;
+        wait = 1000;
+        WF_STAT_INC(&w->stats, conn_limited);
+    } else {
+        char kb[17];
+        if ((wait = wf_ratelimit_take(wf_ratelimit_global, WF_RL_CLIENT, wf_ratelimit_addr_key(&cc->peer, kb),
+                                      &rl->client, now)))
+            what = "client rate";
+        else if ((wait = wf_ratelimit_take(wf_ratelimit_global, WF_RL_ROUTE, WF_STR(""), &rl->route, now)))
+            what = "route rate";
+        if (!wait)
+            return false;
+        WF_STAT_INC(&w->stats, rate_limited);
+    }
+    cc_limit_event(cc, req, why);
+    if (now - w->limit_log_at >= 1000) {
+        wf_info("client %.*s: %s limit reached: 429 (%llu more refusals since the last such line)", cc->ip_len,
+                cc->ip, what, (unsigned long long)w->limit_log_skipped);
+        w->limit_log_at = now;
+        w->limit_log_skipped = 0;
+    } else {
+        w->limit_log_skipped++;
+    }
+    cc->req_keepalive = false;
+    cc_send_429(cc, wf_ratelimit_retry_after(wait));
+    return true;
+}
+
 /* A request header was parsed: set up the exchange and go upstream. */
 static void cc_start(cconn_t *cc, wf_http_request_t *req, size_t head_len)
 {
@@ -655,12 +855,19 @@ static void cc_start(cconn_t *cc, wf_http_request_t *req, size_t head_len)
     cc->minor = req->minor_version;
     cc->req_keepalive = (req->flags & WF_HTTP_F_KEEP_ALIVE) != 0;
 
+    cc->pool = &cc->gen->ups->pools[0];
+    if (cc->pool->conf->balance == WF_BALANCE_HASH)
+        cc->up_key = wf_upstream_request_key(cc->pool, wf_str(cc->ip, cc->ip_len), req);
+    cc->idempotent = wf_str_eq_lit_nocase(req->method, "GET") || wf_str_eq_lit_nocase(req->method, "HEAD") ||
+                     wf_str_eq_lit_nocase(req->method, "OPTIONS") || wf_str_eq_lit_nocase(req->method, "PUT") ||
+                     wf_str_eq_lit_nocase(req->method, "DELETE") || wf_str_eq_lit_nocase(req->method, "TRACE");
+
     wf_proxy_req_ctx_t ctx = {
         .client_ip = wf_str(cc->ip, cc->ip_len),
         .client_v6 = cc->v6,
         .request_id = wf_str(cc->rid, cc->rid_len),
     };
-    ctx.default_host = wf_str_c(sc->servers[0].address);
+    ctx.default_host = wf_str_c(cc->pool->conf->members[0].address);
     int n = wf_proxy_request_head(sc, req, &ctx, cc->rq, cc->rq_cap);
     cc->phase = PH_PROXY;
     cc->t_head = cc->t_idle = 0;
@@ -700,7 +907,14 @@ static void cc_start(cconn_t *cc, wf_http_request_t *req, size_t head_len)
     cc_scan_body(cc);
     if (cc->phase != PH_PROXY)
         return;
-    cc_up_acquire(cc, false);
+    if (cc->req_body != BODY_NONE && cc->req_done) {
+        cc->replay = true;
+        cc->replay_start = cc->in.start;
+        cc->replay_end = cc->in.fwd;
+    }
+    if (cc_limited(cc, req))
+        return;
+    cc_up_acquire(cc, false, NULL);
 }
 
 /* The upstream connection failed before a response began: retry on a fresh
@@ -710,7 +924,7 @@ static void cc_up_failed(cconn_t *cc, int err, const char *what)
     upconn_t *u = cc->up;
     wf_worker_t *w = cc->w;
     bool reused = u && u->reused;
-    const char *addr = cc->up_srv >= 0 ? cc->sc->servers[cc->up_srv].address : "?";
+    const char *addr = cc_up_name(cc);
     if (cc->resp_started) {
         WF_STAT_INC(&w->stats, upstream_closed);
         WF_STAT_INC(&w->stats, response_aborted);
@@ -726,13 +940,21 @@ static void cc_up_failed(cconn_t *cc, int err, const char *what)
         wf_debug("upstream %s: reused connection failed (%s), retrying", addr, wf_strerror(err));
         cc->rq_off = 0;
         cc->req_sent = false;
-        cc->up_attempts = 0;
-        cc->w->rr--; /* same server */
-        cc_up_acquire(cc, true);
+        cc_up_acquire(cc, true, cc->upm);
         return;
     }
     WF_STAT_INC(&w->stats, upstream_closed);
     wf_info("upstream %s: %s: %s", addr, what, wf_strerror(err));
+    if (cc->upm)
+        wf_upstream_failed(cc->upm, wf_loop_now(w->loop));
+    if (cc->ub.end == 0 && cc_can_resend(cc)) {
+        /* nothing came back: the member died or reset; another one gets the request */
+        WF_STAT_INC(&w->stats, upstream_member_retries);
+        atomic_fetch_add_explicit(&cc->pool->retries, 1, memory_order_relaxed);
+        cc_rewind(cc);
+        cc_up_acquire(cc, true, NULL);
+        return;
+    }
     WF_STAT_INC(&w->stats, upstream_502);
     cc_send_error(cc, 502);
 }
@@ -806,20 +1028,20 @@ static bool cc_scan_response(cconn_t *cc, bool *progress)
                                         w->hdrs);
         if (rc == WF_HTTP_INCOMPLETE) {
             if (b->end - b->start >= cc->sc->max_header_bytes || b->end == b->cap) {
-                wf_info("upstream %s: response header too large", cc->sc->servers[cc->up_srv].address);
+                wf_info("upstream %s: response header too large", cc_up_name(cc));
                 return cc_bad_response(cc);
             }
             return true;
         }
         if (rc < 0 || res.status == 101) {
-            wf_info("upstream %s: invalid response: %s", cc->sc->servers[cc->up_srv].address,
+            wf_info("upstream %s: invalid response: %s", cc_up_name(cc),
                     rc < 0 ? wf_http_err_name(res.error) : "unexpected 101");
             return cc_bad_response(cc);
         }
         *progress = true;
         if (res.status < 200) {
             if (++cc->interim > 16) {
-                wf_info("upstream %s: more than 16 interim responses", cc->sc->servers[cc->up_srv].address);
+                wf_info("upstream %s: more than 16 interim responses", cc_up_name(cc));
                 return cc_bad_response(cc);
             }
             b->start += (uint32_t)rc; /* interim responses are not forwarded */
@@ -861,7 +1083,7 @@ static bool cc_scan_response(cconn_t *cc, bool *progress)
             } else if (rc < 0) {
                 WF_STAT_INC(&w->stats, upstream_invalid);
                 WF_STAT_INC(&w->stats, response_aborted);
-                wf_info("upstream %s: invalid chunked body: %s", cc->sc->servers[cc->up_srv].address,
+                wf_info("upstream %s: invalid chunked body: %s", cc_up_name(cc),
                         wf_http_err_name(cc->resp_chunk.error));
                 cc_abort(cc, cc->status);
                 return false;
@@ -896,9 +1118,10 @@ static bool cc_step_proxy(cconn_t *cc)
             if (!rc)
                 rc = -ECONNREFUSED;
             WF_STAT_INC(&w->stats, upstream_connect_failed);
-            wf_info("upstream %s: connect: %s", cc->sc->servers[cc->up_srv].address, wf_strerror(rc));
+            wf_info("upstream %s: connect: %s", cc_up_name(cc), wf_strerror(rc));
             cc_up_release(cc, false);
-            cc_up_acquire(cc, true);
+            wf_upstream_failed(cc->upm, wf_loop_now(w->loop));
+            cc_up_acquire(cc, true, NULL);
             return cc->phase == PH_PROXY;
         }
         progress = true;
@@ -926,7 +1149,7 @@ static bool cc_step_proxy(cconn_t *cc)
                     cc->readable = false;
                 cc->in.end += (uint32_t)n;
                 WF_STAT_ADD(&w->stats, bytes_in, (uint64_t)n);
-                cc->t_rd = 0;
+                cc_wait_end(&cc->t_rd, &cc->rd_waited, wf_loop_now(w->loop));
                 progress = true;
                 cc_scan_body(cc);
                 if (cc->phase != PH_PROXY)
@@ -956,8 +1179,10 @@ static bool cc_step_proxy(cconn_t *cc)
                 uint32_t m = (uint32_t)n, h = WF_MIN(m, cc->rq_len - cc->rq_off);
                 cc->rq_off += h;
                 m -= h;
-                if (m)
+                if (m) {
                     pbuf_sent(&cc->in, m);
+                    cc->body_sent = true;
+                }
                 if ((size_t)n < iov[0].iov_len + (k > 1 ? iov[1].iov_len : 0))
                     u->writable = false;
                 cc->t_up = 0;
@@ -1033,7 +1258,7 @@ static bool cc_step_proxy(cconn_t *cc)
             WF_STAT_ADD(&w->stats, bytes_out, (uint64_t)n);
             if ((size_t)n < iov[0].iov_len + (k > 1 ? iov[1].iov_len : 0))
                 cc->writable = false;
-            cc->t_wr = 0;
+            cc_wait_end(&cc->t_wr, &cc->wr_waited, wf_loop_now(w->loop));
             progress = true;
         } else if (n == -EAGAIN) {
             cc->writable = false;
@@ -1264,8 +1489,15 @@ static void cc_timer(wf_loop_t *loop, wf_timer_t *t)
     const wf_server_conf_t *sc = cc->sc;
     uint64_t now = wf_loop_now(loop);
     if (cc->phase == PH_HEAD) {
-        if (cc->t_head && now >= cc->t_head + sc->header_timeout_ms) {
-            WF_STAT_INC(&w->stats, timeout_header);
+        bool slow = now >= cc_header_rate_due(cc);
+        if (cc->t_head && (now >= cc->t_head + sc->header_timeout_ms || slow)) {
+            if (now >= cc->t_head + sc->header_timeout_ms) {
+                WF_STAT_INC(&w->stats, timeout_header);
+            } else {
+                WF_STAT_INC(&w->stats, slow_header);
+                wf_debug("client %.*s:%u: request header under min_rates.header (%u bytes in %llums)", cc->ip_len,
+                         cc->ip, cc->port, cc->in.end - cc->in.start, (unsigned long long)(now - cc->t_head));
+            }
             if (cc->in.end == 0) { /* not a byte since accept: nothing to answer */
                 cc_close(cc);
                 return;
@@ -1294,15 +1526,21 @@ static void cc_timer(wf_loop_t *loop, wf_timer_t *t)
             return;
         }
     } else {
-        if (cc->t_wr && now >= cc->t_wr + sc->send_timeout_ms) {
-            WF_STAT_INC(&w->stats, timeout_send);
-            wf_debug("client %.*s:%u: send timed out", cc->ip_len, cc->ip, cc->port);
+        if (cc->t_wr && (now >= cc->t_wr + sc->send_timeout_ms || now >= cc_send_rate_due(cc))) {
+            if (now >= cc->t_wr + sc->send_timeout_ms)
+                WF_STAT_INC(&w->stats, timeout_send);
+            else
+                WF_STAT_INC(&w->stats, slow_send);
+            wf_debug("client %.*s:%u: send timed out or under min_rates.send", cc->ip_len, cc->ip, cc->port);
             cc_abort(cc, cc->status ? cc->status : 408);
             return;
         }
-        if (cc->t_rd && now >= cc->t_rd + sc->body_timeout_ms) {
-            WF_STAT_INC(&w->stats, timeout_body);
-            wf_debug("client %.*s:%u: request body timed out", cc->ip_len, cc->ip, cc->port);
+        if (cc->t_rd && (now >= cc->t_rd + sc->body_timeout_ms || now >= cc_body_rate_due(cc))) {
+            if (now >= cc->t_rd + sc->body_timeout_ms)
+                WF_STAT_INC(&w->stats, timeout_body);
+            else
+                WF_STAT_INC(&w->stats, slow_body);
+            wf_debug("client %.*s:%u: request body timed out or under min_rates.body", cc->ip_len, cc->ip, cc->port);
             cc->req_done = true; /* stop reading; the connection closes */
             cc->req_keepalive = false;
             cc_send_error(cc, 408);
@@ -1313,12 +1551,23 @@ static void cc_timer(wf_loop_t *loop, wf_timer_t *t)
         if (cc->t_up && cc->up) {
             bool connecting = cc->up->connecting;
             if (now >= cc->t_up + (connecting ? sc->up_connect_timeout_ms : sc->up_timeout_ms)) {
-                const char *addr = cc->up_srv >= 0 ? sc->servers[cc->up_srv].address : "?";
+                const char *addr = cc_up_name(cc);
                 if (connecting)
                     WF_STAT_INC(&w->stats, timeout_upstream_connect);
                 else
                     WF_STAT_INC(&w->stats, timeout_upstream);
                 wf_info("upstream %s: %s timed out", addr, connecting ? "connect" : "response");
+                if (cc->upm && !cc->resp_started)
+                    wf_upstream_failed(cc->upm, now);
+                if (connecting && cc->up_attempts < wf_upstream_max_tries(cc->pool)) {
+                    /* nothing was sent: another member may take it */
+                    cc_up_release(cc, false);
+                    cc->t_up = 0;
+                    cc_up_acquire(cc, true, NULL);
+                    if (cc->phase != PH_DEAD)
+                        cc_drive(cc);
+                    return;
+                }
                 if (!cc->resp_started)
                     WF_STAT_INC(&w->stats, upstream_504);
                 cc_send_error(cc, 504);
@@ -1356,6 +1605,9 @@ static void cc_close(cconn_t *cc)
         cc->next->prev = cc->prev;
     WF_STAT_INC(&w->stats, conn_closed);
     w->nconns--;
+    atomic_fetch_sub_explicit(&conns_total, 1, memory_order_relaxed);
+    if (cc->climit == 1)
+        wf_connlimit_release(wf_ratelimit_global, &cc->peer);
     wf_gen_unref(cc->gen);
     cc->gen = NULL;
     wf_loop_defer(w->loop, &cc->defer, cc_free_deferred, cc);
@@ -1367,6 +1619,33 @@ static void cc_close(cconn_t *cc)
 }
 
 /* ---- accepting ---- */
+
+/* Closes this worker's connection that has waited longest for a request
+ * (a keep-alive connection between requests, or one that has not sent a
+ * byte), to make room at the process cap. Connections with a request in
+ * progress or part of one received are never chosen. Returns whether one
+ * was closed. */
+static bool cc_shed_idle(wf_worker_t *w)
+{
+    cconn_t *victim = NULL;
+    uint64_t oldest = UINT64_MAX;
+    for (cconn_t *cc = w->conns; cc; cc = cc->next) {
+        if (cc->phase != PH_HEAD || cc->in.end != cc->in.start)
+            continue;
+        uint64_t since = cc->t_idle ? cc->t_idle : cc->t_accept;
+        if (since < oldest) {
+            oldest = since;
+            victim = cc;
+        }
+    }
+    if (!victim)
+        return false;
+    WF_STAT_INC(&w->stats, conn_shed);
+    wf_debug("client %.*s:%u: idle connection closed to make room (limits.max_connections_total)", victim->ip_len,
+             victim->ip, victim->port);
+    cc_close(victim);
+    return true;
+}
 
 static void accept_resume(wf_loop_t *loop, wf_timer_t *t)
 {
@@ -1406,6 +1685,24 @@ void wf_proxy_accept(wf_worker_t *w, int lfd)
             }
             return;
         }
+        if (sc->max_connections_total &&
+            atomic_load_explicit(&conns_total, memory_order_relaxed) >= sc->max_connections_total &&
+            !cc_shed_idle(w)) {
+            /* at the process cap with no idle connection here to make room:
+             * refuse this one and stop accepting for a moment; connections
+             * in progress go on being served */
+            close(fd);
+            WF_STAT_INC(&w->stats, conn_limit_total);
+            uint64_t now = wf_loop_now(w->loop);
+            if (now - w->limit_logged >= 1000) {
+                w->limit_logged = now;
+                wf_info("worker %d: limits.max_connections_total (%llu) reached: refusing new connections", w->id,
+                        (unsigned long long)sc->max_connections_total);
+            }
+            wf_worker_listeners_pause(w, true);
+            wf_loop_timer_set(w->loop, &w->accept_timer, now + TOTAL_CAP_PAUSE_MS);
+            return;
+        }
         cconn_t *cc = wf_pool_get(&w->cc_pool);
         if (!cc) {
             close(fd);
@@ -1437,6 +1734,9 @@ void wf_proxy_accept(wf_worker_t *w, int lfd)
             w->conns->prev = cc;
         w->conns = cc;
         w->nconns++;
+        atomic_fetch_add_explicit(&conns_total, 1, memory_order_relaxed);
+        cc->peer = peer;
+        cc->climit = wf_connlimit_acquire(wf_ratelimit_global, &peer, sc->rate_limits.conn_per_client, cc->t_accept);
         WF_STAT_INC(&w->stats, conn_accepted);
         cc_arm(cc);
     }

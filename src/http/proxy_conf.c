@@ -37,6 +37,7 @@ void wf_server_conf_defaults(wf_server_conf_t *sc)
     sc->idle_timeout_ms = 75000;
     sc->send_timeout_ms = 60000;
     sc->shutdown_timeout_ms = 30000;
+    wf_ratelimit_conf_defaults(&sc->rate_limits);
 }
 
 void wf_server_conf_free(wf_server_conf_t *sc)
@@ -53,6 +54,7 @@ void wf_server_conf_free(wf_server_conf_t *sc)
     for (size_t i = 0; i < sc->nservers; i++)
         free(sc->servers[i].address);
     free(sc->servers);
+    wf_upstream_pools_free(sc->pools, sc->npools);
     free(sc->request_id_header);
     free(sc);
 }
@@ -110,15 +112,18 @@ static int parse_header_name(const wf_conf_t *c, const wf_conf_node_t *map, cons
 int wf_server_conf_parse(const wf_conf_t *c, wf_server_conf_t *sc, wf_conf_err_t *err)
 {
     static const char *const top_keys[] = { "workers", "pid_file", "log", "listen", "upstream", "proxy",
-                                            "limits", "timeouts", "shutdown_timeout", NULL };
+                                            "limits", "timeouts", "shutdown_timeout", "upstreams", "rate_limits",
+                                            "min_rates", NULL };
     static const char *const log_keys[] = { "level", "error_log", "access_log", NULL };
     static const char *const listen_keys[] = { "address", "backlog", NULL };
-    static const char *const up_keys[] = { "servers", "keepalive", "connect_timeout", "timeout", "idle_timeout", NULL };
-    static const char *const server_keys[] = { "address", NULL };
+    static const char *const up_keys[] = { "servers", "keepalive", "connect_timeout", "timeout", "idle_timeout",
+                                           "balance", "hash_key", "health_check", "passive", "retries", NULL };
+    static const char *const *const server_keys = wf_upstream_member_keys;
+    static const char *const min_rate_keys[] = { "header", "body", "send", NULL };
     static const char *const proxy_keys[] = { "x_forwarded_for", "forwarded", "via", "request_id_header",
                                               "trust_request_id", NULL };
     static const char *const limit_keys[] = { "max_header_bytes", "max_headers", "max_uri", "max_body",
-                                              "max_connections", "buffer_size", NULL };
+                                              "max_connections", "buffer_size", "max_connections_total", NULL };
     static const char *const timeout_keys[] = { "header", "body", "idle", "send", NULL };
     static const char *const levels[] = { "debug", "info", "warn", "error", NULL };
 
@@ -256,7 +261,9 @@ int wf_server_conf_parse(const wf_conf_t *c, wf_server_conf_t *sc, wf_conf_err_t
             (rc = wf_conf_size(c, sec, "max_uri", 16, 1 * MB, &sc->max_uri, err)) ||
             (rc = wf_conf_size(c, sec, "max_body", 0, 1024 * GB, &sc->max_body, err)) ||
             (rc = wf_conf_int(c, sec, "max_connections", 1, 1000000, (int64_t *)&sc->max_connections, err)) ||
-            (rc = wf_conf_size(c, sec, "buffer_size", 1 * KB, 64 * MB, &sc->buffer_size, err)))
+            (rc = wf_conf_size(c, sec, "buffer_size", 1 * KB, 64 * MB, &sc->buffer_size, err)) ||
+            (rc = wf_conf_int(c, sec, "max_connections_total", 0, 100000000, (int64_t *)&sc->max_connections_total,
+                              err)))
             return rc;
     }
 
@@ -271,6 +278,36 @@ int wf_server_conf_parse(const wf_conf_t *c, wf_server_conf_t *sc, wf_conf_err_t
     }
     if ((rc = wf_conf_duration_ms(c, root, "shutdown_timeout", 0, DAY_MS, &sc->shutdown_timeout_ms, err)))
         return rc;
+
+    {
+        wf_upstream_member_conf_t *dm = calloc(sc->nservers, sizeof(*dm));
+        if (!dm)
+            return -ENOMEM;
+        for (size_t i = 0; i < sc->nservers; i++)
+            dm[i] = (wf_upstream_member_conf_t){ .address = sc->servers[i].address, .addr = sc->servers[i].addr };
+        rc = wf_upstream_pools_parse(c, root, dm, sc->nservers, &sc->pools, &sc->npools, err);
+        free(dm);
+        if (rc)
+            return rc;
+    }
+    if ((rc = wf_ratelimit_conf_parse(c, wf_conf_get(root, "rate_limits"), &sc->rate_limits, err)))
+        return rc;
+    if ((rc = section(c, root, "min_rates", min_rate_keys, &sec, err)))
+        return rc;
+    for (size_t i = 0; sec && i < 3; i++) {
+        static const char *const mr_keys[] = { "rate", "grace", NULL };
+        const wf_conf_node_t *m = wf_conf_get(sec, min_rate_keys[i]);
+        __typeof__(sc->min_rate_header) *mr = i == 0 ? &sc->min_rate_header : i == 1 ? &sc->min_rate_body : &sc->min_rate_send;
+        if (!m)
+            continue;
+        if (m->type != WF_CONF_MAP)
+            return wf_conf_errorf(c, m, err, "expected a mapping such as {rate: 500, grace: 5s} (bytes per second)");
+        mr->grace_ms = 5000;
+        if ((rc = wf_conf_check_keys(c, m, mr_keys, err)) ||
+            (rc = wf_conf_size(c, m, "rate", 0, 1 * GB, &mr->rate, err)) ||
+            (rc = wf_conf_duration_ms(c, m, "grace", 0, DAY_MS, &mr->grace_ms, err)))
+            return rc;
+    }
 
     wf_http_limits_default(&sc->http);
     sc->http.max_header_bytes = sc->max_header_bytes;

@@ -5,6 +5,8 @@
  * SIGUSR1 log reopening, SIGUSR2 counters to the error log.
  */
 #include "server_int.h"
+#include "wafer/ratelimit.h"
+#include "wafer/upstream.h"
 
 #include <fcntl.h>
 #include <poll.h>
@@ -42,6 +44,7 @@ void wf_gen_unref(wf_gen_t *g)
 {
     if (!g || atomic_fetch_sub_explicit(&g->refs, 1, memory_order_acq_rel) != 1)
         return;
+    wf_upstreams_free(g->ups);
     wf_server_conf_free(g->conf);
     free(g->listen_fds);
     free(g);
@@ -75,6 +78,13 @@ static int gen_new(wf_server_conf_t *conf, const wf_gen_t *prev, int nw, wf_gen_
     g->conf = conf;
     g->nworkers = nw;
     atomic_init(&g->refs, 1);
+    int urc = wf_upstreams_new(conf->pools, conf->npools, prev ? prev->ups : NULL, &g->ups);
+    if (urc) {
+        snprintf(err, errlen, "upstream pools: %s", wf_strerror(urc));
+        free(g->listen_fds);
+        free(g);
+        return urc;
+    }
     g->id = ++gen_seq;
     for (size_t i = 0; i < nl; i++) {
         const wf_listen_conf_t *l = &conf->listen[i];
@@ -100,6 +110,7 @@ static int gen_new(wf_server_conf_t *conf, const wf_gen_t *prev, int nw, wf_gen_
                                 close(g->listen_fds[(size_t)x * nl + k]);
                     }
                     g->conf = NULL;
+                    wf_upstreams_free(g->ups);
                     free(g->listen_fds);
                     free(g);
                     return fd;
@@ -424,6 +435,12 @@ static void reload(const char *path)
     }
     wf_gen_t *prev = cur_gen;
     cur_gen = g;
+    /* the new pools check health and report metrics from now on */
+    wf_upstreams_retire(prev->ups);
+    if ((rc = wf_upstreams_start(g->ups)))
+        wf_error("reload: upstream health checks: %s", wf_strerror(rc));
+    if (nc->rate_limits.max_entries != prev->conf->rate_limits.max_entries)
+        wf_warn("reload: rate_limits.max_entries changes take effect at the next start");
     /* wait until every worker switched, so that a next reload starts from
      * the sockets the workers really hold */
     for (int tries = 0; tries < 5000; tries++) {
@@ -512,6 +529,15 @@ int wf_server_run(const char *conf_path, bool daemon_mode)
         pid_written = true;
     }
     char *pid_file = sc->pid_file ? strdup(sc->pid_file) : NULL;
+    wf_ratelimit_global = wf_ratelimit_new(sc->rate_limits.max_entries);
+    if (!wf_ratelimit_global) {
+        wf_error("rate limit table: out of memory");
+        return 1;
+    }
+    if ((rc = wf_upstreams_start(cur_gen->ups))) {
+        wf_error("upstream health checks: %s", wf_strerror(rc));
+        return 1;
+    }
     if ((rc = workers_start(cur_gen))) {
         wf_error("cannot start workers: %s", wf_strerror(rc));
         return 1;
@@ -619,6 +645,8 @@ int wf_server_run(const char *conf_path, bool daemon_mode)
     }
     free(workers);
     wf_gen_unref(cur_gen);
+    wf_ratelimit_free(wf_ratelimit_global);
+    wf_ratelimit_global = NULL;
     if (pid_written && pid_file)
         unlink(pid_file);
     free(pid_file);

@@ -20,6 +20,7 @@ typedef struct wf_gen {
     uint64_t id;
     int nworkers;
     int *listen_fds; /* [worker * conf->nlisten + i]; owned by the worker that polls it */
+    struct wf_upstreams *ups; /* the pools' runtime (wafer/upstream.h) */
 } wf_gen_t;
 
 void wf_gen_ref(wf_gen_t *g);
@@ -68,6 +69,9 @@ typedef struct wf_worker {
     upconn_t *idle_up;             /* idle upstream connections, most recent first */
     size_t nidle_up;
     uint32_t rr;                   /* round robin over upstream servers */
+    uint64_t unavail_logged;       /* when "no member available" was last logged */
+    uint64_t limit_log_at;         /* rate limits: when a refusal was last logged ... */
+    uint64_t limit_log_skipped;    /* ... and how many were not logged since */
 
     wf_http_header_t *hdrs;        /* parser scratch: max_headers entries */
     size_t hdrs_cap;
