@@ -1620,24 +1620,27 @@ static void cc_close(cconn_t *cc)
 
 /* ---- accepting ---- */
 
-/* Closes this worker's connection that has waited longest for a request
- * (a keep-alive connection between requests, or one that has not sent a
- * byte), to make room at the process cap. Connections with a request in
- * progress or part of one received are never chosen. Returns whether one
+/* Closes one of this worker's connections to make room at the process cap:
+ * the oldest of those that have not sent a byte since accept (the shape
+ * of a connection flood), else the keep-alive connection idle longest.
+ * Connections with a request in progress or part of one received are
+ * never chosen, so clients being served stay served. Returns whether one
  * was closed. */
 static bool cc_shed_idle(wf_worker_t *w)
 {
-    cconn_t *victim = NULL;
-    uint64_t oldest = UINT64_MAX;
+    cconn_t *victim = NULL, *idle = NULL;
     for (cconn_t *cc = w->conns; cc; cc = cc->next) {
         if (cc->phase != PH_HEAD || cc->in.end != cc->in.start)
             continue;
-        uint64_t since = cc->t_idle ? cc->t_idle : cc->t_accept;
-        if (since < oldest) {
-            oldest = since;
-            victim = cc;
+        if (cc->nreq == 0) {
+            if (!victim || cc->t_accept < victim->t_accept)
+                victim = cc;
+        } else if (!idle || cc->t_idle < idle->t_idle) {
+            idle = cc;
         }
     }
+    if (!victim)
+        victim = idle;
     if (!victim)
         return false;
     WF_STAT_INC(&w->stats, conn_shed);

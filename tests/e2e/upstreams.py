@@ -109,11 +109,12 @@ class _Reader:
 class PyUpstream:
     KEEP_BODY = 65536  # bodies up to this size are returned in the JSON
 
-    def __init__(self, name="py"):
+    def __init__(self, name="py", port=0):
+        """port: 0 picks a free one; a former instance's port brings it back."""
         self.name = name
         self.lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.lsock.bind(("127.0.0.1", 0))
+        self.lsock.bind(("127.0.0.1", port))
         self.lsock.listen(256)
         self.lsock.settimeout(0.2)
         self.port = self.lsock.getsockname()[1]
