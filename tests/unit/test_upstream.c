@@ -2,6 +2,7 @@
  * passive ejection, health checks, and the pool configuration. */
 #include "test.h"
 #include "wafer/core.h"
+#include "wafer/metrics.h"
 #include "wafer/proxy.h"
 #include "wafer/upstream.h"
 
@@ -412,6 +413,44 @@ TEST(pools_configuration)
             CHECK(0);
         }
     }
+}
+
+TEST(metrics_per_member_and_pool)
+{
+    wf_upstream_pool_conf_t pc[2];
+    make_conf(&pc[0], 2, NULL, WF_BALANCE_ROUND_ROBIN);
+    make_conf(&pc[1], 1, NULL, WF_BALANCE_LEAST_CONN);
+    free(pc[1].name);
+    pc[1].name = strdup("app");
+    wf_upstreams_t *u = NULL;
+    CHECK_EQ_INT(wf_upstreams_new(pc, 2, NULL, &u), 0);
+    CHECK_EQ_INT(wf_upstreams_start(u), 0); /* no health checks: no thread, only the collector */
+    CHECK(!u->thread_started);
+    wf_upstream_attach(&u->pools[0].m[1]);
+    wf_upstream_failed(&u->pools[0].m[1], 1);
+    atomic_store(&u->pools[1].unavailable, 4);
+    wf_buf_t b;
+    wf_buf_init(&b, 4096, 1 << 20);
+    CHECK_EQ_INT(wf_metrics_render(&b), 0);
+    char *text = strndup(wf_buf_rptr(&b), wf_buf_len(&b));
+    CHECK(strstr(text, "wafer_upstream_requests_total{pool=\"t\",member=\"127.0.0.1:9001\"} 1\n") != NULL);
+    CHECK(strstr(text, "wafer_upstream_failures_total{pool=\"t\",member=\"127.0.0.1:9001\"} 1\n") != NULL);
+    CHECK(strstr(text, "wafer_upstream_ejections_total{pool=\"t\",member=\"127.0.0.1:9001\"} 1\n") != NULL);
+    CHECK(strstr(text, "wafer_upstream_up{pool=\"t\",member=\"127.0.0.1:9000\"} 1\n") != NULL);
+    CHECK(strstr(text, "wafer_upstream_active_requests{pool=\"t\",member=\"127.0.0.1:9001\"} 1\n") != NULL);
+    CHECK(strstr(text, "wafer_upstream_unavailable_total{pool=\"app\"} 4\n") != NULL);
+    free(text);
+    /* retired: a newer generation reports from now on */
+    wf_upstreams_retire(u);
+    b.start = b.end = 0;
+    CHECK_EQ_INT(wf_metrics_render(&b), 0);
+    text = strndup(wf_buf_rptr(&b), wf_buf_len(&b));
+    CHECK(strstr(text, "wafer_upstream_requests_total") == NULL);
+    free(text);
+    wf_buf_free(&b);
+    wf_upstreams_free(u);
+    free_conf(&pc[0]);
+    free_conf(&pc[1]);
 }
 
 TEST_MAIN()
