@@ -211,6 +211,12 @@ int wf_bans_record(wf_bans_t *b, const wf_sockaddr_t *client, uint64_t now_ms, u
 int wf_bans_add(wf_bans_t *b, const wf_sockaddr_t *client, uint64_t now_ms, uint64_t duration_ms);
 /* Lifts a ban (and forgets the client's detections). Returns 1 if one was lifted. */
 int wf_bans_remove(wf_bans_t *b, const wf_sockaddr_t *client);
+/* Looks a client up without counting anything: whether it is banned at
+ * now_ms, with the ban's end and the detections that started it (0 for a
+ * manual ban). */
+bool wf_bans_get(wf_bans_t *b, const wf_sockaddr_t *client, uint64_t now_ms, uint64_t *until_ms, uint32_t *detections);
+/* The configured ban duration (the admin endpoint's default). */
+uint64_t wf_bans_duration_ms(wf_bans_t *b);
 /* Calls fn for every active ban (under the table's lock: fn must not call back). */
 void wf_bans_foreach(wf_bans_t *b, uint64_t now_ms,
                      void (*fn)(const wf_sockaddr_t *client, uint64_t until_ms, uint32_t detections, void *arg), void *arg);
@@ -225,5 +231,22 @@ void wf_bans_stats(wf_bans_t *b, uint64_t now_ms, wf_bans_stats_t *out);
 
 /* The process-wide table (created by the server at start). */
 extern wf_bans_t *wf_bans_global;
+
+/* ---- the admin endpoints for bans (src/policy/bans_admin.c, docs/admin.md) ---- */
+
+#include "wafer/admin.h"
+
+/* Registers the three handlers below on the admin listener, with b as their
+ * argument. Call before wf_admin_start. Returns 0 or wf_admin_handle's error. */
+int wf_bans_admin_register(wf_bans_t *b);
+/* GET /bans: a JSON array of the active bans, most recent first per shard:
+ *   [{"client":"192.0.2.1","until":"2026-11-21T10:00:00.000Z","seconds_left":598,"detections":5}, ...]
+ * GET /bans/<ip>: that one object, or 404. */
+void wf_bans_admin_get(const wf_admin_req_t *req, wf_admin_resp_t *resp, void *bans);
+/* DELETE /bans/<ip>: lifts the ban (200 with {"client":...,"lifted":true}), or 404 when not banned. */
+void wf_bans_admin_delete(const wf_admin_req_t *req, wf_admin_resp_t *resp, void *bans);
+/* POST /bans/<ip>?duration=10m: bans the address for the duration (default:
+ * the configured ban duration; at most 365 days); 200 with the ban's object. */
+void wf_bans_admin_post(const wf_admin_req_t *req, wf_admin_resp_t *resp, void *bans);
 
 #endif

@@ -356,8 +356,10 @@ int wf_bans_add(wf_bans_t *b, const wf_sockaddr_t *client, uint64_t now_ms, uint
         touch(s, i);
     entry_t *e = &s->e[i];
     expire(b, e, now_ms);
-    if (!e->until_ms)
+    if (!e->until_ms) {
         __atomic_fetch_add(&b->nbanned, 1, __ATOMIC_RELAXED);
+        e->banned_count = 0;
+    }
     e->until_ms = now_ms + duration_ms;
     e->last_ms = now_ms;
     s->started++;
@@ -481,4 +483,29 @@ void wf_bans_configure(wf_bans_t *b, const wf_ban_conf_t *conf)
             shard_resize(b, s, cap);
         pthread_mutex_unlock(&s->mu);
     }
+}
+
+bool wf_bans_get(wf_bans_t *b, const wf_sockaddr_t *client, uint64_t now_ms, uint64_t *until_ms, uint32_t *detections)
+{
+    key_t_ k;
+    if (!b || !make_key(b, client, &k))
+        return false;
+    shard_t *s = shard_of(b, &k);
+    bool banned = false;
+    pthread_mutex_lock(&s->mu);
+    int32_t i = find(s, &k);
+    if (i != NIL && s->e[i].until_ms > now_ms) {
+        banned = true;
+        if (until_ms)
+            *until_ms = s->e[i].until_ms;
+        if (detections)
+            *detections = s->e[i].banned_count;
+    }
+    pthread_mutex_unlock(&s->mu);
+    return banned;
+}
+
+uint64_t wf_bans_duration_ms(wf_bans_t *b)
+{
+    return LOAD(b->duration_ms);
 }
