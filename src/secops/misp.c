@@ -195,7 +195,7 @@ static int parse_api(const wf_conf_t *c, const wf_conf_node_t *n, wf_misp_api_co
     if ((rc = wf_conf_duration_ms(c, n, "refresh", 1000, 7ull * 86400000, &a->refresh_ms, err)) ||
         (rc = wf_conf_bool(c, n, "verify_tls", &a->verify_tls, err)) ||
         (rc = wf_conf_bool(c, n, "to_ids", &a->to_ids, err)) ||
-        (rc = wf_conf_int(c, n, "page_size", 10, 100000, &ps, err)))
+        (rc = wf_conf_int(c, n, "page_size", 1, 100000, &ps, err)))
         return rc;
     a->page_size = (uint32_t)ps;
     const wf_conf_node_t *t;
@@ -981,8 +981,10 @@ static int fetch_api(const wf_misp_conf_t *mc, recset_t *rs, wf_buf_t *buf, char
         json_t *root = json_loadb(wf_buf_rptr(buf), wf_buf_len(buf), 0, &je);
         json_t *attrs = json_object_get(json_object_get(root, "response"), "Attribute");
         if (!json_is_array(attrs)) {
-            snprintf(err, errlen, "POST %s: page %u: %s", url, page,
-                     root ? "no response.Attribute array in the answer" : je.text);
+            if (root)
+                snprintf(err, errlen, "POST %s: page %u: no response.Attribute array in the answer", url, page);
+            else
+                snprintf(err, errlen, "POST %s: page %u: the answer is not JSON (%s)", url, page, je.text);
             json_decref(root);
             rc = -WF_EFORMAT;
             break;
