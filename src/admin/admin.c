@@ -912,6 +912,7 @@ int wf_admin_start(const wf_admin_conf_t *conf, wf_admin_t **out, char *err, siz
         goto fail;
     }
     a->thread_started = true;
+    wf_metrics_process_register();
     wf_metrics_register("admin", admin_collect, a);
     *out = a;
     return 0;

@@ -289,6 +289,8 @@ static int workers_start(wf_gen_t *g)
         if ((rc = worker_size_scratch(w, g->conf)))
             return rc;
         wf_stats_register(&w->stats);
+        wf_http_latency_init(&w->latency);
+        wf_http_latency_register(&w->latency);
         if ((rc = pthread_create(&w->thread, NULL, worker_main, w)) != 0)
             return -rc;
     }
@@ -544,6 +546,7 @@ int wf_server_run(const char *conf_path, bool daemon_mode)
         pid_written = true;
     }
     char *pid_file = sc->pid_file ? strdup(sc->pid_file) : NULL;
+    wf_http_metrics_register();
     if (admin_apply(sc, msg, sizeof(msg))) {
         wf_error("%s", msg);
         return 1;
@@ -646,6 +649,7 @@ int wf_server_run(const char *conf_path, bool daemon_mode)
     for (int i = 0; i < nworkers; i++) {
         pthread_join(workers[i].thread, NULL);
         wf_stats_unregister(&workers[i].stats);
+        wf_http_latency_unregister(&workers[i].latency);
     }
     log_stats("counters:");
     wf_admin_set_ready(false);
