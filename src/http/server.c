@@ -552,6 +552,13 @@ int wf_server_run(const char *conf_path, bool daemon_mode)
         return 1;
     }
     admin_info(cur_gen);
+    /* the hub lives as long as the process: a reload keeps it (events: needs a restart) */
+    wf_secops_conf_t *evconf = sc->events;
+    sc->events = NULL;
+    if (evconf && (rc = wf_secops_start(evconf, &wf_secops_global, msg, sizeof(msg)))) {
+        wf_error("%s", msg);
+        return 1;
+    }
     if ((rc = workers_start(cur_gen))) {
         wf_error("cannot start workers: %s", wf_strerror(rc));
         return 1;
@@ -619,6 +626,7 @@ int wf_server_run(const char *conf_path, bool daemon_mode)
                     wf_info("reopening logs");
                     if (apply_logs(cur_gen->conf, msg, sizeof(msg)))
                         wf_error("%s", msg);
+                    wf_secops_reopen(wf_secops_global);
                     break;
                 case SIGUSR2:
                     log_stats("counters:");
@@ -655,6 +663,10 @@ int wf_server_run(const char *conf_path, bool daemon_mode)
     wf_admin_set_ready(false);
     wf_admin_stop(admin);
     admin = NULL;
+    wf_secops_t *hub = wf_secops_global;
+    wf_secops_global = NULL;
+    wf_secops_stop(hub);
+    wf_secops_conf_free(evconf);
     for (int i = 0; i < nworkers; i++) {
         wf_gen_t *p = atomic_exchange(&workers[i].pending, NULL);
         if (p)
