@@ -389,7 +389,7 @@ static void collect(wf_metrics_t *mt, void *arg)
     for (size_t i = 0; i < u->npools; i++)
         wf_metrics_sample(mt, NULL, "pool", u->pools[i].conf->name, NULL,
                           (double)atomic_load_explicit(&u->pools[i].unavailable, memory_order_relaxed));
-    wf_metrics_family(mt, "wafer_upstream_retries_total", WF_METRIC_COUNTER,
+    wf_metrics_family(mt, "wafer_upstream_pool_retries_total", WF_METRIC_COUNTER,
                       "Requests resent to another member after a failure before any response byte.");
     for (size_t i = 0; i < u->npools; i++)
         wf_metrics_sample(mt, NULL, "pool", u->pools[i].conf->name, NULL,
