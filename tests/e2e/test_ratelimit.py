@@ -3,6 +3,7 @@ per route), connection limits per client address, and a flood of requests
 from a second process kept to the configured rate."""
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -16,8 +17,22 @@ def get(w, path):
         return c.request("GET", path)
 
 
-def test_client_rate_429_with_retry_after(start_wafer, pyup):
-    w = start_wafer(pyup.address, rate_limits={"client": {"rate": "2/s", "burst": 3}})
+def read_events(path, n, timeout=3.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if os.path.exists(path):
+            with open(path) as f:
+                evs = [json.loads(line) for line in f if line.strip()]
+            if len(evs) >= n:
+                return evs
+        time.sleep(0.05)
+    raise AssertionError("fewer than %d security events in %s" % (n, path))
+
+
+def test_client_rate_429_with_retry_after(start_wafer, pyup, tmp_path):
+    events = str(tmp_path / "events.jsonl")
+    w = start_wafer(pyup.address, rate_limits={"client": {"rate": "2/s", "burst": 3}},
+                    events={"sinks": [{"type": "file", "path": events}]})
     tag = uuid.uuid4().hex
     statuses = [get(w, "/rl/%s/%d" % (tag, i)) for i in range(5)]
     assert [r.status for r in statuses[:3]] == [200, 200, 200]
@@ -31,6 +46,12 @@ def test_client_rate_429_with_retry_after(start_wafer, pyup):
     assert get(w, "/rl/%s/after" % tag).status == 200
     assert "client rate limit reached: 429" in w.stderr()
     assert counters(w).get("rate_limited", 0) >= 2
+    ev = read_events(events, 2)[0]
+    assert ev["event"]["action"] == "limit" and ev["event"]["reason"] == "rate", ev
+    assert ev["http"]["response"]["status_code"] == 429
+    assert ev["http"]["request"]["id"] == statuses[3].body.decode().split("request id: ")[1].strip()
+    assert ev["source"]["ip"] == "127.0.0.1"
+    assert tag in ev["url"]["path"]
 
 
 def test_retry_after_counts_the_seconds_until_a_token(start_wafer, pyup):
@@ -48,8 +69,10 @@ def test_route_rate_is_shared_by_every_client(start_wafer, pyup):
     assert got.count(200) == 4 and got.count(429) == 4, got
 
 
-def test_connections_per_client(start_wafer, pyup):
-    w = start_wafer(pyup.address, rate_limits={"connections_per_client": 2})
+def test_connections_per_client(start_wafer, pyup, tmp_path):
+    events = str(tmp_path / "events.jsonl")
+    w = start_wafer(pyup.address, rate_limits={"connections_per_client": 2},
+                    events={"sinks": [{"type": "file", "path": events}]})
     time.sleep(0.3)  # the start-up probe's connection is released at its close
     c1, c2 = w.connect(), w.connect()
     try:
@@ -68,6 +91,8 @@ def test_connections_per_client(start_wafer, pyup):
     c2.close()
     n = counters(w)
     assert n.get("conn_limited") == 1, n
+    ev = read_events(events, 1)[0]
+    assert ev["event"]["action"] == "limit" and ev["event"]["reason"] == "connlimit", ev
 
 
 FLOOD = r"""
