@@ -2,6 +2,7 @@
 failover when a member is killed and recovery when it returns, no idempotent
 request lost on a member's death, 503 when no member is up."""
 
+import signal
 import threading
 import time
 import uuid
@@ -231,3 +232,31 @@ def test_named_pools_are_checked_and_dead_servers_give_503_after_ejection(start_
         assert conn.request("GET", "/np1").status == 502  # both tried, both refused
     with w.connect() as conn:
         assert conn.request("GET", "/np2").status == 503  # both ejected now
+
+
+def wait_reloaded(w, n, timeout=5.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if w.stderr().count("configuration reloaded") >= n:
+            return
+        time.sleep(0.05)
+    raise AssertionError("no reload logged")
+
+
+def test_reload_changes_pools_and_keeps_what_is_known(start_wafer, ups):
+    a, b, c = ups
+    w = start_wafer(a.address, upstream={"servers": servers(a, b), "passive": {"max_fails": 1, "fail_timeout": "30s"}})
+    port_b = b.port
+    b.stop()
+    assert set(hits(w, 4, "/rl1")) == {"A"}  # B is ejected for 30s
+    b2 = PyUpstream("B", port=port_b)
+    ups.append(b2)
+    w.config["upstream"]["servers"] = [{"address": a.address, "weight": 1}, {"address": b2.address},
+                                       {"address": c.address, "weight": 3}]
+    w.write_config(w.config)
+    w.send_signal(signal.SIGHUP)
+    wait_reloaded(w, 1)
+    seen = hits(w, 40, "/rl2")
+    # B stays ejected across the reload; A and C share by their new weights 1:3
+    assert seen.count("B") == 0, seen
+    assert (seen.count("A"), seen.count("C")) == (10, 30), seen
