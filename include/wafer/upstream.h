@@ -215,8 +215,9 @@ int wf_upstreams_start(wf_upstreams_t *u);
 void wf_upstreams_retire(wf_upstreams_t *u);
 void wf_upstreams_free(wf_upstreams_t *u);
 
-/* One active check round for member m, blocking up to the pool's timeout
- * (used by the health thread's scheduler; exposed for tests). Returns 0 when
+/* One active check of member m, blocking up to the pool's health_check
+ * timeout (the health thread runs the same steps for every member at once,
+ * without blocking). Returns 0 when
  * the member answered as expected, else -errno / -WF_EUPSTREAM / -WF_ETIMEOUT. */
 int wf_upstream_check_once(const wf_upstream_pool_t *p, const wf_upstream_member_t *m);
 

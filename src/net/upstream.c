@@ -177,97 +177,115 @@ int wf_upstreams_new(const wf_upstream_pool_conf_t *pools, size_t npools, const 
     return 0;
 }
 
-/* ---- active health checks ---- */
+/* ---- active health checks ----
+ * One thread per process runs every check, all at once: each is a small
+ * non-blocking state machine (connect, send the request, read the status
+ * line) polled together with a wake-up pipe, so a member that hangs costs
+ * its own timeout and delays no other check. */
 
-static int wait_fd(int fd, short ev, int wake, uint64_t deadline)
-{
-    for (;;) {
-        uint64_t now = wf_now_ms();
-        if (now >= deadline)
-            return -WF_ETIMEOUT;
-        struct pollfd pf[2] = { { fd, ev, 0 }, { wake, POLLIN, 0 } };
-        int n = poll(pf, wake >= 0 ? 2 : 1, (int)WF_MIN(deadline - now, (uint64_t)1000));
-        if (n < 0 && errno != EINTR)
-            return -errno;
-        if (n > 0 && wake >= 0 && (pf[1].revents & POLLIN))
-            return -ECANCELED;
-        if (n > 0 && pf[0].revents)
-            return 0;
-    }
-}
+enum { CK_IDLE, CK_CONNECT, CK_SEND, CK_READ };
 
-/* One check; wake (may be -1) cancels it. */
-static int check_member(const wf_upstream_pool_t *p, const wf_upstream_member_t *m, int wake)
-{
-    const wf_health_conf_t *h = &p->conf->health;
-    uint64_t deadline = wf_now_ms() + h->timeout_ms;
-    int fd = -1;
-    int rc = wf_net_connect(&m->conf->addr, &fd);
-    if (rc == -EINPROGRESS) {
-        rc = wait_fd(fd, POLLOUT, wake, deadline);
-        if (rc == 0)
-            rc = wf_net_connect_result(fd);
-    }
-    if (rc) {
-        if (fd >= 0)
-            close(fd);
-        return rc;
-    }
+typedef struct {
+    const wf_upstream_pool_t *p;
+    wf_upstream_member_t *m;
+    int fd, phase;
+    uint64_t deadline;
     char req[1024];
-    int n = snprintf(req, sizeof(req),
+    size_t reqlen, off;
+    char buf[16];
+    size_t got;
+} check_t;
+
+/* Starts a check. Returns 1 when it is under way, else the result. */
+static int check_start(check_t *k, uint64_t now)
+{
+    const wf_health_conf_t *h = &k->p->conf->health;
+    int n = snprintf(k->req, sizeof(k->req),
                      "GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: wafer-health-check\r\nConnection: close\r\n\r\n",
-                     h->path ? h->path : "/", h->host ? h->host : m->conf->address);
-    if (n < 0 || (size_t)n >= sizeof(req)) {
-        close(fd);
+                     h->path ? h->path : "/", h->host ? h->host : k->m->conf->address);
+    if (n < 0 || (size_t)n >= sizeof(k->req))
         return -WF_ELIMIT;
-    }
-    size_t off = 0;
-    while (off < (size_t)n) {
-        ssize_t w = send(fd, req + off, (size_t)n - off, MSG_NOSIGNAL);
-        if (w > 0) {
-            off += (size_t)w;
-        } else if (w < 0 && errno == EAGAIN) {
-            if ((rc = wait_fd(fd, POLLOUT, wake, deadline))) {
-                close(fd);
-                return rc;
-            }
-        } else {
-            rc = w < 0 ? -errno : -WF_ECLOSED;
-            close(fd);
-            return rc;
-        }
-    }
-    /* the status line is all we need: "HTTP/1.x NNN" */
-    char buf[64];
-    size_t got = 0;
-    while (got < 12) {
-        ssize_t r = recv(fd, buf + got, sizeof(buf) - got, 0);
-        if (r > 0) {
-            got += (size_t)r;
-        } else if (r < 0 && errno == EAGAIN) {
-            if ((rc = wait_fd(fd, POLLIN, wake, deadline))) {
-                close(fd);
-                return rc;
-            }
-        } else {
-            rc = r < 0 ? -errno : -WF_ECLOSED;
-            close(fd);
-            return rc;
-        }
-    }
-    close(fd);
-    if (memcmp(buf, "HTTP/1.", 7) || buf[8] != ' ' || buf[9] < '1' || buf[9] > '5' || buf[10] < '0' || buf[10] > '9' ||
-        buf[11] < '0' || buf[11] > '9')
-        return -WF_EUPSTREAM;
-    int status = (buf[9] - '0') * 100 + (buf[10] - '0') * 10 + (buf[11] - '0');
-    if (h->expect_status ? status != h->expect_status : (status < 200 || status >= 400))
-        return -WF_EUPSTREAM;
-    return 0;
+    k->reqlen = (size_t)n;
+    k->off = k->got = 0;
+    k->deadline = now + h->timeout_ms;
+    k->fd = -1;
+    int rc = wf_net_connect(&k->m->conf->addr, &k->fd);
+    if (rc != 0 && rc != -EINPROGRESS)
+        return rc;
+    k->phase = rc ? CK_CONNECT : CK_SEND;
+    return 1;
 }
+
+/* The status line's verdict: 0 or -WF_EUPSTREAM. */
+static int check_status(const check_t *k)
+{
+    const char *b = k->buf;
+    if (memcmp(b, "HTTP/1.", 7) || b[8] != ' ' || b[9] < '1' || b[9] > '5' || b[10] < '0' || b[10] > '9' ||
+        b[11] < '0' || b[11] > '9')
+        return -WF_EUPSTREAM;
+    int status = (b[9] - '0') * 100 + (b[10] - '0') * 10 + (b[11] - '0');
+    int want = k->p->conf->health.expect_status;
+    return (want ? status == want : status >= 200 && status < 400) ? 0 : -WF_EUPSTREAM;
+}
+
+/* Moves a check on after its descriptor was ready. Returns 1 while it goes
+ * on, else the result. */
+static int check_step(check_t *k)
+{
+    if (k->phase == CK_CONNECT) {
+        int rc = wf_net_connect_result(k->fd);
+        if (rc)
+            return rc;
+        k->phase = CK_SEND;
+    }
+    while (k->phase == CK_SEND) {
+        ssize_t w = send(k->fd, k->req + k->off, k->reqlen - k->off, MSG_NOSIGNAL);
+        if (w < 0)
+            return errno == EAGAIN ? 1 : -errno;
+        k->off += (size_t)w;
+        if (k->off == k->reqlen)
+            k->phase = CK_READ;
+    }
+    while (k->got < 12) {
+        ssize_t r = recv(k->fd, k->buf + k->got, sizeof(k->buf) - k->got, 0);
+        if (r == 0)
+            return -WF_ECLOSED;
+        if (r < 0)
+            return errno == EAGAIN ? 1 : -errno;
+        k->got += (size_t)r;
+    }
+    return check_status(k);
+}
+
+static void check_close(check_t *k)
+{
+    if (k->fd >= 0)
+        close(k->fd);
+    k->fd = -1;
+    k->phase = CK_IDLE;
+}
+
+static short check_events(const check_t *k) { return k->phase == CK_READ ? POLLIN : POLLOUT; }
 
 int wf_upstream_check_once(const wf_upstream_pool_t *p, const wf_upstream_member_t *m)
 {
-    return check_member(p, m, -1);
+    check_t k = { .p = p, .m = (wf_upstream_member_t *)m };
+    int rc = check_start(&k, wf_now_ms());
+    while (rc == 1) {
+        uint64_t now = wf_now_ms();
+        if (now >= k.deadline) {
+            rc = -WF_ETIMEOUT;
+            break;
+        }
+        struct pollfd pf = { k.fd, check_events(&k), 0 };
+        int n = poll(&pf, 1, (int)(k.deadline - now));
+        if (n < 0 && errno != EINTR)
+            rc = -errno;
+        else if (n > 0)
+            rc = check_step(&k);
+    }
+    check_close(&k);
+    return rc;
 }
 
 static void check_result(wf_upstream_member_t *m, int rc)
@@ -298,43 +316,78 @@ static void check_result(wf_upstream_member_t *m, int rc)
     }
 }
 
-/* Checks run one after another on this thread, each member every interval;
- * a check that hangs is cut at its timeout, and stopping interrupts it. */
+static void check_done(check_t *k, int rc, uint64_t now)
+{
+    check_close(k);
+    check_result(k->m, rc);
+    k->m->next_check = now + k->p->conf->health.interval_ms;
+}
+
 static void *health_main(void *arg)
 {
     wf_upstreams_t *u = arg;
-    uint64_t now = wf_now_ms();
+    size_t nk = 0;
     for (size_t i = 0; i < u->npools; i++)
-        for (size_t j = 0; j < u->pools[i].n; j++)
-            u->pools[i].m[j].next_check = now; /* at once: a reload or start learns the state quickly */
-    while (!atomic_load(&u->stop)) {
-        uint64_t next = UINT64_MAX;
-        now = wf_now_ms();
-        for (size_t i = 0; i < u->npools && !atomic_load(&u->stop); i++) {
-            wf_upstream_pool_t *p = &u->pools[i];
-            if (!p->conf->health.enabled)
-                continue;
-            for (size_t j = 0; j < p->n && !atomic_load(&u->stop); j++) {
-                wf_upstream_member_t *m = &p->m[j];
-                if (m->next_check <= now) {
-                    int rc = check_member(p, m, u->wake[0]);
-                    if (rc == -ECANCELED)
-                        break;
-                    check_result(m, rc);
-                    now = wf_now_ms();
-                    m->next_check = now + p->conf->health.interval_ms;
-                }
-                next = WF_MIN(next, m->next_check);
-            }
-        }
-        if (next == UINT64_MAX)
-            break;
-        now = wf_now_ms();
-        if (next > now) {
-            struct pollfd pf = { u->wake[0], POLLIN, 0 };
-            poll(&pf, 1, (int)WF_MIN(next - now, (uint64_t)60000));
+        if (u->pools[i].conf->health.enabled)
+            nk += u->pools[i].n;
+    check_t *ks = calloc(nk, sizeof(*ks));
+    struct pollfd *pf = calloc(nk + 1, sizeof(*pf));
+    size_t *idx = calloc(nk + 1, sizeof(*idx));
+    if (!ks || !pf || !idx) {
+        wf_error("upstream health checks: out of memory; members stay as they are");
+        goto out;
+    }
+    uint64_t now = wf_now_ms();
+    size_t j = 0;
+    for (size_t i = 0; i < u->npools; i++) {
+        if (!u->pools[i].conf->health.enabled)
+            continue;
+        for (size_t k = 0; k < u->pools[i].n; k++, j++) {
+            ks[j] = (check_t){ .p = &u->pools[i], .m = &u->pools[i].m[k], .fd = -1, .phase = CK_IDLE };
+            ks[j].m->next_check = now; /* at once: a start or a reload learns the state quickly */
         }
     }
+    while (!atomic_load(&u->stop)) {
+        now = wf_now_ms();
+        uint64_t next = now + 60000;
+        size_t np = 0;
+        for (size_t k = 0; k < nk; k++) {
+            check_t *c = &ks[k];
+            if (c->phase == CK_IDLE && c->m->next_check <= now) {
+                int rc = check_start(c, now);
+                if (rc != 1)
+                    check_done(c, rc, now);
+            }
+            if (c->phase != CK_IDLE && now >= c->deadline)
+                check_done(c, -WF_ETIMEOUT, now);
+            if (c->phase == CK_IDLE) {
+                next = WF_MIN(next, c->m->next_check);
+            } else {
+                next = WF_MIN(next, c->deadline);
+                pf[np] = (struct pollfd){ c->fd, check_events(c), 0 };
+                idx[np++] = k;
+            }
+        }
+        pf[np] = (struct pollfd){ u->wake[0], POLLIN, 0 };
+        int n = poll(pf, np + 1, next > now ? (int)(next - now) : 0);
+        if (n <= 0)
+            continue;
+        now = wf_now_ms();
+        for (size_t q = 0; q < np; q++) {
+            if (!pf[q].revents)
+                continue;
+            check_t *c = &ks[idx[q]];
+            int rc = check_step(c);
+            if (rc != 1)
+                check_done(c, rc, now);
+        }
+    }
+out:
+    for (size_t k = 0; ks && k < nk; k++)
+        check_close(&ks[k]);
+    free(ks);
+    free(pf);
+    free(idx);
     return NULL;
 }
 
