@@ -3,6 +3,7 @@ failover when a member is killed and recovery when it returns, no idempotent
 request lost on a member's death, 503 when no member is up."""
 
 import signal
+import socket
 import threading
 import time
 import uuid
@@ -260,3 +261,26 @@ def test_reload_changes_pools_and_keeps_what_is_known(start_wafer, ups):
     # B stays ejected across the reload; A and C share by their new weights 1:3
     assert seen.count("B") == 0, seen
     assert (seen.count("A"), seen.count("C")) == (10, 30), seen
+
+
+def test_a_hanging_member_does_not_slow_the_other_checks(start_wafer, ups):
+    a, b, _ = ups
+    hang = socket.socket()  # accepts connections (the kernel does) and never answers
+    hang.bind(("127.0.0.1", 0))
+    hang.listen(64)
+    try:
+        h = "127.0.0.1:%d" % hang.getsockname()[1]
+        w = start_wafer(a.address, upstream={"servers": servers(a, b) + [{"address": h}],
+                                             "passive": {"max_fails": 0},
+                                             "health_check": {"path": "/health", "interval": "100ms",
+                                                              "timeout": "3s", "fall": 1, "rise": 1}})
+        time.sleep(0.3)
+        b.stop()
+        t0 = time.monotonic()
+        while "127.0.0.1:%d (pool default): health check failed" % b.port not in w.stderr():
+            assert time.monotonic() - t0 < 2.0, "B was not marked down while H's checks hang"
+            time.sleep(0.05)
+        # H's first check is still waiting for its 3s timeout
+        assert "%s (pool default): health check failed" % h not in w.stderr()
+    finally:
+        hang.close()
