@@ -92,6 +92,17 @@ void wf_ratelimit_stats(wf_ratelimit_t *t, wf_ratelimit_stats_t *out);
 /* The process-wide table (created by the server at start; NULL: no limits). */
 extern wf_ratelimit_t *wf_ratelimit_global;
 
+/* min_rates (slow clients): when a client that moved `bytes` so far falls
+ * under `rate` bytes per second, counting only the time it kept wafer
+ * waiting: `since` is when the current wait began (ms), `waited` what the
+ * earlier waits of the exchange took. The client may keep wafer waiting
+ * grace_ms + bytes / rate in all (mod_reqtimeout's MinRate). */
+static inline uint64_t wf_min_rate_due(uint64_t since, uint64_t waited, uint64_t bytes, uint64_t rate, uint64_t grace_ms)
+{
+    uint64_t credit = grace_ms + (bytes >= UINT64_MAX / 2000 ? UINT64_MAX / 4 : bytes * 1000 / rate);
+    return credit > waited ? since + (credit - waited) : since;
+}
+
 /* Seconds for Retry-After from a wait in milliseconds (rounded up, >= 1). */
 static inline uint64_t wf_ratelimit_retry_after(uint64_t wait_ms) { return wait_ms ? (wait_ms + 999) / 1000 : 1; }
 

@@ -234,21 +234,12 @@ static void pbuf_sent(pbuf_t *b, uint32_t n)
 
 /* ---- timers and deadlines ---- */
 
-/* min_rates: when a client that moved `bytes` (so far) falls under the
- * rate, counting only the time it kept us waiting: `since` is when the
- * current wait began, `waited` what earlier waits of the exchange took. */
-static uint64_t min_rate_due(uint64_t since, uint64_t waited, uint64_t bytes, uint64_t rate, uint64_t grace_ms)
-{
-    uint64_t credit = grace_ms + (bytes >= UINT64_MAX / 1000 ? UINT64_MAX / 2 : bytes * 1000 / rate);
-    return credit > waited ? since + (credit - waited) : since;
-}
-
 static uint64_t cc_header_rate_due(const cconn_t *cc)
 {
     const wf_server_conf_t *sc = cc->sc;
     if (!cc->t_head || !sc->min_rate_header.rate)
         return UINT64_MAX;
-    return min_rate_due(cc->t_head, 0, cc->in.end - cc->in.start, sc->min_rate_header.rate, sc->min_rate_header.grace_ms);
+    return wf_min_rate_due(cc->t_head, 0, cc->in.end - cc->in.start, sc->min_rate_header.rate, sc->min_rate_header.grace_ms);
 }
 
 static uint64_t cc_body_rate_due(const cconn_t *cc)
@@ -256,7 +247,7 @@ static uint64_t cc_body_rate_due(const cconn_t *cc)
     const wf_server_conf_t *sc = cc->sc;
     if (!cc->t_rd || !sc->min_rate_body.rate || cc->phase != PH_PROXY)
         return UINT64_MAX;
-    return min_rate_due(cc->t_rd, cc->rd_waited, cc->bytes_in, sc->min_rate_body.rate, sc->min_rate_body.grace_ms);
+    return wf_min_rate_due(cc->t_rd, cc->rd_waited, cc->bytes_in, sc->min_rate_body.rate, sc->min_rate_body.grace_ms);
 }
 
 static uint64_t cc_send_rate_due(const cconn_t *cc)
@@ -264,7 +255,7 @@ static uint64_t cc_send_rate_due(const cconn_t *cc)
     const wf_server_conf_t *sc = cc->sc;
     if (!cc->t_wr || !sc->min_rate_send.rate || cc->phase != PH_PROXY)
         return UINT64_MAX;
-    return min_rate_due(cc->t_wr, cc->wr_waited, cc->bytes_out, sc->min_rate_send.rate, sc->min_rate_send.grace_ms);
+    return wf_min_rate_due(cc->t_wr, cc->wr_waited, cc->bytes_out, sc->min_rate_send.rate, sc->min_rate_send.grace_ms);
 }
 
 /* A wait on the client ended: add it to the exchange's total. */

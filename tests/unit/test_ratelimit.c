@@ -177,4 +177,18 @@ TEST(configuration)
     }
 }
 
+TEST(min_rate_deadline)
+{
+    /* 500 B/s after 5s of grace: nothing received yet, cut at 5s */
+    CHECK_EQ_INT(wf_min_rate_due(1000, 0, 0, 500, 5000), 6000);
+    /* 1000 bytes buy 2s more */
+    CHECK_EQ_INT(wf_min_rate_due(1000, 0, 1000, 500, 5000), 8000);
+    /* earlier waits of the exchange count: 3s already waited leaves 4s of 7s */
+    CHECK_EQ_INT(wf_min_rate_due(20000, 3000, 1000, 500, 5000), 24000);
+    /* waited past the credit: due at once */
+    CHECK_EQ_INT(wf_min_rate_due(20000, 9000, 1000, 500, 5000), 20000);
+    /* huge byte counts do not overflow */
+    CHECK(wf_min_rate_due(1, 0, UINT64_MAX - 1, 1, 0) > (uint64_t)1 << 60);
+}
+
 TEST_MAIN()
