@@ -51,7 +51,20 @@
     X(oom, "requests refused for lack of buffers (503)")                                                     \
     X(bytes_in, "bytes read from clients")                                                                   \
     X(bytes_out, "bytes written to clients")                                                                 \
-    X(access_log_dropped, "access log lines dropped (buffer full and write failed)")
+    X(access_log_dropped, "access log lines dropped (buffer full and write failed)")                         \
+    X(tls_handshakes, "TLS handshakes completed with clients")                                              \
+    X(tls_resumed, "client TLS handshakes that resumed a session (ticket or cache)")                        \
+    X(tls_failed_protocol, "client TLS handshakes failed: no common protocol version or cipher")            \
+    X(tls_failed_certificate, "client TLS handshakes failed: client certificate missing or not verified")    \
+    X(tls_failed_alert, "client TLS handshakes failed: the client sent an alert (e.g. unknown CA)")          \
+    X(tls_failed_alpn, "client TLS handshakes failed: no common ALPN protocol (only http/1.1 is offered)")   \
+    X(tls_failed_plain_http, "plain HTTP sent to a TLS listener")                                           \
+    X(tls_failed_closed, "client closed or reset the connection during the TLS handshake")                  \
+    X(tls_failed_timeout, "TLS handshake did not complete within timeouts.header")                           \
+    X(tls_failed_other, "client TLS handshakes failed for another reason")                                   \
+    X(tls_upstream_handshakes, "TLS handshakes completed with upstreams")                                   \
+    X(tls_upstream_failed, "TLS handshakes with upstreams failed (verification, protocol; 502)")            \
+    X(identity_denied, "requests refused (403) because the client identity may not reach the route")
 
 typedef struct {
 #define WF_STATS_DECL(name, help) uint64_t name;

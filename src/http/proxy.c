@@ -19,6 +19,7 @@
  */
 #include "server_int.h"
 #include "wafer/http.h"
+#include "wafer/tls.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -391,6 +392,7 @@ static void up_idle_timer(wf_loop_t *loop, wf_timer_t *t)
 static void up_event(wf_loop_t *loop, wf_io_t *io, unsigned ev)
 {
     upconn_t *u = io->data;
+    ev = wf_conn_ready(&u->c, ev);
     if (ev & WF_IO_WRITE)
         u->writable = true;
     if (ev & (WF_IO_READ | WF_IO_HUP | WF_IO_ERR))
@@ -442,6 +444,24 @@ static void cc_up_release(cconn_t *cc, bool reusable)
 
 static void cc_send_error(cconn_t *cc, int status);
 
+/* Puts a new upstream connection behind TLS, verifying the server's name
+ * (upstream.tls.server_name, else the host of its address). */
+static int up_tls_start(upconn_t *u, const wf_server_conf_t *sc, int si)
+{
+    char host[256];
+    const char *a = sc->servers[si].address, *end = strrchr(a, ':');
+    size_t n = end ? (size_t)(end - a) : strlen(a);
+    if (n && a[0] == '[' && a[n - 1] == ']') {
+        a++;
+        n -= 2;
+    }
+    snprintf(host, sizeof(host), "%.*s", (int)n, a);
+    int rc = wf_tls_conn_connect(&u->c, sc->up_tls, u->c.fd, host, &u->w->stats);
+    if (rc < 0)
+        wf_warn("upstream %s: cannot start TLS: %s", sc->servers[si].address, wf_strerror(rc));
+    return rc;
+}
+
 /* Attaches an upstream connection: a pooled one to the next server in
  * round-robin order if there is one (unless fresh), else a new connect. */
 static void cc_up_acquire(cconn_t *cc, bool fresh)
@@ -456,7 +476,7 @@ static void cc_up_acquire(cconn_t *cc, bool fresh)
         cc->t_up_ns = wf_now_ns();
         if (!fresh) {
             for (upconn_t *u = w->idle_up; u; u = u->next) {
-                if (!wf_sockaddr_eq(&u->addr, addr))
+                if (!wf_sockaddr_eq(&u->addr, addr) || (u->c.tls != NULL) != (sc->up_tls != NULL))
                     continue;
                 up_idle_unlink(w, u);
                 u->owner = cc;
@@ -483,11 +503,16 @@ static void cc_up_acquire(cconn_t *cc, bool fresh)
         u->owner = cc;
         u->addr = *addr;
         wf_conn_init(&u->c, &wf_conn_tcp, fd);
+        if (sc->up_tls && up_tls_start(u, sc, si) < 0) {
+            close(fd);
+            wf_pool_put(&w->up_pool, u);
+            break;
+        }
         wf_timer_init(&u->timer, up_idle_timer, u);
         u->connecting = rc == -EINPROGRESS;
         u->writable = rc == 0;
         if (wf_loop_io_add(w->loop, &u->c.io, fd, WF_IO_READ | WF_IO_WRITE | WF_IO_EDGE, up_event, u) < 0) {
-            close(fd);
+            u->c.type->close(&u->c);
             wf_pool_put(&w->up_pool, u);
             break;
         }
@@ -661,6 +686,8 @@ static void cc_start(cconn_t *cc, wf_http_request_t *req, size_t head_len)
         .request_id = wf_str(cc->rid, cc->rid_len),
     };
     ctx.default_host = wf_str_c(sc->servers[0].address);
+    if (sc->identity_header && cc->c.tls)
+        ctx.identity = wf_tls_conn_identity(&cc->c);
     int n = wf_proxy_request_head(sc, req, &ctx, cc->rq, cc->rq_cap);
     cc->phase = PH_PROXY;
     cc->t_head = cc->t_idle = 0;
@@ -1236,6 +1263,7 @@ static void cc_drive(cconn_t *cc)
 static void cc_event(wf_loop_t *loop, wf_io_t *io, unsigned ev)
 {
     cconn_t *cc = io->data;
+    ev = wf_conn_ready(&cc->c, ev);
     if (ev & WF_IO_READ)
         cc->readable = true;
     if (ev & WF_IO_WRITE)
@@ -1266,6 +1294,8 @@ static void cc_timer(wf_loop_t *loop, wf_timer_t *t)
     if (cc->phase == PH_HEAD) {
         if (cc->t_head && now >= cc->t_head + sc->header_timeout_ms) {
             WF_STAT_INC(&w->stats, timeout_header);
+            if (cc->c.tls && !wf_tls_conn_established(&cc->c))
+                WF_STAT_INC(&w->stats, tls_failed_timeout);
             if (cc->in.end == 0) { /* not a byte since accept: nothing to answer */
                 cc_close(cc);
                 return;
@@ -1379,6 +1409,10 @@ void wf_proxy_accept(wf_worker_t *w, int lfd)
 {
     wf_gen_t *gen = w->gen;
     const wf_server_conf_t *sc = gen->conf;
+    struct wf_tls_server *tls = NULL; /* the listen entry's TLS contexts, in the current generation */
+    for (size_t i = 0; i < sc->nlisten; i++)
+        if (gen->listen_fds[(size_t)w->id * sc->nlisten + i] == lfd)
+            tls = sc->listen[i].tls;
     for (int i = 0; i < ACCEPT_BATCH; i++) {
         if (w->nconns >= sc->max_connections) {
             WF_STAT_INC(&w->stats, conn_limit);
@@ -1418,6 +1452,13 @@ void wf_proxy_accept(wf_worker_t *w, int lfd)
         wf_gen_ref(gen);
         cc->sc = sc;
         wf_conn_init(&cc->c, &wf_conn_tcp, fd);
+        if (tls && wf_tls_conn_accept(&cc->c, tls, fd, &w->stats) < 0) {
+            close(fd);
+            wf_gen_unref(gen);
+            wf_pool_put(&w->cc_pool, cc);
+            WF_STAT_INC(&w->stats, oom);
+            continue;
+        }
         wf_timer_init(&cc->timer, cc_timer, cc);
         cc->ip_len = (uint8_t)wf_sockaddr_ip(&peer, cc->ip, sizeof(cc->ip), &cc->port);
         cc->v6 = peer.ss.ss_family == AF_INET6;
@@ -1427,7 +1468,7 @@ void wf_proxy_accept(wf_worker_t *w, int lfd)
         cc->t_accept = wf_loop_now(w->loop);
         cc->t_head = cc->t_accept; /* the first request's header is due within timeouts.header of accept */
         if (wf_loop_io_add(w->loop, &cc->c.io, fd, WF_IO_READ | WF_IO_WRITE | WF_IO_EDGE, cc_event, cc) < 0) {
-            close(fd);
+            cc->c.type->close(&cc->c);
             wf_gen_unref(gen);
             wf_pool_put(&w->cc_pool, cc);
             continue;
