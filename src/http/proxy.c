@@ -445,20 +445,20 @@ static void cc_up_release(cconn_t *cc, bool reusable)
 static void cc_send_error(cconn_t *cc, int status);
 
 /* Puts a new upstream connection behind TLS, verifying the server's name
- * (upstream.tls.server_name, else the host of its address). */
-static int up_tls_start(upconn_t *u, const wf_server_conf_t *sc, int si)
+ * (the tls section's server_name, else the host of its address as written). */
+static int up_tls_start(upconn_t *u, struct wf_tls_client *tls, const char *address)
 {
     char host[256];
-    const char *a = sc->servers[si].address, *end = strrchr(a, ':');
+    const char *a = address, *end = strrchr(a, ':');
     size_t n = end ? (size_t)(end - a) : strlen(a);
-    if (n && a[0] == '[' && a[n - 1] == ']') {
+    if (n >= 2 && a[0] == '[' && a[n - 1] == ']') {
         a++;
         n -= 2;
     }
     snprintf(host, sizeof(host), "%.*s", (int)n, a);
-    int rc = wf_tls_conn_connect(&u->c, sc->up_tls, u->c.fd, host, &u->w->stats);
+    int rc = wf_tls_conn_connect(&u->c, tls, u->c.fd, host, &u->w->stats);
     if (rc < 0)
-        wf_warn("upstream %s: cannot start TLS: %s", sc->servers[si].address, wf_strerror(rc));
+        wf_warn("upstream %s: cannot start TLS: %s", address, wf_strerror(rc));
     return rc;
 }
 
@@ -503,7 +503,7 @@ static void cc_up_acquire(cconn_t *cc, bool fresh)
         u->owner = cc;
         u->addr = *addr;
         wf_conn_init(&u->c, &wf_conn_tcp, fd);
-        if (sc->up_tls && up_tls_start(u, sc, si) < 0) {
+        if (sc->up_tls && up_tls_start(u, sc->up_tls, sc->servers[si].address) < 0) {
             close(fd);
             wf_pool_put(&w->up_pool, u);
             break;
