@@ -239,6 +239,7 @@ static const char *ctx_common(SSL_CTX *ctx, wf_tls_server_t *s, const srv_opts_t
     SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_IGNORE_UNEXPECTED_EOF | SSL_OP_NO_COMPRESSION |
                                  (o->tickets ? 0 : SSL_OP_NO_TICKET));
     SSL_CTX_set_mode(ctx, ctx_modes);
+    SSL_CTX_set_read_ahead(ctx, 1); /* one recv for several records, not two per record */
     if (!SSL_CTX_set_cipher_list(ctx, o->ciphers))
         return ssl_reason(why, cap), "ciphers";
     if (!SSL_CTX_set_ciphersuites(ctx, o->ciphersuites))
@@ -568,6 +569,7 @@ int wf_tls_client_parse(const wf_conf_t *c, const wf_conf_node_t *node, wf_tls_c
     set_proto_range(ctx, protocols);
     SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_IGNORE_UNEXPECTED_EOF | SSL_OP_NO_COMPRESSION);
     SSL_CTX_set_mode(ctx, ctx_modes);
+    SSL_CTX_set_read_ahead(ctx, 1);
     static const unsigned char alpn[] = "\x08http/1.1";
     SSL_CTX_set_alpn_protos(ctx, alpn, sizeof(alpn) - 1);
     const char *bad = NULL;
