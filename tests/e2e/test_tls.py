@@ -429,3 +429,16 @@ def test_upstream_tls_wrong_name_502(start_wafer, nginx_tls, pki):
     st, _, _ = curl([w.url("/x")])
     assert st == 502
     assert wait_log(w, "hostname mismatch")
+
+
+def test_resumed_session_keeps_identity(tls_wafer, pki, tmp_path):
+    w = tls_wafer(client_ca=p(pki, "ca.pem"), client_verify="required", proxy={"pass_client_identity": True})
+    sess = str(tmp_path / "sess.pem")
+    for proto in ("-tls1_2", "-tls1_3"):
+        rc, out = s_client(pki, w, "-servername", "a.test", proto, "-cert", p(pki, "spiffe.pem"), "-key",
+                           p(pki, "spiffe.key"), "-sess_out", sess, "-ign_eof", data=REQ)
+        assert "spiffe://example.org/ns/prod/sa/web" in out, out[-1500:]
+        # resumed: no certificate is sent again; the session still carries the verified identity
+        rc, out = s_client(pki, w, "-servername", "a.test", proto, "-sess_in", sess, "-ign_eof", data=REQ)
+        assert "Reused" in out, out[-1500:]
+        assert "spiffe://example.org/ns/prod/sa/web" in out, out[-1500:]
