@@ -478,4 +478,26 @@ TEST(handshake_identity_and_transfer)
     wf_tls_client_free(rogue);
 }
 
+/* the route path an access rule is matched against (wafer/http.h) */
+TEST(path_normalize)
+{
+    struct { const char *in, *want; } cases[] = {
+        { "/admin", "/admin" }, { "/%61dmin", "/admin" }, { "/x/../admin", "/admin" }, { "//admin", "/admin" },
+        { "/a%2f..%2fadmin", "/admin" }, { "/admin/", "/admin/" }, { "/admin/.", "/admin/" },
+        { "/admin/..", "/" }, { "/../../admin", "/admin" }, { "", "/" }, { "/", "/" }, { "/.", "/" },
+        { "\\admin\\x", "/admin/x" }, { "/%2e%2e/admin", "/admin" }, { "/a/b/../../c/./d", "/c/d" },
+        { "/%zz%4", "/%zz%4" }, { "/%", "/%" }, { "admin", "/admin" }, { "/a//b///", "/a/b/" },
+        { "/..%2fadmin", "/admin" }, { "/.../x", "/.../x" },
+    };
+    for (size_t i = 0; i < WF_ARRAY_LEN(cases); i++) {
+        char out[64];
+        size_t n = wf_http_path_normalize(wf_str_c(cases[i].in), out);
+        CHECK(n <= strlen(cases[i].in) + 2);
+        out[n] = 0;
+        if (strcmp(out, cases[i].want))
+            fprintf(stderr, "case %zu: %s -> %s, want %s\n", i, cases[i].in, out, cases[i].want);
+        CHECK_EQ_STR(out, cases[i].want);
+    }
+}
+
 TEST_MAIN()
