@@ -119,6 +119,13 @@ typedef struct {
 } wf_misp_stats_t;
 void wf_misp_stats(wf_misp_t *m, wf_misp_stats_t *out);
 
+/* Registers Prometheus metrics for the store (wafer_ioc_indicators{kind},
+ * wafer_ioc_hits_total{kind}, wafer_ioc_tables_total) and, when m is not
+ * NULL, the importer (wafer_misp_fetches_total{source,result},
+ * wafer_misp_attributes{source}, wafer_misp_last_success_timestamp_seconds{source},
+ * wafer_misp_indicators_truncated, wafer_misp_sightings_total{result}). */
+int wf_misp_metrics_register(wf_misp_t *m, wf_ioc_store_t *store);
+
 /* The process-wide importer (NULL when `misp:` has no source). */
 extern wf_misp_t *wf_misp_global;
 

@@ -232,6 +232,10 @@ void wf_bans_stats(wf_bans_t *b, uint64_t now_ms, wf_bans_stats_t *out);
 /* The process-wide table (created by the server at start). */
 extern wf_bans_t *wf_bans_global;
 
+/* Registers the table's Prometheus metrics (wafer_bans_active,
+ * wafer_bans_started_total, wafer_bans_refused_total, wafer_bans_evicted_total). */
+int wf_bans_metrics_register(wf_bans_t *b);
+
 /* ---- the admin endpoints for bans (src/policy/bans_admin.c, docs/admin.md) ---- */
 
 #include "wafer/admin.h"

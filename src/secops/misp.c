@@ -1,6 +1,7 @@
 /* MISP import: feeds and the REST API into the indicator store; sightings back (include/wafer/misp.h). */
 #include "wafer/misp.h"
 #include "wafer/core.h"
+#include "wafer/metrics.h"
 #include "wafer/policy.h"
 
 #include <ctype.h>
@@ -1448,4 +1449,55 @@ void wf_misp_stats(wf_misp_t *m, wf_misp_stats_t *out)
     out->sightings_sent = __atomic_load_n(&m->s_sent, __ATOMIC_RELAXED);
     out->sightings_dropped = __atomic_load_n(&m->s_dropped, __ATOMIC_RELAXED);
     out->sightings_failed = __atomic_load_n(&m->s_failed, __ATOMIC_RELAXED);
+}
+
+/* ---- metrics ---- */
+
+static void store_collect(wf_metrics_t *mt, void *arg)
+{
+    wf_ioc_store_stats_t st;
+    wf_ioc_store_stats(arg, &st);
+    wf_metrics_family(mt, "wafer_ioc_indicators", WF_METRIC_GAUGE, "Indicators in the table in use, by kind.");
+    for (int k = 0; k < WF_IOC__COUNT; k++)
+        wf_metrics_sample(mt, NULL, "kind", wf_ioc_kind_name((wf_ioc_kind_t)k), NULL, (double)st.loaded.per_kind[k]);
+    wf_metrics_family(mt, "wafer_ioc_hits_total", WF_METRIC_COUNTER, "Requests that matched an indicator, by kind.");
+    for (int k = 0; k < WF_IOC__COUNT; k++)
+        wf_metrics_sample(mt, NULL, "kind", wf_ioc_kind_name((wf_ioc_kind_t)k), NULL, (double)st.hits[k]);
+    wf_metrics_family(mt, "wafer_ioc_tables_total", WF_METRIC_COUNTER, "Indicator tables published.");
+    wf_metrics_value(mt, (double)st.swaps);
+}
+
+static void misp_collect(wf_metrics_t *mt, void *arg)
+{
+    wf_misp_stats_t st;
+    wf_misp_stats(arg, &st);
+    size_t n = WF_MIN(st.nsources, WF_ARRAY_LEN(st.sources));
+    wf_metrics_family(mt, "wafer_misp_fetches_total", WF_METRIC_COUNTER, "Fetches of each MISP source, by result.");
+    for (size_t i = 0; i < n; i++) {
+        wf_metrics_sample(mt, NULL, "source", st.sources[i].name, "result", "ok", NULL, (double)st.sources[i].ok);
+        wf_metrics_sample(mt, NULL, "source", st.sources[i].name, "result", "failed", NULL, (double)st.sources[i].failed);
+    }
+    wf_metrics_family(mt, "wafer_misp_attributes", WF_METRIC_GAUGE,
+                      "Attributes kept from each source's last successful fetch.");
+    for (size_t i = 0; i < n; i++)
+        wf_metrics_sample(mt, NULL, "source", st.sources[i].name, NULL, (double)st.sources[i].attributes);
+    wf_metrics_family(mt, "wafer_misp_last_success_timestamp_seconds", WF_METRIC_GAUGE,
+                      "When each source was last fetched successfully (0: never).");
+    for (size_t i = 0; i < n; i++)
+        wf_metrics_sample(mt, NULL, "source", st.sources[i].name, NULL, (double)st.sources[i].last_ok_wall_us / 1e6);
+    wf_metrics_family(mt, "wafer_misp_indicators_truncated", WF_METRIC_GAUGE,
+                      "Attributes left out of the last table because max_indicators was reached.");
+    wf_metrics_value(mt, (double)st.truncated);
+    wf_metrics_family(mt, "wafer_misp_sightings_total", WF_METRIC_COUNTER, "Sightings reported to MISP, by result.");
+    wf_metrics_sample(mt, NULL, "result", "sent", NULL, (double)st.sightings_sent);
+    wf_metrics_sample(mt, NULL, "result", "dropped", NULL, (double)st.sightings_dropped);
+    wf_metrics_sample(mt, NULL, "result", "failed", NULL, (double)st.sightings_failed);
+}
+
+int wf_misp_metrics_register(wf_misp_t *m, wf_ioc_store_t *store)
+{
+    int rc = wf_metrics_register("ioc", store_collect, store);
+    if (!rc && m)
+        rc = wf_metrics_register("misp", misp_collect, m);
+    return rc;
 }

@@ -2,6 +2,7 @@
  * previous table. The REST API and sightings are tested against a local server in tests/e2e/test_misp.py. */
 #include "test.h"
 #include "wafer/core.h"
+#include "wafer/metrics.h"
 #include "wafer/misp.h"
 
 #include <stdlib.h>
@@ -164,6 +165,23 @@ TEST(feeds_from_fixtures)
     CHECK(ms.sources[0].skipped >= 4); /* to_ids false, md5, deleted, the hostile manifest key */
     CHECK_EQ_INT(ms.sources[1].attributes, 3);
     CHECK_EQ_INT(ms.sources[2].attributes, 5);
+
+    CHECK_EQ_INT(wf_misp_metrics_register(m, store), 0);
+    wf_buf_t out;
+    wf_buf_init(&out, 4096, 1 << 20);
+    CHECK_EQ_INT(wf_metrics_render(&out), 0);
+    wf_buf_append(&out, "", 1);
+    const char *text = wf_buf_rptr(&out);
+    CHECK(strstr(text, "wafer_ioc_indicators{kind=\"ip\"} 8\n") != NULL);
+    CHECK(strstr(text, "wafer_ioc_indicators{kind=\"user-agent\"} 1\n") != NULL);
+    CHECK(strstr(text, "wafer_misp_fetches_total{source=\"circl\",result=\"ok\"} 1\n") != NULL);
+    CHECK(strstr(text, "wafer_misp_attributes{source=\"text\"} 5\n") != NULL);
+    CHECK(strstr(text, "wafer_misp_sightings_total{result=\"sent\"} 0\n") != NULL);
+    if (!strstr(text, "wafer_ioc_indicators{kind=\"ip\"} 8\n"))
+        fprintf(stderr, "%s\n", text);
+    wf_metrics_unregister(m);
+    wf_metrics_unregister(store);
+    wf_buf_free(&out);
     wf_misp_free(m);
     wf_ioc_store_free(store);
 }

@@ -1,6 +1,7 @@
 /* The firewall policy: parsing, routes, thresholds, exclusions, networks and flow bans. */
 #include "test.h"
 #include "wafer/core.h"
+#include "wafer/metrics.h"
 #include "wafer/policy.h"
 
 #include <math.h>
@@ -509,6 +510,29 @@ TEST(bans_concurrent)
     CHECK_EQ_INT(st.active, CLIENTS);
     CHECK_EQ_INT(st.evicted, 0);
     wf_bans_free(shared_bans);
+}
+
+TEST(bans_metrics)
+{
+    wf_ban_conf_t bc = ban_conf(1, 1000, 60000, 100, false);
+    wf_bans_t *b = wf_bans_new(&bc);
+    wf_sockaddr_t c = addr("192.0.2.9:1");
+    uint64_t t = wf_now_ms();
+    CHECK_EQ_INT(wf_bans_record(b, &c, t, NULL, NULL), 1);
+    CHECK(wf_bans_check(b, &c, t + 1, NULL));
+    CHECK_EQ_INT(wf_bans_metrics_register(b), 0);
+    wf_buf_t out;
+    wf_buf_init(&out, 4096, 1 << 20);
+    CHECK_EQ_INT(wf_metrics_render(&out), 0);
+    wf_buf_append(&out, "", 1);
+    const char *s = wf_buf_rptr(&out);
+    CHECK(strstr(s, "# TYPE wafer_bans_active gauge\nwafer_bans_active 1\n") != NULL);
+    CHECK(strstr(s, "wafer_bans_started_total 1\n") != NULL);
+    CHECK(strstr(s, "wafer_bans_refused_total 1\n") != NULL);
+    CHECK(strstr(s, "wafer_bans_evicted_total 0\n") != NULL);
+    wf_metrics_unregister(b);
+    wf_buf_free(&out);
+    wf_bans_free(b);
 }
 
 TEST_MAIN()
