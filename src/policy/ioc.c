@@ -229,8 +229,8 @@ static size_t ip_key(char *k, uint8_t family, const uint8_t *addr, unsigned bits
 static bool norm_host(wf_str_t in, char *out, size_t cap, size_t *outn)
 {
     wf_str_t h = in;
-    if (h.n && h.p[0] == '[')
-        return false; /* an IPv6 literal is no domain */
+    if (!h.n || h.p[0] == '[')
+        return false; /* empty, or an IPv6 literal: no domain */
     const char *colon = memchr(h.p, ':', h.n);
     if (colon)
         h.n = (size_t)(colon - h.p);

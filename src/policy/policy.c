@@ -570,7 +570,9 @@ int wf_policy_bind(wf_policy_t *p, const char *const *labels, const float *model
 /* Host without port and trailing dot. */
 static wf_str_t host_name(wf_str_t h)
 {
-    if (h.n && h.p[0] == '[') { /* [v6]:port */
+    if (!h.n)
+        return h;
+    if (h.p[0] == '[') { /* [v6]:port */
         const char *e = memchr(h.p, ']', h.n);
         return e ? wf_str(h.p + 1, (size_t)(e - h.p) - 1) : wf_str(h.p + 1, h.n - 1);
     }
@@ -631,7 +633,7 @@ static bool exclusion_matches(const wf_exclusion_t *e, const wf_unit_t *u)
         return true;
     size_t n = strlen(e->name);
     if (n && e->name[n - 1] == '*')
-        return u->name.n >= n - 1 && memcmp(u->name.p, e->name, n - 1) == 0;
+        return u->name.n >= n - 1 && (n == 1 || memcmp(u->name.p, e->name, n - 1) == 0);
     return wf_str_eq(u->name, wf_str(e->name, n));
 }
 
