@@ -99,6 +99,7 @@ typedef struct wf_route {
     size_t nexcl;
     bool inherit_exclusions;                  /* the top-level exclusions apply too (default true) */
     char *where;       /* "file:line:col: policy.routes[N]", for wf_policy_bind's messages */
+    struct wf_tls_access *access; /* `access:` identities that may reach the route (wafer/tls.h); NULL: anyone */
     /* Parts that keep per-route settings add their fields here and their keys
      * to route_keys[] in src/policy/policy.c (one parse function per key). */
 } wf_route_t;

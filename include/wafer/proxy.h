@@ -68,6 +68,7 @@ typedef struct {
     wf_http_limits_t http;      /* request limits for the parser, from the above */
     wf_http_limits_t http_resp; /* response limits (no body limit) */
 
+    struct wf_policy *policy;        /* the `policy` section (always set: defaults when absent) */
     wf_admin_conf_t admin;      /* the `admin:` section (wafer/admin.h) */
     wf_secops_conf_t *events;   /* the `events:` section (never NULL after parsing) */
 } wf_server_conf_t;

@@ -19,6 +19,8 @@
  */
 #include "server_int.h"
 #include "wafer/http.h"
+#include "wafer/policy.h"
+#include "wafer/secops.h"
 #include "wafer/tls.h"
 
 #include <stdio.h>
@@ -669,6 +671,54 @@ static void cc_scan_body_(cconn_t *cc)
     }
 }
 
+/* The identity policy of the request's route (route `access:`, docs/tls.md):
+ * a client whose verified certificate names no allowed identity gets 403,
+ * one security event and a log line. Returns true when it was refused. */
+static bool cc_access_denied(cconn_t *cc, const wf_http_request_t *req)
+{
+    const wf_policy_t *pol = cc->sc->policy;
+    bool any = false;
+    for (size_t i = 0; pol && i < pol->nroutes && !any; i++)
+        any = pol->routes[i].access != NULL;
+    if (!any)
+        return false;
+    /* matched on the path as the upstream will read it; cc->rh is free until a response head is made */
+    size_t pn = wf_http_path_normalize(req->path, cc->rh);
+    const wf_route_t *route = wf_policy_route(pol, req->host, wf_str(cc->rh, pn));
+    bool verified = cc->c.tls && wf_tls_conn_peer_verified(&cc->c);
+    wf_str_t id = verified ? wf_tls_conn_identity(&cc->c) : WF_STR("");
+    if (wf_tls_access_allows(route->access, verified, id))
+        return false;
+    WF_STAT_INC(&cc->w->stats, identity_denied);
+    wf_secev_t ev;
+    wf_secev_init(&ev);
+    ev.action = WF_SECEV_DENY;
+    ev.reason = WF_SECEV_R_IDENTITY;
+    ev.status = 403;
+    ev.client_port = cc->port;
+    WF_SECEV_SET(&ev, request_id, wf_str(cc->rid, cc->rid_len));
+    WF_SECEV_SET(&ev, client_ip, wf_str(cc->ip, cc->ip_len));
+    WF_SECEV_SET(&ev, identity, id);
+    WF_SECEV_SET(&ev, method, req->method);
+    WF_SECEV_SET(&ev, host, req->host);
+    WF_SECEV_SET(&ev, path, req->path);
+    WF_SECEV_SET(&ev, query, req->query);
+    WF_SECEV_SET(&ev, route, wf_str_c(route->name));
+    const wf_http_header_t *ua = wf_http_header_find(req->headers, req->nheaders, "User-Agent");
+    if (ua)
+        WF_SECEV_SET(&ev, user_agent, ua->value);
+    wf_secops_emit_global(&ev);
+    if (verified)
+        wf_info("client %.*s:%u: identity \"%.*s\" may not reach route %s: 403 (request %.*s)", cc->ip_len, cc->ip,
+                cc->port, (int)id.n, id.p, route->name, cc->rid_len, cc->rid);
+    else
+        wf_info("client %.*s:%u: no verified client certificate for route %s: 403 (request %.*s)", cc->ip_len, cc->ip,
+                cc->port, route->name, cc->rid_len, cc->rid);
+    cc->req_keepalive = false;
+    cc_send_error(cc, 403);
+    return true;
+}
+
 /* A request header was parsed: set up the exchange and go upstream. */
 static void cc_start(cconn_t *cc, wf_http_request_t *req, size_t head_len)
 {
@@ -726,6 +776,8 @@ static void cc_start(cconn_t *cc, wf_http_request_t *req, size_t head_len)
         cc_send_error(cc, 501);
         return;
     }
+    if (cc_access_denied(cc, req))
+        return;
     cc_scan_body(cc);
     if (cc->phase != PH_PROXY)
         return;

@@ -1,5 +1,6 @@
 /* The firewall policy: the `policy:` section, routes, thresholds and exclusions (include/wafer/policy.h). */
 #include "wafer/policy.h"
+#include "wafer/tls.h"
 #include "wafer/core.h"
 
 #include <ctype.h>
@@ -269,6 +270,12 @@ static int rk_inherit(const wf_conf_t *c, const wf_conf_node_t *m, const wf_conf
     return wf_conf_bool(c, m, "inherit_exclusions", &r->inherit_exclusions, err);
 }
 
+static int rk_access(const wf_conf_t *c, const wf_conf_node_t *m, const wf_conf_node_t *v, wf_route_t *r,
+                     wf_conf_err_t *err)
+{
+    return wf_tls_access_parse(c, v, &r->access, err);
+}
+
 static const struct {
     const char *key;
     route_key_fn parse;
@@ -280,6 +287,7 @@ static const struct {
     { "thresholds", rk_thresholds },
     { "exclusions", rk_exclusions },
     { "inherit_exclusions", rk_inherit },
+    { "access", rk_access },
 };
 
 static void route_free(wf_route_t *r)
@@ -295,6 +303,7 @@ static void route_free(wf_route_t *r)
         exclusion_free(&r->excl[i]);
     free(r->excl);
     free(r->where);
+    wf_tls_access_free(r->access);
 }
 
 static int parse_route(const wf_conf_t *c, const wf_conf_node_t *n, size_t index, wf_route_t *r, wf_conf_err_t *err)

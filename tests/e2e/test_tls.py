@@ -442,3 +442,93 @@ def test_resumed_session_keeps_identity(tls_wafer, pki, tmp_path):
         rc, out = s_client(pki, w, "-servername", "a.test", proto, "-sess_in", sess, "-ign_eof", data=REQ)
         assert "Reused" in out, out[-1500:]
         assert "spiffe://example.org/ns/prod/sa/web" in out, out[-1500:]
+
+
+# ---- identity policies on routes -------------------------------------------------------------------------------
+
+ROUTES = [
+    {"name": "admin", "path": "/admin", "access": {"identities": ["spiffe://example.org/ns/prod/*", "CN=ops,*"]}},
+    {"name": "internal", "path": "/internal", "access": {"require_client_cert": True}},
+    {"name": "public", "path": "/public"},
+]
+
+
+@pytest.fixture
+def policy_wafer(start_wafer, pyup, pki, tmp_path):
+    port = free_port()
+    events = str(tmp_path / "events.jsonl")
+    w = start_wafer(pyup.address, listen=tls_listen(port, pki, client_ca=p(pki, "ca.pem"), client_verify="optional"),
+                    policy={"routes": ROUTES}, events={"sinks": [{"type": "file", "path": events}]})
+    w.events_path = events
+    return w
+
+
+def as_client(w, pki, cert, path):
+    args = ["--cert", p(pki, cert + ".pem"), "--key", p(pki, cert + ".key")] if cert else []
+    return https(w, pki=pki, path=path, args=args)
+
+
+def read_events(w, n, timeout=5.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with open(w.events_path) as f:
+                evs = [json.loads(ln) for ln in f if ln.strip()]
+        except OSError:
+            evs = []
+        if len(evs) >= n or time.monotonic() > deadline:
+            return evs
+        time.sleep(0.05)
+
+
+def test_identity_policy_allows(policy_wafer, pki):
+    w = policy_wafer
+    for cert, path in [("spiffe", "/admin"), ("ops", "/admin/users"), ("dev", "/internal"), ("spiffe", "/internal/x"),
+                       (None, "/public"), (None, "/"), ("dev", "/administrator")]:
+        st, _, body = as_client(w, pki, cert, path)
+        assert st == 200, (cert, path, body)
+        assert json.loads(body)["target"] == path
+    assert not counters(w).get("identity_denied")
+
+
+def test_identity_policy_refuses_with_event(policy_wafer, pki):
+    w = policy_wafer
+    cases = [("dev", "/admin"), (None, "/admin"), (None, "/internal"), ("dev", "/%61dmin/x"), ("dev", "/x/../admin"),
+             ("dev", "//admin")]
+    for cert, path in cases:
+        st, headers, body = as_client(w, pki, cert, path)
+        assert st == 403, (cert, path)
+        rid = body.decode().split("request id: ")[1].strip()
+        assert len(rid) == 32
+    evs = read_events(w, len(cases))
+    assert len(evs) == len(cases)
+    first = evs[0]
+    assert first["event"]["action"] == "deny" and first["event"]["reason"] == "identity"
+    assert first["http"]["response"]["status_code"] == 403
+    assert first["wafer"]["identity"] == "spiffe://example.org/ns/dev/sa/web"
+    assert first["wafer"]["route"] == "admin"
+    assert first["url"]["path"] == "/admin"
+    assert "identity" not in evs[1].get("wafer", {})  # no certificate: no identity
+    assert evs[2]["wafer"]["route"] == "internal"
+    assert [e["wafer"]["route"] for e in evs[3:]] == ["admin"] * 3
+    log = w.stderr()
+    assert 'identity "spiffe://example.org/ns/dev/sa/web" may not reach route admin: 403' in log
+    assert "no verified client certificate for route internal: 403" in log
+    assert counters(w).get("identity_denied") == len(cases)
+    # nothing refused reached the upstream; an allowed request on the same wafer still does
+    assert as_client(w, pki, "spiffe", "/admin")[0] == 200
+
+
+def test_identity_policy_config_errors(tmp_path, pki):
+    from harness import run_check, to_yaml, wafer_config
+    cfg = wafer_config(free_port(), "127.0.0.1:1", str(tmp_path))
+    cfg["policy"] = {"routes": [{"name": "admin", "path": "/admin",
+                                 "access": {"identities": ["x"], "require_client_cert": False}}]}
+    path = tmp_path / "bad.yaml"
+    path.write_text(to_yaml(cfg) + "\n")
+    rc, out = run_check(str(path))
+    assert rc == 1 and "policy.routes[0].access.require_client_cert" in out, out
+    cfg["policy"]["routes"][0]["access"] = {"identitys": ["x"]}
+    path.write_text(to_yaml(cfg) + "\n")
+    rc, out = run_check(str(path))
+    assert rc == 1 and "identitys" in out, out
