@@ -746,9 +746,9 @@ static ssize_t tls_read(wf_conn_t *c, void *buf, size_t len)
         case SSL_ERROR_ZERO_RETURN:
             return (ssize_t)got; /* close_notify: end of stream */
         case SSL_ERROR_SYSCALL: {
-            int en = errno;
+            int en = errno; /* EAGAIN here would be stale: the connection is unusable */
             tls_fatal(t, e);
-            return got ? (ssize_t)got : en ? -en : 0;
+            return got ? (ssize_t)got : en && en != EAGAIN ? -en : -ECONNRESET;
         }
         default:
             tls_fatal(t, e);
@@ -782,7 +782,7 @@ static ssize_t tls_send(wf_conn_t *c, tls_conn_t *t, const char *buf, size_t len
         case SSL_ERROR_SYSCALL: {
             int en = errno;
             tls_fatal(t, e);
-            return sent ? (ssize_t)sent : en ? -en : -EPIPE;
+            return sent ? (ssize_t)sent : en && en != EAGAIN ? -en : -EPIPE;
         }
         case SSL_ERROR_ZERO_RETURN:
             t->fatal = true;
