@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <strings.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #define SCRATCH 16384 /* one TLS record of plaintext */
@@ -697,6 +698,13 @@ static void tls_fatal(tls_conn_t *t, int sslerr)
         return;
     }
     int k = fail_kind(e);
+    if (k == F_HTTP) {
+        /* what a confused client or operator should see (as nginx answers it); best effort */
+        static const char resp[] = "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nContent-Length: 48\r\n"
+                                   "Connection: close\r\n\r\nThis port speaks TLS: use https:// to reach it.\n";
+        ssize_t r = send(SSL_get_fd(t->ssl), resp, sizeof(resp) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+        (void)r;
+    }
     if (t->stats) {
         switch (k) {
         case F_PROTOCOL: WF_STAT_INC(t->stats, tls_failed_protocol); break;

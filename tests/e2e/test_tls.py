@@ -250,11 +250,16 @@ def test_plain_http_on_tls_port_counted(tls_wafer, pki):
     with socket.create_connection(("127.0.0.1", w.port), timeout=5) as s:
         s.sendall(b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n")
         s.settimeout(5)
+        got = b""
         try:
-            while s.recv(4096):
-                pass
+            while True:
+                d = s.recv(4096)
+                if not d:
+                    break
+                got += d
         except ConnectionResetError:
             pass
+    assert got.startswith(b"HTTP/1.1 400 Bad Request\r\n") and got.endswith(b"use https:// to reach it.\n"), got
     assert counters(w).get("tls_failed_plain_http") == 1
 
 
