@@ -56,6 +56,7 @@ TEST(hop_by_hop_removed_and_proxy_fields_added)
                       "X-Request-Id: rid-1\r\n"
                       "\r\n");
     free(sc.request_id_header);
+    wf_admin_conf_free(&sc.admin);
 }
 
 TEST(xff_appended_forwarded_and_v6)
@@ -79,6 +80,7 @@ TEST(xff_appended_forwarded_and_v6)
                       "X-Request-Id: rid-1\r\n"
                       "\r\n");
     free(sc.request_id_header);
+    wf_admin_conf_free(&sc.admin);
 }
 
 TEST(connection_cannot_remove_framing_or_host)
@@ -86,6 +88,7 @@ TEST(connection_cannot_remove_framing_or_host)
     wf_server_conf_t sc = conf();
     sc.xff = sc.via = false;
     free(sc.request_id_header);
+    wf_admin_conf_free(&sc.admin);
     sc.request_id_header = NULL;
     const char *got = rewrite(&sc,
                               "POST /u HTTP/1.1\r\n"
@@ -107,6 +110,7 @@ TEST(repeated_content_length_forwarded_once_as_parsed)
     wf_server_conf_t sc = conf();
     sc.xff = sc.via = false;
     free(sc.request_id_header);
+    wf_admin_conf_free(&sc.admin);
     sc.request_id_header = NULL;
     const char *got = rewrite(&sc,
                               "POST /u HTTP/1.1\r\n"
@@ -126,6 +130,7 @@ TEST(chunked_absolute_form_and_http10)
     wf_server_conf_t sc = conf();
     sc.xff = false;
     free(sc.request_id_header);
+    wf_admin_conf_free(&sc.admin);
     sc.request_id_header = NULL;
     const char *got = rewrite(&sc,
                               "POST http://example.org:8080/p?q HTTP/1.1\r\n"
@@ -156,6 +161,7 @@ TEST(request_head_too_small_is_an_error)
     char out[20];
     CHECK_EQ_INT(wf_proxy_request_head(&sc, &req, &ctx, out, sizeof(out)), -WF_ELIMIT);
     free(sc.request_id_header);
+    wf_admin_conf_free(&sc.admin);
 }
 
 static const char *resp_rewrite(const char *raw, unsigned flags)
