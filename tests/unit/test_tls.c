@@ -102,6 +102,18 @@ static void make_pki(void)
         X509_free(x);
         EVP_PKEY_free(k);
     }
+    /* a certificate bigger than a small socket buffer: the server's first flight cannot go out at once */
+    {
+        static char san[16384];
+        size_t k = 0;
+        for (int i = 0; i < 300; i++)
+            k += (size_t)snprintf(san + k, sizeof(san) - k, "%sDNS:host-%03d.big.test", i ? "," : "", i);
+        EVP_PKEY *k2 = gen_key();
+        X509 *x = gen_cert(k2, "/CN=big.test", san, ca, ca_k);
+        write_pem("big", x, k2);
+        X509_free(x);
+        EVP_PKEY_free(k2);
+    }
     char path[128];
     snprintf(path, sizeof(path), "%s/garbage.pem", dir);
     FILE *fp = fopen(path, "w");
@@ -498,6 +510,52 @@ TEST(path_normalize)
             fprintf(stderr, "case %zu: %s -> %s, want %s\n", i, cases[i].in, out, cases[i].want);
         CHECK_EQ_STR(out, cases[i].want);
     }
+}
+
+/* A read that needs the socket writable: the server's handshake flight
+ * (a large certificate) does not fit its send buffer, so its read returns
+ * -EAGAIN with WF_CONN_READ_WANTS_WRITE, and a write event must count as
+ * readable for it (wf_conn_ready). */
+TEST(read_wants_write_during_handshake)
+{
+    make_pki();
+    wf_conf_err_t err = { { 0 } };
+    wf_tls_server_t *srv = NULL;
+    wf_tls_client_t *cl = NULL;
+    CHECK_EQ_INT(parse_server("tls:\n  certificates: [{cert: big.pem, key: big.key}]\n", &srv, &err), 0);
+    CHECK_EQ_INT(parse("tls: {ca: ca.pem}\n", 1, (void **)&cl, &err), 0);
+    if (!srv || !cl)
+        return;
+    pair_t p;
+    pair_open(&p, srv, cl, "host-007.big.test");
+    int small = 1;
+    setsockopt(p.s.fd, SOL_SOCKET, SO_SNDBUF, &small, sizeof(small));
+    char buf[256];
+    bool seen_want = false;
+    size_t got = 0, sent = 0;
+    for (int i = 0; i < 10000 && got < 5; i++) {
+        ssize_t n = sent < 5 ? wf_conn_write(&p.c, "hello" + sent, 5 - sent) : wf_conn_read(&p.c, buf, 0);
+        if (n > 0)
+            sent += (size_t)n;
+        n = wf_conn_read(&p.s, buf + got, sizeof(buf) - got);
+        if (n == -EAGAIN && (p.s.want & WF_CONN_READ_WANTS_WRITE)) {
+            seen_want = true;
+            CHECK(wf_conn_ready(&p.s, WF_IO_WRITE) & WF_IO_READ);
+            CHECK(!(wf_conn_ready(&p.s, WF_IO_WRITE) & WF_IO_HUP));
+        } else if (n > 0) {
+            got += (size_t)n;
+        } else {
+            CHECK(n == -EAGAIN);
+        }
+    }
+    CHECK(seen_want);
+    CHECK_EQ_INT(got, 5);
+    CHECK(memcmp(buf, "hello", 5) == 0);
+    CHECK(!(p.s.want & WF_CONN_READ_WANTS_WRITE)); /* cleared once the read went on */
+    CHECK_EQ_INT(p.st_s.tls_handshakes, 1);
+    pair_close(&p);
+    wf_tls_server_free(srv);
+    wf_tls_client_free(cl);
 }
 
 TEST_MAIN()
