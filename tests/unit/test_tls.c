@@ -531,12 +531,14 @@ TEST(read_wants_write_during_handshake)
     int small = 1;
     setsockopt(p.s.fd, SOL_SOCKET, SO_SNDBUF, &small, sizeof(small));
     char buf[256];
-    bool seen_want = false;
+    bool seen_want = false, seen_wwr = false;
     size_t got = 0, sent = 0;
     for (int i = 0; i < 10000 && got < 5; i++) {
         ssize_t n = sent < 5 ? wf_conn_write(&p.c, "hello" + sent, 5 - sent) : wf_conn_read(&p.c, buf, 0);
         if (n > 0)
             sent += (size_t)n;
+        else if (n == -EAGAIN && (p.c.want & WF_CONN_WRITE_WANTS_READ))
+            seen_wwr = (wf_conn_ready(&p.c, WF_IO_READ) & WF_IO_WRITE) != 0; /* the client waits for the server */
         n = wf_conn_read(&p.s, buf + got, sizeof(buf) - got);
         if (n == -EAGAIN && (p.s.want & WF_CONN_READ_WANTS_WRITE)) {
             seen_want = true;
@@ -549,6 +551,7 @@ TEST(read_wants_write_during_handshake)
         }
     }
     CHECK(seen_want);
+    CHECK(seen_wwr);
     CHECK_EQ_INT(got, 5);
     CHECK(memcmp(buf, "hello", 5) == 0);
     CHECK(!(p.s.want & WF_CONN_READ_WANTS_WRITE)); /* cleared once the read went on */
