@@ -621,6 +621,7 @@ typedef struct {
     SSL *ssl;
     wf_stats_t *stats;
     bool server, established, fatal, identity_done, verified;
+    bool drained;                         /* a recv during this read came back short: the socket was empty */
     uint16_t idlen;
     char peer[64];                        /* upstream: the name it was connected to, for logs */
     char identity[WF_TLS_IDENTITY_MAX];
@@ -733,7 +734,10 @@ static ssize_t tls_read(wf_conn_t *c, void *buf, size_t len)
     if (t->fatal)
         return -EPROTO;
     /* fill the buffer: one SSL_read returns one record, and what is left in
-     * the socket would not be signalled again (edge-triggered) */
+     * the socket would not be signalled again (edge-triggered). A recv of
+     * this call that came back short emptied the socket, so nothing needs
+     * another recv (that would only say EAGAIN) once OpenSSL holds no bytes. */
+    t->drained = false;
     while (got < len) {
         size_t n = 0;
         ERR_clear_error();
@@ -742,6 +746,8 @@ static ssize_t tls_read(wf_conn_t *c, void *buf, size_t len)
             tls_established(t);
         if (r > 0) {
             got += n;
+            if (t->drained && !SSL_has_pending(t->ssl))
+                break;
             continue;
         }
         int e = SSL_get_error(t->ssl, r);
@@ -901,6 +907,17 @@ const wf_conn_type_t wf_conn_tls = {
     .close = tls_close,
 };
 
+/* Sees every recv of the socket BIO: a short one means the socket is empty. */
+static long bio_cb(BIO *b, int oper, const char *argp, size_t len, int argi, long argl, int ret, size_t *processed)
+{
+    if (oper == (BIO_CB_READ | BIO_CB_RETURN)) {
+        tls_conn_t *t = (tls_conn_t *)BIO_get_callback_arg(b);
+        if (ret > 0 && processed && *processed < len)
+            t->drained = true;
+    }
+    return ret;
+}
+
 static tls_conn_t *tls_conn_new(SSL_CTX *ctx, int fd, wf_stats_t *stats)
 {
     tls_conn_t *t = calloc(1, sizeof(*t));
@@ -913,6 +930,9 @@ static tls_conn_t *tls_conn_new(SSL_CTX *ctx, int fd, wf_stats_t *stats)
         ERR_clear_error();
         return NULL;
     }
+    BIO *rb = SSL_get_rbio(t->ssl);
+    BIO_set_callback_ex(rb, bio_cb);
+    BIO_set_callback_arg(rb, (char *)t);
     return t;
 }
 
