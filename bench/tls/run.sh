@@ -1,10 +1,11 @@
 #!/bin/sh
 # TLS termination: wafer against nginx, same certificate, same protocols and ciphers, same plain upstream (an
 # nginx answering "ok"), one worker each, on one machine. Prints requests/s over keep-alive TLS connections,
-# requests/s with a new TLS connection per request (wrk, "Connection: close"), and full and resumed handshakes/s
-# (openssl s_time, one client connection at a time).
+# requests/s with a new TLS connection per request (wrk, "Connection: close"; wrk resumes the session on about half
+# of its new connections), and full and resumed handshakes/s (openssl s_time -new / -reuse, PAR clients at once).
 #
-#   bench/tls/run.sh [WAFER_BIN]          environment: SECONDS_EACH (10), CONNS (64), THREADS (2), PORT0 (18440)
+#   bench/tls/run.sh [WAFER_BIN]   environment: SECONDS_EACH (10), CONNS (64), THREADS (2), PAR (4 s_time
+#                                  clients at once), PORT0 (18440)
 #
 # Needs nginx (nginx-light), wrk and openssl. Everything it starts is stopped at exit.
 set -eu
@@ -12,6 +13,7 @@ W=$(readlink -f "${1:-build/wafer}")
 T=${SECONDS_EACH:-10}
 C=${CONNS:-64}
 TH=${THREADS:-2}
+PAR=${PAR:-4}
 P0=${PORT0:-18440}
 UP=$P0 WP=$((P0 + 1)) NP=$((P0 + 2))
 D=$(mktemp -d /tmp/wafer-tlsbench-XXXXXX)
@@ -68,11 +70,22 @@ sleep 1
 for p in $WP $NP; do curl -sk --max-time 5 "https://127.0.0.1:$p/" >/dev/null || { echo "port $p not serving"; exit 1; }; done
 
 rps() { wrk -t"$TH" -c"$C" -d"${T}s" "$@" | awk '/Requests\/sec/ {print $2}'; }
-stime() { openssl s_time -connect "127.0.0.1:$1" "$2" -time "$T" 2>/dev/null | awk '/real seconds/ {printf "%.0f", $1 / $4}'; }
+# handshakes/s: PAR s_time clients at once (each one connection at a time), summed
+stime() {
+    i=0
+    while [ $i -lt "$PAR" ]; do
+        openssl s_time -connect "127.0.0.1:$1" "$2" -time "$T" > "$D/st.$i" 2>/dev/null &
+        i=$((i + 1))
+    done
+    wait
+    cat "$D"/st.* | awk '/real seconds/ {s += $1 / $4} END {printf "%.0f", s}'
+    rm -f "$D"/st.*
+}
 
 printf "%-34s %12s %12s\n" "TLS ($T s each, $C conns, $TH wrk threads)" wafer nginx
 printf "%-34s %12s %12s\n" "requests/s, keep-alive" "$(rps "https://127.0.0.1:$WP/")" "$(rps "https://127.0.0.1:$NP/")"
-printf "%-34s %12s %12s\n" "requests/s, new connection each" "$(rps -H 'Connection: close' "https://127.0.0.1:$WP/")" \
+printf "%-34s %12s %12s\n" "requests/s, new connection each*" "$(rps -H 'Connection: close' "https://127.0.0.1:$WP/")" \
     "$(rps -H 'Connection: close' "https://127.0.0.1:$NP/")"
 printf "%-34s %12s %12s\n" "full handshakes/s (s_time -new)" "$(stime $WP -new)" "$(stime $NP -new)"
 printf "%-34s %12s %12s\n" "resumed handshakes/s (s_time -reuse)" "$(stime $WP -reuse)" "$(stime $NP -reuse)"
+echo "* wrk resumes the TLS session on part of its new connections"
