@@ -591,7 +591,7 @@ static const slot_t *match_domain(const wf_ioc_t *t, wf_str_t host)
 {
     char key[260];
     size_t n;
-    if (!t->per_kind[WF_IOC_DOMAIN] || !norm_host(host, key + 1, sizeof(key) - 1, &n))
+    if (!t->per_kind[WF_IOC_DOMAIN] || !norm_host(trim(host), key + 1, sizeof(key) - 1, &n))
         return NULL;
     key[0] = K_DOMAIN;
     const slot_t *s = lookup(t, key, n + 1);
@@ -611,6 +611,7 @@ static const slot_t *match_domain(const wf_ioc_t *t, wf_str_t host)
 static const slot_t *match_url(const wf_ioc_t *t, wf_str_t host, wf_str_t url)
 {
     char key[MAX_KEY + 2];
+    url = trim(url);
     if (!t->per_kind[WF_IOC_URL] || !url.n)
         return NULL;
     size_t kl = norm_url(host, url, key, sizeof(key));

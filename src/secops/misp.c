@@ -17,7 +17,9 @@
 #include <unistd.h>
 
 /* Error messages name URLs and paths and are cut to their buffer on purpose. */
+#if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wformat-truncation"
+#endif
 
 #define MAX_FEEDS 64
 #define MAX_TAGS_PER_ATTR 16
