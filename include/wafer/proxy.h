@@ -67,6 +67,7 @@ typedef struct {
 
     wf_admin_conf_t admin;      /* the `admin:` section (wafer/admin.h) */
     wf_secops_conf_t *events;   /* the `events:` section (never NULL after parsing) */
+    struct wf_misp_conf *misp;  /* the `misp:` section (wafer/misp.h; never NULL after parsing) */
 } wf_server_conf_t;
 
 /* Fills every default (the values documented in docs/configuration.md). */
