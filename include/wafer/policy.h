@@ -153,7 +153,7 @@ typedef struct wf_policy {
     size_t nroutes;
     wf_route_t root;       /* the top level as a route: matches everything, last; named "default". Its
                               thresholds and exclusions are the arrays above (owned by the policy) */
-    size_t *order;         /* route indexes, most specific first (wf_policy_route takes the first match) */
+    struct wf_route_ix *order; /* the routes, most specific first, with what matching needs (policy.c) */
     int nlabels;           /* set by wf_policy_bind */
     bool bound;
 } wf_policy_t;

@@ -71,6 +71,7 @@ typedef struct {
     struct wf_policy *policy;        /* the `policy` section (always set: defaults when absent) */
     wf_admin_conf_t admin;      /* the `admin:` section (wafer/admin.h) */
     wf_secops_conf_t *events;   /* the `events:` section (never NULL after parsing) */
+    struct wf_misp_conf *misp;  /* the `misp:` section (wafer/misp.h; never NULL after parsing) */
 } wf_server_conf_t;
 
 /* Fills every default (the values documented in docs/configuration.md). */

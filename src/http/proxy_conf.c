@@ -1,5 +1,6 @@
 /* The server configuration: YAML sections into wf_server_conf_t (see wafer/proxy.h). */
 #include "wafer/core.h"
+#include "wafer/misp.h"
 #include "wafer/policy.h"
 #include "wafer/proxy.h"
 #include "wafer/tls.h"
@@ -64,6 +65,7 @@ void wf_server_conf_free(wf_server_conf_t *sc)
     wf_policy_free(sc->policy);
     wf_admin_conf_free(&sc->admin);
     wf_secops_conf_free(sc->events);
+    wf_misp_conf_free(sc->misp);
     free(sc);
 }
 
@@ -120,7 +122,7 @@ static int parse_header_name(const wf_conf_t *c, const wf_conf_node_t *map, cons
 int wf_server_conf_parse(const wf_conf_t *c, wf_server_conf_t *sc, wf_conf_err_t *err)
 {
     static const char *const top_keys[] = { "workers", "pid_file", "log", "listen", "upstream", "proxy",
-                                            "limits", "timeouts", "shutdown_timeout", "admin", "events",
+                                            "limits", "timeouts", "shutdown_timeout", "admin", "events", "misp",
                                             "policy", NULL };
     static const char *const log_keys[] = { "level", "error_log", "access_log", NULL };
     static const char *const listen_keys[] = { "address", "backlog", "tls", NULL };
@@ -306,6 +308,10 @@ int wf_server_conf_parse(const wf_conf_t *c, wf_server_conf_t *sc, wf_conf_err_t
     wf_secops_conf_free(sc->events);
     sc->events = NULL;
     if ((rc = wf_secops_conf_parse(c, wf_conf_get(root, "events"), &sc->events, err)))
+        return rc;
+    wf_misp_conf_free(sc->misp);
+    sc->misp = NULL;
+    if ((rc = wf_misp_conf_parse(c, wf_conf_get(root, "misp"), &sc->misp, err)))
         return rc;
 
     if ((rc = wf_policy_parse(c, wf_conf_get(root, "policy"), &sc->policy, err)))

@@ -10,6 +10,16 @@
 #include <string.h>
 
 #define MAX_ROUTES 4096
+
+/* One route in matching order, its host and path lengths computed once. */
+struct wf_route_ix {
+    const wf_route_t *r;
+    const char *host;  /* NULL: any; for a wildcard, the suffix with its dot (".example.com") */
+    const char *path;
+    uint16_t hlen, plen;
+    bool wildcard;
+    bool dir;          /* path ends in '/': a plain prefix */
+};
 #define MAX_LIST 65536 /* entries in one list (exclusions, networks, thresholds) */
 
 static const char *const mode_names[] = { "off", "monitor", "tag", "block", NULL };
@@ -461,14 +471,29 @@ int wf_policy_parse(const wf_conf_t *c, const wf_conf_node_t *node, wf_policy_t 
         }
     }
     rc = -ENOMEM;
-    if (!(p->order = calloc(p->nroutes ? p->nroutes : 1, sizeof(size_t))))
+    size_t *idx = calloc(p->nroutes ? p->nroutes : 1, sizeof(size_t));
+    if (!idx || !(p->order = calloc(p->nroutes ? p->nroutes : 1, sizeof(*p->order)))) {
+        free(idx);
         goto fail;
+    }
     for (size_t i = 0; i < p->nroutes; i++)
-        p->order[i] = i;
+        idx[i] = i;
     /* qsort has no context argument in C11; configuration loading is single-threaded */
     sort_routes = p->routes;
-    qsort(p->order, p->nroutes, sizeof(size_t), route_cmp);
+    qsort(idx, p->nroutes, sizeof(size_t), route_cmp);
     sort_routes = NULL;
+    for (size_t i = 0; i < p->nroutes; i++) {
+        const wf_route_t *r = &p->routes[idx[i]];
+        struct wf_route_ix *x = &p->order[i];
+        x->r = r;
+        x->wildcard = r->host && r->host[0] == '*';
+        x->host = r->host ? r->host + (x->wildcard ? 1 : 0) : NULL;
+        x->hlen = x->host ? (uint16_t)strlen(x->host) : 0;
+        x->path = r->path;
+        x->plen = (uint16_t)strlen(r->path);
+        x->dir = r->path[x->plen - 1] == '/';
+    }
+    free(idx);
 
     wf_route_t *root = &p->root;
     snprintf(where, sizeof(where), "%s:%d:%d: policy", wf_conf_file(c), node ? node->line : 1, node ? node->col : 1);
@@ -593,32 +618,29 @@ static wf_str_t host_name(wf_str_t h)
     return h;
 }
 
-static bool host_matches(const char *pat, wf_str_t h)
+static bool host_matches(const struct wf_route_ix *x, wf_str_t h)
 {
-    if (pat[0] == '*') { /* "*.example.com": a proper subdomain */
-        size_t sl = strlen(pat + 1); /* ".example.com" */
-        return h.n > sl && wf_str_eq_nocase(wf_str(h.p + h.n - sl, sl), wf_str(pat + 1, sl));
-    }
-    return wf_str_eq_nocase(h, wf_str_c(pat));
+    if (x->wildcard) /* "*.example.com": a proper subdomain; x->host is ".example.com" */
+        return h.n > x->hlen && wf_str_eq_nocase(wf_str(h.p + h.n - x->hlen, x->hlen), wf_str(x->host, x->hlen));
+    return h.n == x->hlen && wf_str_eq_nocase(h, wf_str(x->host, x->hlen));
 }
 
-static bool path_matches(const char *pre, wf_str_t path)
+static bool path_matches(const struct wf_route_ix *x, wf_str_t path)
 {
-    size_t n = strlen(pre);
-    if (path.n < n || memcmp(path.p, pre, n) != 0)
+    size_t n = x->plen;
+    if (path.n < n || memcmp(path.p, x->path, n) != 0)
         return false;
-    return pre[n - 1] == '/' || path.n == n || path.p[n] == '/';
+    return x->dir || path.n == n || path.p[n] == '/';
 }
 
 const wf_route_t *wf_policy_route(const wf_policy_t *p, wf_str_t host, wf_str_t path)
 {
     wf_str_t h = host_name(host);
     for (size_t i = 0; i < p->nroutes; i++) {
-        const wf_route_t *r = &p->routes[p->order[i]];
-        if (r->host && !host_matches(r->host, h))
-            continue;
-        if (path_matches(r->path, path))
-            return r;
+        const struct wf_route_ix *x = &p->order[i];
+        /* the path first: a memcmp that usually fails on its first bytes */
+        if (path_matches(x, path) && (!x->host || host_matches(x, h)))
+            return x->r;
     }
     return &p->root;
 }
