@@ -64,6 +64,7 @@
     X(tls_failed_other, "client TLS handshakes failed for another reason")                                   \
     X(tls_upstream_handshakes, "TLS handshakes completed with upstreams")                                   \
     X(tls_upstream_failed, "TLS handshakes with upstreams failed (verification, protocol; 502)")            \
+    X(tls_upstream_resumed, "TLS handshakes with upstreams that resumed the server's last session")         \
     X(identity_denied, "requests refused (403) because the client identity may not reach the route")
 
 typedef struct {

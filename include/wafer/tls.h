@@ -17,7 +17,7 @@
  *
  * Client side (TLS to upstreams): one wf_tls_client_t per upstream section,
  * verifying the server's certificate chain against a CA file and its name
- * (SSL_set1_host) and sending SNI.
+ * (SSL_set1_host), sending SNI, and resuming each server's last session.
  *
  * Connections: wf_tls_conn_accept/wf_tls_conn_connect put a descriptor behind
  * the wf_conn_tls type. The handshake is driven by the first reads and
@@ -87,8 +87,12 @@ extern const wf_conn_type_t wf_conn_tls;
 int wf_tls_conn_accept(wf_conn_t *c, wf_tls_server_t *s, int fd, wf_stats_t *stats);
 /* Initialises c as the client side of a TLS connection on fd (connected or
  * connecting). name: the name to verify and send as SNI (the client's
- * server_name wins when set); NULL or a numeric address sends no SNI. */
-int wf_tls_conn_connect(wf_conn_t *c, wf_tls_client_t *cl, int fd, const char *name, wf_stats_t *stats);
+ * server_name wins when set); NULL or a numeric address sends no SNI.
+ * peer: the server's address as configured, for logs and as the key under
+ * which its last session is kept for resumption (the client keeps one
+ * session per peer and name, for at most 256 of them). */
+int wf_tls_conn_connect(wf_conn_t *c, wf_tls_client_t *cl, int fd, const char *name, const char *peer,
+                        wf_stats_t *stats);
 /* Whether the handshake has completed. */
 bool wf_tls_conn_established(const wf_conn_t *c);
 /* Whether the peer presented a certificate that verified. */

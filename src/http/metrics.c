@@ -77,6 +77,8 @@ static const struct row {
     { "wafer_upstream_tls_handshakes_total", "TLS handshakes with upstreams, by result.", "result", "ok",
       F(tls_upstream_handshakes) },
     { "wafer_upstream_tls_handshakes_total", NULL, "result", "failed", F(tls_upstream_failed) },
+    { "wafer_upstream_tls_resumed_total", "TLS handshakes with upstreams that resumed a session.", NULL, NULL,
+      F(tls_upstream_resumed) },
     { "wafer_identity_denied_total", "Requests refused (403) because the client identity may not reach the route.",
       NULL, NULL, F(identity_denied) },
 };

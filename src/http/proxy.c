@@ -460,7 +460,7 @@ static int up_tls_start(upconn_t *u, struct wf_tls_client *tls, const char *addr
         n -= 2;
     }
     snprintf(host, sizeof(host), "%.*s", (int)n, a);
-    int rc = wf_tls_conn_connect(&u->c, tls, u->c.fd, host, &u->w->stats);
+    int rc = wf_tls_conn_connect(&u->c, tls, u->c.fd, host, address, &u->w->stats);
     if (rc < 0)
         wf_warn("upstream %s: cannot start TLS: %s", address, wf_strerror(rc));
     return rc;

@@ -497,10 +497,19 @@ int wf_tls_server_parse(const wf_conf_t *c, const wf_conf_node_t *node, unsigned
 
 /* ---- client contexts ---- */
 
+#define SESS_SLOTS 256
+
 struct wf_tls_client {
     SSL_CTX *ctx;
     char *server_name;
     bool verify;
+    /* the last session of each server, shared by the workers */
+    pthread_mutex_t lock;
+    struct {
+        char key[160];
+        SSL_SESSION *sess;
+    } slots[SESS_SLOTS];
+    size_t nslots, next;
 };
 
 void wf_tls_client_free(wf_tls_client_t *cl)
@@ -509,8 +518,13 @@ void wf_tls_client_free(wf_tls_client_t *cl)
         return;
     SSL_CTX_free(cl->ctx);
     free(cl->server_name);
+    for (size_t i = 0; i < cl->nslots; i++)
+        SSL_SESSION_free(cl->slots[i].sess);
+    pthread_mutex_destroy(&cl->lock);
     free(cl);
 }
+
+static int new_session_cb(SSL *ssl, SSL_SESSION *sess);
 
 const char *wf_tls_client_server_name(const wf_tls_client_t *cl) { return cl->server_name; }
 
@@ -559,11 +573,16 @@ int wf_tls_client_parse(const wf_conf_t *c, const wf_conf_node_t *node, wf_tls_c
         goto out;
     }
     wf_tls_client_t *cl = calloc(1, sizeof(*cl));
+    if (cl)
+        pthread_mutex_init(&cl->lock, NULL);
     if (!cl || !(cl->ctx = SSL_CTX_new(TLS_client_method())) || (server_name && !(cl->server_name = strdup(server_name)))) {
         wf_tls_client_free(cl);
         rc = -ENOMEM;
         goto out;
     }
+    SSL_CTX_set_app_data(cl->ctx, cl);
+    SSL_CTX_set_session_cache_mode(cl->ctx, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
+    SSL_CTX_sess_set_new_cb(cl->ctx, new_session_cb);
     cl->verify = verify;
     SSL_CTX *ctx = cl->ctx;
     ERR_clear_error();
@@ -623,7 +642,8 @@ typedef struct {
     bool server, established, fatal, identity_done, verified;
     bool drained;                         /* a recv during this read came back short: the socket was empty */
     uint16_t idlen;
-    char peer[64];                        /* upstream: the name it was connected to, for logs */
+    char peer[128];                       /* upstream: its address, for logs */
+    char skey[160];                       /* upstream: "name@address", where its session is kept */
     char identity[WF_TLS_IDENTITY_MAX];
 } tls_conn_t;
 
@@ -638,6 +658,8 @@ static void tls_established(tls_conn_t *t)
             WF_STAT_INC(t->stats, tls_resumed);
     } else {
         WF_STAT_INC(t->stats, tls_upstream_handshakes);
+        if (SSL_session_reused(t->ssl))
+            WF_STAT_INC(t->stats, tls_upstream_resumed);
     }
 }
 
@@ -948,14 +970,62 @@ int wf_tls_conn_accept(wf_conn_t *c, wf_tls_server_t *s, int fd, wf_stats_t *sta
     return 0;
 }
 
-int wf_tls_conn_connect(wf_conn_t *c, wf_tls_client_t *cl, int fd, const char *name, wf_stats_t *stats)
+/* Keeps a new session of an upstream (a reference is taken: returns 1). */
+static int new_session_cb(SSL *ssl, SSL_SESSION *sess)
+{
+    wf_tls_client_t *cl = SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl));
+    tls_conn_t *t = SSL_get_app_data(ssl);
+    if (!cl || !t || !t->skey[0])
+        return 0;
+    pthread_mutex_lock(&cl->lock);
+    size_t i = 0;
+    while (i < cl->nslots && strcmp(cl->slots[i].key, t->skey))
+        i++;
+    if (i == cl->nslots) {
+        if (cl->nslots < SESS_SLOTS)
+            cl->nslots++;
+        else
+            i = cl->next++ % SESS_SLOTS;
+        snprintf(cl->slots[i].key, sizeof(cl->slots[i].key), "%s", t->skey);
+    }
+    SSL_SESSION *old = cl->slots[i].sess;
+    cl->slots[i].sess = sess;
+    pthread_mutex_unlock(&cl->lock);
+    SSL_SESSION_free(old);
+    return 1;
+}
+
+/* Offers the last session of this upstream, if it can still be resumed. */
+static void reuse_session(wf_tls_client_t *cl, tls_conn_t *t)
+{
+    SSL_SESSION *sess = NULL;
+    pthread_mutex_lock(&cl->lock);
+    for (size_t i = 0; i < cl->nslots; i++)
+        if (!strcmp(cl->slots[i].key, t->skey)) {
+            sess = cl->slots[i].sess;
+            if (sess)
+                SSL_SESSION_up_ref(sess);
+            break;
+        }
+    pthread_mutex_unlock(&cl->lock);
+    if (sess) {
+        if (SSL_SESSION_is_resumable(sess))
+            SSL_set_session(t->ssl, sess);
+        SSL_SESSION_free(sess);
+    }
+}
+
+int wf_tls_conn_connect(wf_conn_t *c, wf_tls_client_t *cl, int fd, const char *name, const char *peer,
+                        wf_stats_t *stats)
 {
     tls_conn_t *t = tls_conn_new(cl->ctx, fd, stats);
     if (!t)
         return -ENOMEM;
     if (cl->server_name)
         name = cl->server_name;
-    snprintf(t->peer, sizeof(t->peer), "%s", name ? name : "?");
+    snprintf(t->peer, sizeof(t->peer), "%s", peer ? peer : name ? name : "?");
+    snprintf(t->skey, sizeof(t->skey), "%s@%s", name ? name : "", peer ? peer : "");
+    SSL_set_app_data(t->ssl, t);
     SSL_set_connect_state(t->ssl);
     if (name && *name) {
         unsigned char tmp[16];
@@ -972,6 +1042,7 @@ int wf_tls_conn_connect(wf_conn_t *c, wf_tls_client_t *cl, int fd, const char *n
             return -EINVAL;
         }
     }
+    reuse_session(cl, t);
     wf_conn_init(c, &wf_conn_tls, fd);
     c->tls = t;
     return 0;

@@ -397,6 +397,7 @@ def nginx_tls(pki, tmp_path_factory):
     server {
         listen 127.0.0.1:%d ssl;
         ssl_certificate %s; ssl_certificate_key %s;
+        location /reused { return 200 "$ssl_session_reused\\n"; }
         location / { return 200 "tls upstream sni=$ssl_server_name\\n"; }
     }""" % (port, p(pki, "upstream.pem"), p(pki, "upstream.key"))
     n = Nginx(str(tmp_path_factory.mktemp("nginx-tls")), extra_http=extra).start()
@@ -537,3 +538,13 @@ def test_identity_policy_config_errors(tmp_path, pki):
     path.write_text(to_yaml(cfg) + "\n")
     rc, out = run_check(str(path))
     assert rc == 1 and "identitys" in out, out
+
+
+def test_upstream_tls_resumes_sessions(start_wafer, nginx_tls, pki):
+    w = start_wafer(nginx_tls.tls_address,
+                    upstream={"servers": [{"address": nginx_tls.tls_address}], "keepalive": 0,
+                              "tls": {"ca": p(pki, "ca.pem"), "server_name": "upstream.test"}})
+    seen = [curl([w.url("/reused")])[2].strip() for _ in range(4)]
+    assert seen[0] == b"." and seen[1:] == [b"r"] * 3, seen  # nginx's $ssl_session_reused
+    c = counters(w)
+    assert c.get("tls_upstream_handshakes") == 4 and c.get("tls_upstream_resumed") == 3

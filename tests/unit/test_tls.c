@@ -382,7 +382,7 @@ static int pair_open(pair_t *p, wf_tls_server_t *srv, wf_tls_client_t *cl, const
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, fds) < 0)
         return -errno;
     CHECK_EQ_INT(wf_tls_conn_accept(&p->s, srv, fds[0], &p->st_s), 0);
-    CHECK_EQ_INT(wf_tls_conn_connect(&p->c, cl, fds[1], name, &p->st_c), 0);
+    CHECK_EQ_INT(wf_tls_conn_connect(&p->c, cl, fds[1], name, "test-peer", &p->st_c), 0);
     return 0;
 }
 
@@ -460,6 +460,16 @@ TEST(handshake_identity_and_transfer)
         r = wf_conn_read(&p.c, got, 100);
     CHECK_EQ_INT(r, 0);
     p.c.type->close(&p.c);
+
+    /* the client kept the server's session: a new connection resumes it, with the identity it had */
+    pair_open(&p, srv, cl, "b.test");
+    n = pump(&p, "again", 5, got, sizeof(got), &cerr);
+    CHECK_EQ_INT(n, 5);
+    CHECK(wf_tls_conn_resumed(&p.c) && wf_tls_conn_resumed(&p.s));
+    CHECK_EQ_INT(p.st_c.tls_upstream_resumed, 1);
+    CHECK_EQ_INT(p.st_s.tls_resumed, 1);
+    CHECK(wf_str_eq(wf_tls_conn_identity(&p.s), WF_STR("spiffe://example.org/ns/prod/sa/web")));
+    pair_close(&p);
 
     /* without a certificate (optional): no identity */
     pair_open(&p, srv, anon, "a.test");
