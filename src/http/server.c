@@ -4,6 +4,7 @@
  * only handles signals: SIGTERM/SIGINT graceful shutdown, SIGHUP reload,
  * SIGUSR1 log reopening, SIGUSR2 counters to the error log.
  */
+#include "inspect_hook.h"
 #include "server_int.h"
 
 #include <fcntl.h>
@@ -406,7 +407,12 @@ static void reload(const char *path)
         (!nc->pid_file || !cur_gen->conf->pid_file || strcmp(nc->pid_file, cur_gen->conf->pid_file)))
         wf_warn("reload: pid_file changes take effect at the next start");
     wf_gen_t *g = NULL;
-    char msg[600];
+    char msg[800];
+    if (wf_insp_prepare(nc, false, msg, sizeof(msg))) {
+        wf_error("reload refused, the running configuration stays: %s", msg);
+        wf_server_conf_free(nc);
+        return;
+    }
     rc = gen_new(nc, cur_gen, nworkers, &g, msg, sizeof(msg));
     if (rc) {
         wf_error("reload refused, the running configuration stays: %s", msg);
@@ -493,6 +499,11 @@ int wf_server_run(const char *conf_path, bool daemon_mode)
     }
     if (sfd < 0 || main_evfd < 0 || sig_pipe[0] < 0) {
         wf_error("signalfd/eventfd: %s", strerror(errno));
+        wf_server_conf_free(sc);
+        return 1;
+    }
+    if (wf_insp_prepare(sc, true, msg, sizeof(msg))) {
+        wf_error("%s", msg);
         wf_server_conf_free(sc);
         return 1;
     }
@@ -608,6 +619,7 @@ int wf_server_run(const char *conf_path, bool daemon_mode)
         wf_stats_unregister(&workers[i].stats);
     }
     log_stats("counters:");
+    wf_insp_shutdown();
     for (int i = 0; i < nworkers; i++) {
         wf_gen_t *p = atomic_exchange(&workers[i].pending, NULL);
         if (p)

@@ -76,6 +76,8 @@ typedef struct wf_worker {
     char *alog;                    /* access log lines waiting for the before-sleep flush */
     size_t alog_len, alog_cap;
 
+    struct wf_insp *insp;          /* inspection state (inspect_hook.c) */
+
     wf_stats_t stats;
 } wf_worker_t;
 
