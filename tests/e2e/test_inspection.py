@@ -1,0 +1,365 @@
+"""Inspection in the proxy: every request classified by the default model on
+its way through, and the verdict acted on (block, monitor, tag), with the
+overload policies, the body inspection limit, exclusions, client lists,
+flow bans and security events.
+
+The attack and benign texts below are ones the default model
+(models/default) classifies reliably; `wafer classify -m models/default
+'<unit text>'` shows their scores."""
+
+import hashlib
+import json
+import os
+import signal
+import socket
+import time
+import uuid
+
+import pytest
+
+from harness import HTTP, ROOT, build_request, chunked
+
+MODEL = os.path.join(ROOT, "models", "default")
+
+BENIGN_UA = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"
+SQLI = "1 UNION SELECT username,password FROM users--"
+SQLI_Q = "1%20UNION%20SELECT%20username,password%20FROM%20users--"
+XSS = "<script>alert(document.cookie)</script>"
+XSS_Q = "%3Cscript%3Ealert(document.cookie)%3C%2Fscript%3E"
+CMDI = "; cat /etc/passwd"
+TRAVERSAL_PATH = "/static/..%2f..%2f..%2f..%2fetc%2fpasswd"
+COOKIE_SQLI = "id=1%27%20UNION%20SELECT%20password%20FROM%20users%20WHERE%20%271%27=%271"
+
+
+def detection(**over):
+    d = {"model": MODEL, "backend": "cpu", "threads": 1, "timeout": "3s"}
+    d.update(over)
+    return d
+
+
+def uniq(prefix="/insp"):
+    return "%s-%s" % (prefix, uuid.uuid4().hex[:12])
+
+
+@pytest.fixture(scope="module")
+def wafer_block(wafer_binary, pyup, tmp_path_factory):
+    from harness import Wafer, finish_wafer
+    w = Wafer(pyup.address, str(tmp_path_factory.mktemp("wafer")),
+              detection=detection(), policy={"mode": "block"},
+              proxy={"trust_request_id": True, "request_id_header": "X-Request-Id",
+                     "x_forwarded_for": True, "forwarded": False, "via": True}).start()
+    yield w
+    finish_wafer(w)
+
+
+@pytest.fixture(scope="module")
+def wafer_plain(wafer_binary, pyup, tmp_path_factory):
+    from harness import Wafer, finish_wafer
+    w = Wafer(pyup.address, str(tmp_path_factory.mktemp("wafer")),
+              proxy={"trust_request_id": True, "request_id_header": "X-Request-Id",
+                     "x_forwarded_for": True, "forwarded": False, "via": True}).start()
+    yield w
+    finish_wafer(w)
+
+
+def seen_one(up, target):
+    deadline = time.monotonic() + 3
+    while time.monotonic() < deadline:
+        got = up.seen(lambda r: r["target"] == target)
+        if got:
+            return got[0]
+        time.sleep(0.02)
+    return None
+
+
+# -- benign traffic passes unchanged ------------------------------------------------
+
+BENIGN = [
+    ("GET", "?q=best+pizza+in+town&page=2", [("User-Agent", BENIGN_UA), ("Accept", "text/html"),
+                                              ("Cookie", "session=4f9a1c2e8b; theme=dark")], None),
+    ("POST", "", [("Content-Type", "application/x-www-form-urlencoded"), ("User-Agent", BENIGN_UA)],
+     b"name=Alice+Smith&comment=I+really+like+this+product%2C+thanks%21&rating=5"),
+    ("POST", "", [("Content-Type", "application/json"), ("User-Agent", "curl/7.88.1")],
+     json.dumps({"user": {"name": "alice", "tags": ["books", "music"]}, "qty": 3}).encode()),
+    ("PUT", "?v=1", [("Content-Type", "application/octet-stream")], bytes(range(256)) * 40),
+]
+
+
+@pytest.mark.parametrize("method,query,headers,body", BENIGN, ids=["get", "form", "json", "binary"])
+def test_benign_requests_pass_byte_for_byte(wafer_block, wafer_plain, pyup, method, query, headers, body):
+    seen = []
+    for w in (wafer_plain, wafer_block):
+        target = uniq("/benign") + query
+        rid = uuid.uuid4().hex
+        with w.connect() as c:
+            r = c.request(method, target, headers + [("X-Request-Id", rid)], body)
+        assert r.status == 200, r.body[:300]
+        got = seen_one(pyup, target)
+        assert got is not None
+        seen.append((got, target, rid))
+    (a, ta, ra), (b, tb, rb) = seen
+    norm = lambda g, t, rid: [(k, v.replace(rid, "RID")) for k, v in g["headers"]]
+    assert norm(a, ta, ra) == norm(b, tb, rb)
+    assert a["body_sha256"] == b["body_sha256"]
+    assert a["body_len"] == (len(body) if body else 0)
+    assert a["method"] == b["method"] == method
+
+
+def test_benign_chunked_body_is_inspected_and_forwarded_intact(wafer_block, pyup):
+    data = b"name=Alice&comment=" + b"The+quick+brown+fox+jumps+over+the+lazy+dog.+" * 500
+    target = uniq("/chunked-benign")
+    with wafer_block.connect() as c:
+        c.send(build_request("POST", target, [("Transfer-Encoding", "chunked"),
+                                              ("Content-Type", "application/x-www-form-urlencoded")])
+               + chunked(data, 999))
+        r = c.read_response()
+        assert r.status == 200
+        assert r.json()["body_sha256"] == hashlib.sha256(data).hexdigest()
+        assert c.request("GET", uniq("/after")).status == 200
+
+
+# -- attacks are blocked -------------------------------------------------------------
+
+def multipart(fields):
+    boundary = "----wafer" + uuid.uuid4().hex
+    out = b""
+    for k, v in fields:
+        out += ("--%s\r\nContent-Disposition: form-data; name=\"%s\"\r\n\r\n%s\r\n" % (boundary, k, v)).encode()
+    out += ("--%s--\r\n" % boundary).encode()
+    return "multipart/form-data; boundary=" + boundary, out
+
+
+def _mp():
+    ct, body = multipart([("title", "hello"), ("cmd", CMDI)])
+    return ("POST", "", [("Content-Type", ct)], body)
+
+
+ATTACKS = {
+    "query": ("GET", "?id=" + SQLI_Q, [], None),
+    "query_xss": ("GET", "?q=" + XSS_Q, [], None),
+    "path": ("GET", None, [], None),
+    "urlencoded": ("POST", "", [("Content-Type", "application/x-www-form-urlencoded")],
+                   b"title=hi&comment=" + XSS_Q.encode()),
+    "json": ("POST", "", [("Content-Type", "application/json")],
+             json.dumps({"user": {"name": SQLI}}).encode()),
+    "multipart": _mp(),
+    "cookie": ("GET", "", [("Cookie", "session=abc123; " + COOKIE_SQLI)], None),
+    "header": ("GET", "", [("Referer", XSS)], None),
+}
+
+
+@pytest.mark.parametrize("where", sorted(ATTACKS))
+def test_attacks_are_blocked_with_a_request_id(wafer_block, pyup, where):
+    method, query, headers, body = ATTACKS[where]
+    target = TRAVERSAL_PATH if query is None else uniq("/attack") + query
+    with wafer_block.connect() as c:
+        r = c.request(method, target, headers, body)
+        assert r.status == 403, (where, r.status, r.body[:200])
+        rid = r.header("X-Request-Id")
+        assert rid and rid.encode() in r.body
+        assert b"<html>" in r.body and r.header("Content-Type").startswith("text/html")
+        # the body was read whole: the connection stays usable
+        assert r.header("Connection") == "keep-alive"
+        ok = c.request("GET", uniq("/after-block"))
+        assert ok.status == 200
+    assert not pyup.seen(lambda q: q["target"] == target)
+
+
+def test_block_answers_json_when_accept_asks(wafer_block):
+    with wafer_block.connect() as c:
+        r = c.request("GET", uniq("/j") + "?id=" + SQLI_Q, [("Accept", "application/json")])
+    assert r.status == 403
+    assert r.header("Content-Type") == "application/json"
+    j = r.json()
+    assert j["status"] == 403 and j["request_id"] == r.header("X-Request-Id")
+
+
+def test_attack_in_a_chunked_body_is_blocked(wafer_block, pyup):
+    data = b"a=1&b=2&comment=" + XSS_Q.encode()
+    target = uniq("/chunked-attack")
+    with wafer_block.connect() as c:
+        c.send(build_request("POST", target, [("Transfer-Encoding", "chunked"),
+                                              ("Content-Type", "application/x-www-form-urlencoded")])
+               + chunked(data, 5))
+        r = c.read_response()
+        assert r.status == 403
+        assert c.request("GET", uniq("/after")).status == 200
+    assert not pyup.seen(lambda q: q["target"] == target)
+
+
+def test_expect_continue_body_is_inspected(wafer_block, pyup):
+    body = json.dumps({"q": SQLI}).encode()
+    target = uniq("/expect")
+    with wafer_block.connect() as c:
+        c.send(build_request("POST", target, [("Content-Type", "application/json"), ("Expect", "100-continue"),
+                                              ("Content-Length", str(len(body)))]))
+        # wafer asks for the body itself: it must see it before anything goes upstream
+        c.send(body)
+        r = c.read_response()
+        assert r.status == 403
+    assert not pyup.seen(lambda q: q["target"] == target)
+
+
+def test_pipelined_requests_keep_their_order(wafer_block):
+    ts = [uniq("/p1"), uniq("/p2") + "?id=" + SQLI_Q, uniq("/p3")]
+    with wafer_block.connect() as c:
+        c.send(b"".join(build_request("GET", t) for t in ts))
+        codes = [c.read_response().status for _ in ts]
+    assert codes == [200, 403, 200]
+
+
+def test_client_closing_while_parked_is_harmless(start_wafer, pyup):
+    # a slow model: the request is parked when the client goes away
+    os.environ["WAFER_TEST_INFER_DELAY_MS"] = "300"
+    try:
+        w = start_wafer(pyup.address, detection=detection(), policy={"mode": "block"})
+    finally:
+        del os.environ["WAFER_TEST_INFER_DELAY_MS"]
+    for i in range(5):
+        s = socket.create_connection((w.host, w.port))
+        s.sendall(build_request("GET", uniq("/gone") + "?q=" + XSS_Q))
+        if i % 2:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        s.close()
+    time.sleep(0.8)  # the late verdicts arrive and must be ignored
+    with w.connect() as c:
+        assert c.request("GET", uniq("/alive")).status == 200
+
+
+# -- modes -------------------------------------------------------------------------
+
+def test_monitor_mode_forwards_attacks_unchanged(start_wafer, pyup):
+    w = start_wafer(pyup.address, detection=detection(), policy={"mode": "monitor"})
+    target = uniq("/monitor") + "?id=" + SQLI_Q
+    with w.connect() as c:
+        r = c.request("GET", target)
+    assert r.status == 200
+    got = seen_one(pyup, target)
+    assert got and not any(k.lower().startswith("x-wafer") for k, _ in got["headers"])
+
+
+def test_tag_mode_adds_verdict_headers_and_strips_the_clients(start_wafer, pyup):
+    w = start_wafer(pyup.address, detection=detection(), policy={"mode": "tag"})
+    bad = uniq("/tag") + "?q=" + XSS_Q
+    good = uniq("/tag") + "?q=best+pizza"
+    with w.connect() as c:
+        assert c.request("GET", bad, [("X-Wafer-Verdict", "benign"), ("x-wafer-score", "0")]).status == 200
+        assert c.request("GET", good, [("X-Wafer-Verdict", "attack")]).status == 200
+    hb = [(k.lower(), v) for k, v in seen_one(pyup, bad)["headers"]]
+    hg = [(k.lower(), v) for k, v in seen_one(pyup, good)["headers"]]
+    assert [v for k, v in hb if k == "x-wafer-verdict"] == ["attack"]
+    assert [v for k, v in hg if k == "x-wafer-verdict"] == ["benign"]
+    assert float([v for k, v in hb if k == "x-wafer-score"][0]) > 0.9
+    assert len([1 for k, v in hb if k == "x-wafer-score"]) == 1
+
+
+# -- overload ----------------------------------------------------------------------
+
+def _slow_wafer(start_wafer, pyup, policy, **det):
+    os.environ["WAFER_TEST_INFER_DELAY_MS"] = "1500"
+    try:
+        return start_wafer(pyup.address, detection=detection(timeout="300ms", overload=policy, **det),
+                           policy={"mode": "block"})
+    finally:
+        del os.environ["WAFER_TEST_INFER_DELAY_MS"]
+
+
+def test_overload_fail_open_forwards_uninspected_and_says_so(start_wafer, pyup):
+    w = _slow_wafer(start_wafer, pyup, "fail_open")
+    target = uniq("/fo") + "?q=" + XSS_Q
+    with w.connect() as c:
+        r = c.request("GET", target)
+    assert r.status == 200
+    assert seen_one(pyup, target) is not None
+    time.sleep(0.1)
+    assert "detection overloaded (verdict timeout)" in w.stderr()
+    assert "fail_open" in w.stderr()
+
+
+def test_overload_fail_closed_answers_503_and_never_forwards(start_wafer, pyup):
+    w = _slow_wafer(start_wafer, pyup, "fail_closed", max_queue=2)
+    targets = [uniq("/fc") + "?q=word%d+%s" % (i, uuid.uuid4().hex) for i in range(6)]
+    codes = []
+    conns = [HTTP(w.port, 5, w.host) for _ in targets]
+    for c, t in zip(conns, targets):
+        c.send(build_request("GET", t))
+    for c in conns:
+        codes.append(c.read_response().status)
+        c.close()
+    assert set(codes) == {503}, codes
+    time.sleep(0.2)
+    for t in targets:
+        assert not pyup.seen(lambda q: q["target"] == t)
+    err = w.stderr()
+    assert "answering 503 (overload: fail_closed)" in err
+    assert "inference queue full" in err or "verdict timeout" in err
+
+
+# -- bodies over the inspection limit -----------------------------------------------
+
+def test_body_over_limit_inspect_prefix(start_wafer, pyup):
+    w = start_wafer(pyup.address, detection=detection(inspect={"max_body_bytes": "4k"},
+                                                      body_over_limit="inspect_prefix"),
+                    policy={"mode": "block"})
+    # an attack in the prefix is found; the rest is not read for inspection
+    bad = b"comment=" + XSS_Q.encode() + b"&pad=" + b"a" * 20000
+    good = b"comment=hello&pad=" + b"a" * 20000
+    tb, tg = uniq("/big-bad"), uniq("/big-good")
+    with w.connect() as c:
+        r = c.request("POST", tb, [("Content-Type", "application/x-www-form-urlencoded")], bad)
+        assert r.status == 403
+    with w.connect() as c:
+        r = c.request("POST", tg, [("Content-Type", "application/x-www-form-urlencoded")], good)
+        assert r.status == 200
+        assert r.json()["body_sha256"] == hashlib.sha256(good).hexdigest()
+
+
+def test_body_over_limit_reject(start_wafer, pyup):
+    w = start_wafer(pyup.address, detection=detection(inspect={"max_body_bytes": "4k"}, body_over_limit="reject"),
+                    policy={"mode": "block"})
+    t = uniq("/big-reject")
+    with w.connect() as c:
+        r = c.request("POST", t, [("Content-Type", "application/x-www-form-urlencoded")], b"a=" + b"b" * 10000)
+        assert r.status == 413
+    with w.connect() as c:
+        c.send(build_request("POST", t + "c", [("Transfer-Encoding", "chunked")]) + chunked(b"x" * 10000, 1000))
+        assert c.read_response().status == 413
+    with w.connect() as c:
+        assert c.request("POST", t + "s", [], b"a=b").status == 200
+    assert not pyup.seen(lambda q: q["target"] == t)
+
+
+# -- reload ----------------------------------------------------------------------------
+
+def test_reload_changes_the_policy_for_new_requests(start_wafer, pyup):
+    w = start_wafer(pyup.address, detection=detection(), policy={"mode": "block"})
+    with w.connect() as c:
+        assert c.request("GET", uniq("/r") + "?id=" + SQLI_Q).status == 403
+    cfg = dict(w.config)
+    cfg["policy"] = {"mode": "monitor"}
+    w.write_config(cfg)
+    w.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 5
+    while "configuration reloaded" not in w.stderr() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    with w.connect() as c:
+        assert c.request("GET", uniq("/r") + "?id=" + SQLI_Q).status == 200
+
+
+def test_reload_with_a_bad_model_keeps_the_old_one(start_wafer, pyup, tmp_path):
+    w = start_wafer(pyup.address, detection=detection(), policy={"mode": "block"})
+    bad = tmp_path / "badmodel"
+    bad.mkdir()
+    (bad / "config.json").write_text("{not json")
+    cfg = dict(w.config)
+    cfg["detection"] = detection(model=str(bad))
+    w.write_config(cfg)
+    w.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 5
+    while "new model is refused" not in w.stderr() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    err = w.stderr()
+    assert "new model is refused" in err and str(bad) in err
+    with w.connect() as c:
+        assert c.request("GET", uniq("/r") + "?id=" + SQLI_Q).status == 403
+        assert c.request("GET", uniq("/r") + "?q=hello").status == 200
