@@ -440,8 +440,10 @@ static wf_insp_action_t classify(wf_insp_req_t *ir, const wf_http_request_t *req
     int L = meta->num_labels, M = wf_detect_engine_max_len(ir->eng);
     uint64_t eid = wf_detect_engine_id(ir->eng);
     size_t tmax = wf_unit_text_max(&dc->inspect);
+    wf_inspect_stats_t ist = { 0 };
+    /* a unit lost for want of memory would be a request forwarded partly uninspected */
     if (ensure_scratch(wi, tmax, (size_t)M) ||
-        wf_inspect_request(&dc->inspect, req, body, &ir->arena, &ir->units, NULL) < 0)
+        wf_inspect_request(&dc->inspect, req, body, &ir->arena, &ir->units, &ist) < 0 || ist.no_memory)
         return overload(wi, dc, "out of memory");
     if (ir->body_cut)
         ir->units.flags |= WF_INSPECT_R_BODY_CUT;

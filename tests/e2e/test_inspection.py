@@ -363,3 +363,21 @@ def test_reload_with_a_bad_model_keeps_the_old_one(start_wafer, pyup, tmp_path):
     with w.connect() as c:
         assert c.request("GET", uniq("/r") + "?id=" + SQLI_Q).status == 403
         assert c.request("GET", uniq("/r") + "?q=hello").status == 200
+
+
+def test_reload_swaps_in_a_new_model(start_wafer, pyup, tmp_path):
+    import shutil
+    w = start_wafer(pyup.address, detection=detection(), policy={"mode": "block"})
+    m2 = tmp_path / "model2"
+    shutil.copytree(MODEL, str(m2))
+    cfg = dict(w.config)
+    cfg["detection"] = detection(model=str(m2))
+    w.write_config(cfg)
+    w.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 5
+    while "now serves new requests" not in w.stderr() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert "(%s) now serves new requests" % m2 in w.stderr()
+    with w.connect() as c:
+        assert c.request("GET", uniq("/m2") + "?id=" + SQLI_Q).status == 403
+        assert c.request("GET", uniq("/m2") + "?q=best+pizza").status == 200
