@@ -56,6 +56,7 @@ typedef struct wf_detect_conf {
     uint32_t cache_entries;    /* per worker: unit texts remembered with their probabilities (4096; 0: off) */
     wf_body_over_t body_over_limit; /* inspect_prefix */
     wf_inspect_conf_t inspect; /* limits (inspect.h); max_body_bytes is also bounded by limits.buffer_size */
+    int ports;                 /* set by the server: ports (workers) that will open; the cuda backend serves one */
 } wf_detect_conf_t;
 
 /* Parses the `detection` section (node may be NULL: detection off). The

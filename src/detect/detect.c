@@ -210,7 +210,22 @@ static int engine_new(wf_detect_t *d, const char *dir, bool allow_cuda, wf_detec
         e->reads[k] = true;
     }
     char why[512] = "";
+    /* One ring scheduler per process for now: starting a second one while the first spins on the GPU
+     * hung at start-up on the GPU machine (a CUDA allocation that waits for the device to be idle). */
+    if (c->ports > 1 && c->backend == WF_DETECT_CUDA) {
+        snprintf(err, errlen, "detection.backend cuda serves one worker (workers: 1) in this version; %d workers "
+                 "need backend cpu", c->ports);
+        engine_free(e);
+        return -ENOTSUP;
+    }
+    if (c->ports > 1 && c->backend == WF_DETECT_AUTO && allow_cuda) {
+        wf_info("detection: backend auto: the cuda backend serves one worker in this version; %d workers use the "
+                "CPU backend", c->ports);
+        allow_cuda = false;
+    }
     if (c->backend == WF_DETECT_CUDA || (c->backend == WF_DETECT_AUTO && allow_cuda)) {
+        /* the ring's scheduler spins on the GPU: lazy module loading could deadlock it (docs/ring.md) */
+        setenv("CUDA_MODULE_LOADING", "EAGER", 0);
         if (cuda_usable(why, sizeof(why))) {
             e->cuda = true;
         } else if (c->backend == WF_DETECT_CUDA) {

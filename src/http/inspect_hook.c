@@ -853,6 +853,7 @@ int wf_insp_prepare(wf_server_conf_t *sc, bool first, char *err, size_t errlen)
                 return -1;
             }
             char msg[600];
+            sc->detect->ports = sc->workers;
             int rc = wf_detect_start(dc, &wf_detect_global, msg, sizeof(msg));
             if (rc) {
                 snprintf(err, errlen, "%s: detection: %s", sc->file, msg);
