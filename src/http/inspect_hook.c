@@ -11,6 +11,7 @@
  * detection.max_inflight.
  */
 #include "inspect_hook.h"
+#include "wafer/admin.h"
 #include "wafer/detect.h"
 #include "wafer/policy.h"
 #include "wafer/secops.h"
@@ -867,6 +868,12 @@ int wf_insp_prepare(wf_server_conf_t *sc, bool first, char *err, size_t errlen)
         }
     } else if (wf_detect_global && !first) {
         wf_warn("reload: detection is off in %s: new requests are not inspected", sc->file);
+    }
+    if (wf_detect_global) {
+        wf_detect_engine_t *e = wf_detect_engine_get(wf_detect_global);
+        wf_admin_set_info("model.id", wf_detect_engine_meta(e)->name);
+        wf_admin_set_info("model.backend", wf_detect_engine_backend(e));
+        wf_detect_engine_unref(e);
     }
     return bind_policy(sc, err, errlen);
 }

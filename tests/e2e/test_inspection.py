@@ -37,6 +37,13 @@ def detection(**over):
     return d
 
 
+def pol(mode, **over):
+    """A policy in `mode`; flow bans off unless asked for (the tests' client is always 127.0.0.1)."""
+    p = {"mode": mode, "ban": {"detections": 0}}
+    p.update(over)
+    return p
+
+
 def uniq(prefix="/insp"):
     return "%s-%s" % (prefix, uuid.uuid4().hex[:12])
 
@@ -45,7 +52,7 @@ def uniq(prefix="/insp"):
 def wafer_block(wafer_binary, pyup, tmp_path_factory):
     from harness import Wafer, finish_wafer
     w = Wafer(pyup.address, str(tmp_path_factory.mktemp("wafer")),
-              detection=detection(), policy={"mode": "block"},
+              detection=detection(), policy=pol("block"),
               proxy={"trust_request_id": True, "request_id_header": "X-Request-Id",
                      "x_forwarded_for": True, "forwarded": False, "via": True}).start()
     yield w
@@ -212,7 +219,7 @@ def test_client_closing_while_parked_is_harmless(start_wafer, pyup):
     # a slow model: the request is parked when the client goes away
     os.environ["WAFER_TEST_INFER_DELAY_MS"] = "300"
     try:
-        w = start_wafer(pyup.address, detection=detection(), policy={"mode": "block"})
+        w = start_wafer(pyup.address, detection=detection(), policy=pol("block"))
     finally:
         del os.environ["WAFER_TEST_INFER_DELAY_MS"]
     for i in range(5):
@@ -229,7 +236,7 @@ def test_client_closing_while_parked_is_harmless(start_wafer, pyup):
 # -- modes -------------------------------------------------------------------------
 
 def test_monitor_mode_forwards_attacks_unchanged(start_wafer, pyup):
-    w = start_wafer(pyup.address, detection=detection(), policy={"mode": "monitor"})
+    w = start_wafer(pyup.address, detection=detection(), policy=pol("monitor"))
     target = uniq("/monitor") + "?id=" + SQLI_Q
     with w.connect() as c:
         r = c.request("GET", target)
@@ -239,7 +246,7 @@ def test_monitor_mode_forwards_attacks_unchanged(start_wafer, pyup):
 
 
 def test_tag_mode_adds_verdict_headers_and_strips_the_clients(start_wafer, pyup):
-    w = start_wafer(pyup.address, detection=detection(), policy={"mode": "tag"})
+    w = start_wafer(pyup.address, detection=detection(), policy=pol("tag"))
     bad = uniq("/tag") + "?q=" + XSS_Q
     good = uniq("/tag") + "?q=best+pizza"
     with w.connect() as c:
@@ -259,7 +266,7 @@ def _slow_wafer(start_wafer, pyup, policy, **det):
     os.environ["WAFER_TEST_INFER_DELAY_MS"] = "1500"
     try:
         return start_wafer(pyup.address, detection=detection(timeout="300ms", overload=policy, **det),
-                           policy={"mode": "block"})
+                           policy=pol("block"))
     finally:
         del os.environ["WAFER_TEST_INFER_DELAY_MS"]
 
@@ -300,7 +307,7 @@ def test_overload_fail_closed_answers_503_and_never_forwards(start_wafer, pyup):
 def test_body_over_limit_inspect_prefix(start_wafer, pyup):
     w = start_wafer(pyup.address, detection=detection(inspect={"max_body_bytes": "4k"},
                                                       body_over_limit="inspect_prefix"),
-                    policy={"mode": "block"})
+                    policy=pol("block"))
     # an attack in the prefix is found; the rest is not read for inspection
     bad = b"comment=" + XSS_Q.encode() + b"&pad=" + b"a" * 20000
     good = b"comment=hello&pad=" + b"a" * 20000
@@ -316,7 +323,7 @@ def test_body_over_limit_inspect_prefix(start_wafer, pyup):
 
 def test_body_over_limit_reject(start_wafer, pyup):
     w = start_wafer(pyup.address, detection=detection(inspect={"max_body_bytes": "4k"}, body_over_limit="reject"),
-                    policy={"mode": "block"})
+                    policy=pol("block"))
     t = uniq("/big-reject")
     with w.connect() as c:
         r = c.request("POST", t, [("Content-Type", "application/x-www-form-urlencoded")], b"a=" + b"b" * 10000)
@@ -332,11 +339,11 @@ def test_body_over_limit_reject(start_wafer, pyup):
 # -- reload ----------------------------------------------------------------------------
 
 def test_reload_changes_the_policy_for_new_requests(start_wafer, pyup):
-    w = start_wafer(pyup.address, detection=detection(), policy={"mode": "block"})
+    w = start_wafer(pyup.address, detection=detection(), policy=pol("block"))
     with w.connect() as c:
         assert c.request("GET", uniq("/r") + "?id=" + SQLI_Q).status == 403
     cfg = dict(w.config)
-    cfg["policy"] = {"mode": "monitor"}
+    cfg["policy"] = pol("monitor")
     w.write_config(cfg)
     w.send_signal(signal.SIGHUP)
     deadline = time.monotonic() + 5
@@ -347,7 +354,7 @@ def test_reload_changes_the_policy_for_new_requests(start_wafer, pyup):
 
 
 def test_reload_with_a_bad_model_keeps_the_old_one(start_wafer, pyup, tmp_path):
-    w = start_wafer(pyup.address, detection=detection(), policy={"mode": "block"})
+    w = start_wafer(pyup.address, detection=detection(), policy=pol("block"))
     bad = tmp_path / "badmodel"
     bad.mkdir()
     (bad / "config.json").write_text("{not json")
@@ -367,7 +374,7 @@ def test_reload_with_a_bad_model_keeps_the_old_one(start_wafer, pyup, tmp_path):
 
 def test_reload_swaps_in_a_new_model(start_wafer, pyup, tmp_path):
     import shutil
-    w = start_wafer(pyup.address, detection=detection(), policy={"mode": "block"})
+    w = start_wafer(pyup.address, detection=detection(), policy=pol("block"))
     m2 = tmp_path / "model2"
     shutil.copytree(MODEL, str(m2))
     cfg = dict(w.config)
