@@ -388,3 +388,117 @@ def test_reload_swaps_in_a_new_model(start_wafer, pyup, tmp_path):
     with w.connect() as c:
         assert c.request("GET", uniq("/m2") + "?id=" + SQLI_Q).status == 403
         assert c.request("GET", uniq("/m2") + "?q=best+pizza").status == 200
+
+
+# -- policy: exclusions, routes, client lists ----------------------------------------
+
+def test_exclusion_silences_one_parameter_and_class_only(start_wafer, pyup):
+    w = start_wafer(pyup.address, detection=detection(),
+                    policy=pol("block", exclusions=[{"kind": "query", "name": "html", "classes": ["xss"]}]))
+    with w.connect() as c:
+        assert c.request("GET", uniq("/ex") + "?html=" + XSS_Q).status == 200      # excluded
+        assert c.request("GET", uniq("/ex") + "?q=" + XSS_Q).status == 403         # another parameter
+        assert c.request("GET", uniq("/ex") + "?html=" + SQLI_Q).status == 403     # another class
+
+
+def test_routes_choose_the_mode_by_host_and_path(start_wafer, pyup):
+    w = start_wafer(pyup.address, detection=detection(),
+                    policy=pol("block", routes=[{"name": "api", "path": "/api", "mode": "monitor"},
+                                                {"name": "legacy", "host": "old.example", "mode": "off"}]))
+    with w.connect() as c:
+        assert c.request("GET", "/api/x?id=" + SQLI_Q).status == 200
+        assert c.request("GET", "/shop/x?id=" + SQLI_Q).status == 403
+        assert c.request("GET", "/shop/x?id=" + SQLI_Q, host="old.example").status == 200
+
+
+def test_allow_listed_clients_are_not_inspected(start_wafer, pyup):
+    w = start_wafer(pyup.address, detection=detection(), policy=pol("block", allow=["127.0.0.1/32"]))
+    with w.connect() as c:
+        assert c.request("GET", uniq("/al") + "?id=" + SQLI_Q).status == 200
+
+
+def test_deny_listed_clients_are_refused_before_parsing(start_wafer, pyup):
+    w = start_wafer(pyup.address, detection=detection(), policy=pol("block", deny=["127.0.0.0/8"]))
+    with w.connect() as c:
+        c.send(build_request("GET", uniq("/dn")))
+        assert c.wait_closed(3)
+    assert not pyup.seen_path("/dn-")
+
+
+# -- flow bans -------------------------------------------------------------------------
+
+def test_repeated_detections_ban_the_client_until_the_ban_ends(start_wafer, pyup):
+    import urllib.request
+    w = start_wafer(pyup.address, detection=detection(),
+                    policy=pol("block", ban={"detections": 2, "window": "10s", "duration": "2s"}))
+    with w.connect() as c:
+        assert c.request("GET", uniq("/b") + "?id=" + SQLI_Q).status == 403
+        assert c.request("GET", uniq("/b") + "?q=" + XSS_Q).status == 403
+        # banned: even a benign request on the open connection is refused, without inspection
+        t = uniq("/b-benign")
+        r = c.request("GET", t)
+        assert r.status == 403
+    assert not pyup.seen(lambda q: q["target"] == t)
+    # new connections are closed at once
+    with w.connect() as c:
+        c.send(build_request("GET", uniq("/b-new")))
+        assert c.wait_closed(3)
+    # the ban is visible on the admin listener
+    with urllib.request.urlopen("http://127.0.0.1:%d/bans" % w.admin_port, timeout=5) as r:
+        bans = json.loads(r.read())
+    assert any(b["client"] == "127.0.0.1" for b in bans)
+    time.sleep(2.3)
+    with w.connect() as c:
+        assert c.request("GET", uniq("/b-after")).status == 200
+    assert "banned for 2000ms after 2 detections" in w.stderr()
+
+
+# -- security events, readiness, version -----------------------------------------------
+
+def _events(path, n, timeout=5):
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with open(path) as f:
+                evs = [json.loads(ln) for ln in f if ln.strip()]
+        except FileNotFoundError:
+            evs = []
+        if len(evs) >= n or time.monotonic() > deadline:
+            return evs
+        time.sleep(0.05)
+
+
+def test_blocked_and_monitored_requests_write_security_events(start_wafer, pyup, tmp_path):
+    import urllib.request
+    evpath = str(tmp_path / "events.jsonl")
+    w = start_wafer(pyup.address, detection=detection(),
+                    policy=pol("block", routes=[{"name": "watch", "path": "/watch", "mode": "monitor"}]),
+                    events={"sinks": [{"type": "file", "path": evpath}]})
+    with w.connect() as c:
+        r = c.request("GET", "/shop?id=" + SQLI_Q, [("User-Agent", "evil-bot/1.0")])
+        assert r.status == 403
+        rid = r.header("X-Request-Id")
+        assert c.request("GET", "/watch/x", [("Referer", XSS)]).status == 200
+        assert c.request("GET", uniq("/ok") + "?q=best+pizza").status == 200
+    evs = _events(evpath, 2)
+    assert len(evs) == 2, evs
+    blk = [e for e in evs if e["event"]["action"] == "block"][0]
+    assert blk["http"]["request"]["id"] == rid
+    assert blk["http"]["response"]["status_code"] == 403
+    assert blk["source"]["ip"] == "127.0.0.1"
+    assert blk["url"]["path"] == "/shop"
+    assert blk["user_agent"]["original"] == "evil-bot/1.0"
+    assert blk["wafer"]["class"] == "sqli" and blk["wafer"]["score"] > 0.99
+    assert blk["wafer"]["model"] == "wafer-default-2026.11"
+    u = blk["wafer"]["units"][0]
+    assert u["kind"] == "query" and u["name"] == "id" and "UNION SELECT" in u["text"] and u["class"] == "sqli"
+    mon = [e for e in evs if e["event"]["action"] == "monitor"][0]
+    assert mon["wafer"]["route"] == "watch"
+    assert mon["wafer"]["units"][0]["kind"] == "header" and mon["wafer"]["class"] == "xss"
+    # readiness and the model on /version
+    base = "http://127.0.0.1:%d" % w.admin_port
+    with urllib.request.urlopen(base + "/ready", timeout=5) as r:
+        assert r.status == 200
+    with urllib.request.urlopen(base + "/version", timeout=5) as r:
+        v = json.loads(r.read())
+    assert v["model"]["id"] == "wafer-default-2026.11" and v["model"]["backend"] == "cpu"
