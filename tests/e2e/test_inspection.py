@@ -502,3 +502,8 @@ def test_blocked_and_monitored_requests_write_security_events(start_wafer, pyup,
     with urllib.request.urlopen(base + "/version", timeout=5) as r:
         v = json.loads(r.read())
     assert v["model"]["id"] == "wafer-default-2026.11" and v["model"]["backend"] == "cpu"
+    with urllib.request.urlopen(base + "/metrics", timeout=5) as r:
+        text = r.read().decode()
+    assert 'wafer_inspection_requests_total{result="blocked"} 1' in text
+    assert 'wafer_inspection_requests_total{result="monitored"} 1' in text
+    assert "wafer_detect_batch_size_count" in text and "wafer_detect_run_seconds_bucket" in text
