@@ -13,11 +13,9 @@
 #include "inspect_hook.h"
 #include "wafer/admin.h"
 #include "wafer/detect.h"
-#include "wafer/metrics.h"
 #include "wafer/policy.h"
 #include "wafer/secops.h"
 
-#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -814,50 +812,6 @@ void wf_insp_worker_free(wf_worker_t *w)
     w->insp = NULL;
 }
 
-/* ---- metrics ---- */
-
-static void insp_collect(wf_metrics_t *m, void *arg)
-{
-    wf_stats_t s;
-    wf_stats_sum(&s);
-    static const struct {
-        const char *what;
-        size_t off;
-    } req[] = {
-        { "inspected", offsetof(wf_stats_t, inspected) },
-        { "blocked", offsetof(wf_stats_t, blocked) },
-        { "monitored", offsetof(wf_stats_t, monitored) },
-        { "tagged", offsetof(wf_stats_t, tagged) },
-        { "overload_open", offsetof(wf_stats_t, overload_open) },
-        { "overload_closed", offsetof(wf_stats_t, overload_closed) },
-        { "verdict_timeout", offsetof(wf_stats_t, verdict_timeouts) },
-        { "body_over_limit", offsetof(wf_stats_t, body_over_limit) },
-        { "allowlisted", offsetof(wf_stats_t, allowlisted) },
-        { "denied", offsetof(wf_stats_t, denied) },
-        { "banned", offsetof(wf_stats_t, banned) },
-    }, units[] = {
-        { "extracted", offsetof(wf_stats_t, units_extracted) },
-        { "safe", offsetof(wf_stats_t, units_safe) },
-        { "cached", offsetof(wf_stats_t, units_cached) },
-        { "model", offsetof(wf_stats_t, units_model) },
-    };
-    wf_metrics_family(m, "wafer_inspection_requests_total", WF_METRIC_COUNTER,
-                      "Requests by what inspection did (stats.h: inspected, blocked, monitored, ...).");
-    for (size_t i = 0; i < WF_ARRAY_LEN(req); i++)
-        wf_metrics_sample(m, NULL, "result", req[i].what, NULL, (double)*(const uint64_t *)((const char *)&s + req[i].off));
-    wf_metrics_family(m, "wafer_inspection_units_total", WF_METRIC_COUNTER,
-                      "Inspection units: extracted, skipped by the fast path, answered by the cache, sent to the model.");
-    for (size_t i = 0; i < WF_ARRAY_LEN(units); i++)
-        wf_metrics_sample(m, NULL, "state", units[i].what, NULL,
-                          (double)*(const uint64_t *)((const char *)&s + units[i].off));
-    wf_metrics_family(m, "wafer_inspection_bans_started_total", WF_METRIC_COUNTER,
-                      "Clients banned after repeated detections.");
-    wf_metrics_value(m, (double)s.bans_started);
-    wf_metrics_family(m, "wafer_inspection_events_dropped_total", WF_METRIC_COUNTER,
-                      "Security events the data plane could not queue.");
-    wf_metrics_value(m, (double)s.events_dropped);
-}
-
 /* A failed policy binding is a refusal of the configuration. */
 static int bind_policy(wf_server_conf_t *sc, char *err, size_t errlen)
 {
@@ -881,8 +835,6 @@ static int bind_policy(wf_server_conf_t *sc, char *err, size_t errlen)
 int wf_insp_prepare(wf_server_conf_t *sc, bool first, char *err, size_t errlen)
 {
     const wf_detect_conf_t *dc = sc->detect;
-    if (first)
-        wf_metrics_register("inspection", insp_collect, NULL);
     if (sc->policy) {
         if (!wf_bans_global) {
             wf_bans_global = wf_bans_new(&sc->policy->ban);
