@@ -235,10 +235,21 @@ void wf_insp_cancel(wf_insp_req_t *ir) { wf_insp_end(ir); }
 
 /* ---- overload ---- */
 
-static wf_insp_action_t overload(wf_insp_t *wi, const wf_detect_conf_t *dc, const char *why)
+/* Applies detection.overload: counts, logs (at most once a second per worker) and, for a request
+ * that has its context, emits a pass (fail-open) or unavailable (fail-closed) event. */
+static wf_insp_action_t overload(wf_insp_t *wi, wf_insp_req_t *ir, const wf_detect_conf_t *dc, const char *why)
 {
     wf_worker_t *w = wi->w;
     bool closed = dc->overload == WF_OVERLOAD_FAIL_CLOSED;
+    if (ir) {
+        wf_secev_t ev;
+        evsrc_t s;
+        ev_src_ir(&s, ir);
+        ev_fill(&ev, &s, closed ? WF_SECEV_UNAVAILABLE : WF_SECEV_PASS, WF_SECEV_R_OVERLOAD, closed ? 503 : 0);
+        ev_model(&ev, ir);
+        if (wf_secops_emit_global(&ev) < 0)
+            WF_STAT_INC(&w->stats, events_dropped);
+    }
     if (closed)
         WF_STAT_INC(&w->stats, overload_closed);
     else
@@ -318,7 +329,7 @@ static wf_insp_action_t decide(wf_insp_req_t *ir)
     int L = meta->num_labels;
     for (uint32_t k = 0; k < ir->ncu; k++)
         if (ir->cu[k].failed)
-            return overload(ir->wi, ir->dc, "inference failed");
+            return overload(ir->wi, ir, ir->dc, "inference failed");
     bool use_pol = ir->pol && ir->pol->bound && ir->pol->nlabels == L;
     float thr[WF_MAX_LABELS];
     wf_verdict_t v;
@@ -406,7 +417,7 @@ static void on_timeout(wf_loop_t *loop, wf_timer_t *t)
         return;
     ir->parked = false; /* verdicts still due are ignored */
     WF_STAT_INC(&ir->wi->w->stats, verdict_timeouts);
-    wf_proxy_insp_done(ir->owner, overload(ir->wi, ir->dc, "verdict timeout"));
+    wf_proxy_insp_done(ir->owner, overload(ir->wi, ir, ir->dc, "verdict timeout"));
 }
 
 /* ---- classification ---- */
@@ -445,12 +456,12 @@ static wf_insp_action_t classify(wf_insp_req_t *ir, const wf_http_request_t *req
     /* a unit lost for want of memory would be a request forwarded partly uninspected */
     if (ensure_scratch(wi, tmax, (size_t)M) ||
         wf_inspect_request(&dc->inspect, req, body, &ir->arena, &ir->units, &ist) < 0 || ist.no_memory)
-        return overload(wi, dc, "out of memory");
+        return overload(wi, ir, dc, "out of memory");
     if (ir->body_cut)
         ir->units.flags |= WF_INSPECT_R_BODY_CUT;
     ir->cu = ir->units.n ? wf_arena_alloc(&ir->arena, sizeof(cunit_t) * ir->units.n) : NULL;
     if (ir->units.n && !ir->cu)
-        return overload(wi, dc, "out of memory");
+        return overload(wi, ir, dc, "out of memory");
     for (size_t i = 0; i < ir->units.n; i++) {
         const wf_unit_t *u = &ir->units.units[i];
         WF_STAT_INC(&w->stats, units_extracted);
@@ -464,7 +475,7 @@ static wf_insp_action_t classify(wf_insp_req_t *ir, const wf_http_request_t *req
         *c = (cunit_t){ .unit = (uint32_t)i };
         c->probs = wf_arena_alloc(&ir->arena, sizeof(float) * (size_t)L);
         if (!c->probs)
-            return overload(wi, dc, "out of memory");
+            return overload(wi, ir, dc, "out of memory");
         size_t len = WF_MIN(wf_unit_text(u, wi->text, tmax), tmax);
         c->hash = wf_hash64(wi->text, len, 0x77af);
         if (cache_get(wi, eid, c->hash, wi->text, len, c->probs, L)) {
@@ -490,7 +501,7 @@ static wf_insp_action_t classify(wf_insp_req_t *ir, const wf_http_request_t *req
         int rc = wf_detect_submit(wi->port, ir->eng, req_key(ir), ir->ncu, wi->ids, k);
         if (rc < 0) {
             wf_detect_flush(wi->port);
-            return overload(wi, dc, rc == -EAGAIN ? "inference queue full" : wf_strerror(rc));
+            return overload(wi, ir, dc, rc == -EAGAIN ? "inference queue full" : wf_strerror(rc));
         }
         WF_STAT_INC(&w->stats, units_model);
         ir->npending++;
@@ -576,7 +587,7 @@ wf_insp_action_t wf_insp_begin(wf_worker_t *w, const wf_insp_start_t *st, wf_ins
         return WF_INSP_PASS;
     wf_insp_req_t *ir = req_new(wi);
     if (!ir)
-        return overload(wi, dc, "too many requests waiting for verdicts (detection.max_inflight)");
+        return overload(wi, NULL, dc, "too many requests waiting for verdicts (detection.max_inflight)");
     *out = ir;
     ir->owner = st->owner;
     ir->gen = w->gen;
@@ -603,7 +614,7 @@ wf_insp_action_t wf_insp_begin(wf_worker_t *w, const wf_insp_start_t *st, wf_ins
     if (st->has_body) {
         ir->head = wf_arena_alloc(a, st->head_len);
         if (!ir->head)
-            return overload(wi, dc, "out of memory");
+            return overload(wi, ir, dc, "out of memory");
         memcpy(ir->head, st->head, st->head_len);
         ir->head_len = st->head_len;
         *body_limit = WF_MIN(dc->inspect.max_body_bytes, st->buf_cap);
@@ -635,7 +646,7 @@ wf_insp_action_t wf_insp_body(wf_insp_req_t *ir, wf_str_t raw, bool chunked, boo
     if (chunked) {
         char *o = raw.n ? wf_arena_alloc(&ir->arena, raw.n) : NULL;
         if (raw.n && !o)
-            return overload(wi, dc, "out of memory");
+            return overload(wi, ir, dc, "out of memory");
         wf_http_limits_t lim;
         wf_http_limits_default(&lim);
         lim.max_body_bytes = 0;
@@ -667,7 +678,7 @@ wf_insp_action_t wf_insp_body(wf_insp_req_t *ir, wf_str_t raw, bool chunked, boo
     if (rc <= 0) {
         wf_error("worker %d: request %.*s: its header no longer parses (%d); not inspected", w->id, (int)ir->rid.n,
                  ir->rid.p, rc);
-        return overload(wi, dc, "internal error");
+        return overload(wi, ir, dc, "internal error");
     }
     return classify(ir, &req, body);
 }

@@ -262,11 +262,12 @@ def test_tag_mode_adds_verdict_headers_and_strips_the_clients(start_wafer, pyup)
 
 # -- overload ----------------------------------------------------------------------
 
-def _slow_wafer(start_wafer, pyup, policy, **det):
+def _slow_wafer(start_wafer, pyup, policy, events=None, **det):
     os.environ["WAFER_TEST_INFER_DELAY_MS"] = "1500"
+    extra = {"events": {"sinks": [{"type": "file", "path": events}]}} if events else {}
     try:
         return start_wafer(pyup.address, detection=detection(timeout="300ms", overload=policy, **det),
-                           policy=pol("block"))
+                           policy=pol("block"), **extra)
     finally:
         del os.environ["WAFER_TEST_INFER_DELAY_MS"]
 
@@ -283,8 +284,9 @@ def test_overload_fail_open_forwards_uninspected_and_says_so(start_wafer, pyup):
     assert "fail_open" in w.stderr()
 
 
-def test_overload_fail_closed_answers_503_and_never_forwards(start_wafer, pyup):
-    w = _slow_wafer(start_wafer, pyup, "fail_closed", max_queue=2)
+def test_overload_fail_closed_answers_503_and_never_forwards(start_wafer, pyup, tmp_path):
+    evpath = str(tmp_path / "events.jsonl")
+    w = _slow_wafer(start_wafer, pyup, "fail_closed", events=evpath, max_queue=2)
     targets = [uniq("/fc") + "?q=word%d+%s" % (i, uuid.uuid4().hex) for i in range(6)]
     codes = []
     conns = [HTTP(w.port, 5, w.host) for _ in targets]
@@ -300,6 +302,9 @@ def test_overload_fail_closed_answers_503_and_never_forwards(start_wafer, pyup):
     err = w.stderr()
     assert "answering 503 (overload: fail_closed)" in err
     assert "inference queue full" in err or "verdict timeout" in err
+    evs = _events(evpath, 6)
+    assert len(evs) == 6 and all(e["event"]["action"] == "unavailable" and e["event"]["reason"] == "overload"
+                                 and e["http"]["response"]["status_code"] == 503 for e in evs), evs
 
 
 # -- bodies over the inspection limit -----------------------------------------------
