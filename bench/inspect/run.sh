@@ -29,7 +29,7 @@ detection: {model: $M, backend: $2, threads: $3, max_batch: 64, batch_wait: 200u
 policy: {mode: block}
 Y
 }
-mk gpu auto 0 4 18080
+mk gpu auto 0 1 18080   # the cuda backend serves one worker (docs/detection-service.md)
 mk cpu cpu 8 4 18090
 for b in gpu cpu; do
   port=18080; [ $b = cpu ] && port=18090
