@@ -575,8 +575,10 @@ wf_insp_action_t wf_insp_begin(wf_worker_t *w, const wf_insp_start_t *st, wf_ins
         return WF_INSP_REFUSE;
     }
     const wf_detect_conf_t *dc = gc->detect;
-    if (!wi || !wi->port || !dc || !dc->enabled || !wf_detect_global)
+    if (!dc || !dc->enabled || !wf_detect_global)
         return WF_INSP_PASS;
+    if (!wi)
+        return dc->overload == WF_OVERLOAD_FAIL_CLOSED ? WF_INSP_UNAVAILABLE : WF_INSP_PASS;
     const wf_route_t *route = NULL;
     wf_mode_t mode = WF_MODE_BLOCK;
     if (pol) {
@@ -585,6 +587,8 @@ wf_insp_action_t wf_insp_begin(wf_worker_t *w, const wf_insp_start_t *st, wf_ins
     }
     if (mode == WF_MODE_OFF)
         return WF_INSP_PASS;
+    if (!wi->port) /* the worker could not open its detection port (logged at start) */
+        return overload(wi, NULL, dc, "no detection port in this worker");
     wf_insp_req_t *ir = req_new(wi);
     if (!ir)
         return overload(wi, NULL, dc, "too many requests waiting for verdicts (detection.max_inflight)");
