@@ -452,6 +452,16 @@ def test_repeated_detections_ban_the_client_until_the_ban_ends(start_wafer, pyup
     with urllib.request.urlopen("http://127.0.0.1:%d/bans" % w.admin_port, timeout=5) as r:
         bans = json.loads(r.read())
     assert any(b["client"] == "127.0.0.1" for b in bans)
+    # and removable there
+    req = urllib.request.Request("http://127.0.0.1:%d/bans/127.0.0.1" % w.admin_port, method="DELETE")
+    with urllib.request.urlopen(req, timeout=5) as r:
+        assert r.status == 200
+    with w.connect() as c:
+        assert c.request("GET", uniq("/b-lifted")).status == 200
+        # banned again, then the ban runs out
+        assert c.request("GET", uniq("/b") + "?id=" + SQLI_Q).status == 403
+        assert c.request("GET", uniq("/b") + "?q=" + XSS_Q).status == 403
+        assert c.request("GET", uniq("/b-again")).status == 403
     time.sleep(2.3)
     with w.connect() as c:
         assert c.request("GET", uniq("/b-after")).status == 200
@@ -512,3 +522,15 @@ def test_blocked_and_monitored_requests_write_security_events(start_wafer, pyup,
     assert 'wafer_inspection_requests_total{result="blocked"} 1' in text
     assert 'wafer_inspection_requests_total{result="monitored"} 1' in text
     assert "wafer_detect_batch_size_count" in text and "wafer_detect_run_seconds_bucket" in text
+
+
+def test_a_model_that_does_not_load_is_a_configuration_error(start_wafer, pyup, tmp_path):
+    from harness import Wafer, run_check
+    w = Wafer(pyup.address, str(tmp_path), detection=detection(model=str(tmp_path / "nomodel")), policy=pol("block"))
+    rc, out = run_check(w.conf_path)
+    assert rc == 1 and str(tmp_path / "nomodel") in out
+    (tmp_path / "b").mkdir()
+    bad_class = Wafer(pyup.address, str(tmp_path / "b"), detection=detection(),
+                      policy=pol("block", thresholds={"sqlinjection": 0.9}))
+    rc, out = run_check(bad_class.conf_path)
+    assert rc == 1 and "sqlinjection" in out
