@@ -104,8 +104,9 @@ typedef struct {
 } layer_t;
 
 #define MAX_BUCKETS 32
-/* Buckets up to this many tokens run the fused kernels: they cut launches, which is what small batches wait on;
- * at larger batches cuBLASLt's products are faster than ours. */
+/* With WAFER_CUDA_FUSED=1, buckets up to this many tokens run the fused kernels (fewer graph nodes), larger ones
+ * cuBLASLt. Opt-in: measured on an H200 they are slower than the unfused path at every batch size so far
+ * (docs/benchmarks.md, "GPU backend", "Fused kernels"); they pass tests/gpu/gpu_agree. */
 #define FUSE_MAX_TOKENS 2048
 
 typedef struct {
@@ -138,7 +139,7 @@ typedef struct {
     float *h_logits;
     size_t in_words;
     int max_tokens, max_batch, tmax, bmax;
-    int fused; /* our fused products where shapes allow (WAFER_CUDA_FUSED=0: cuBLASLt everywhere) */
+    int fused; /* our fused products where shapes allow (WAFER_CUDA_FUSED=1; else cuBLASLt everywhere) */
     int fuse_max; /* ... in buckets of up to this many tokens (WAFER_CUDA_FUSED_MAX_TOKENS) */
     int pdl;   /* programmatic dependent launches in the graphs (WAFER_CUDA_PDL=0: off) */
     int dpdl;  /* the same, in the graphs for device launch */
@@ -864,7 +865,7 @@ static wf_status_t cu_init(const wf_model_t *m, const wf_session_opts_t *o, void
     CK(wf_cu_ffn_norm_setup(), "cannot size the fused kernels' shared memory");
     {
         const char *f = getenv("WAFER_CUDA_FUSED"), *p = getenv("WAFER_CUDA_PDL");
-        c->fused = !(f && !strcmp(f, "0"));
+        c->fused = f && !strcmp(f, "1");
         c->pdl = c->dpdl = c->fused && !(p && !strcmp(p, "0"));
         const char *m = getenv("WAFER_CUDA_FUSED_MAX_TOKENS");
         c->fuse_max = m && atoi(m) > 0 ? atoi(m) : FUSE_MAX_TOKENS;
