@@ -107,15 +107,6 @@ static __device__ __forceinline__ void tile_prologue(const tile_w_t &p, bf16 *Ws
     }
 }
 
-/* Asks L2 for this block's share of a weight matrix that a later phase reads. */
-static __device__ __forceinline__ void tile_l2_prefetch(const void *p, size_t bytes)
-{
-    const char *c = (const char *)p;
-    size_t lines = (bytes + 127) / 128;
-    for (size_t i = (size_t)blockIdx.x * TILE_THREADS + threadIdx.x; i < lines; i += (size_t)gridDim.x * TILE_THREADS)
-        asm volatile("prefetch.global.L2 [%0];" ::"l"(c + i * 128));
-}
-
 /* BM rows of X (ldx) from row0 into As (lda = K + 8); rows past `rows` are zeros. K % 8 == 0. */
 static __device__ __forceinline__ void tile_rows_load(bf16 *As, int lda, const bf16 *X, int ldx, int row0, int rows,
                                                       int K, int BM)
