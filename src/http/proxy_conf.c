@@ -1,5 +1,6 @@
 /* The server configuration: YAML sections into wf_server_conf_t (see wafer/proxy.h). */
 #include "wafer/core.h"
+#include "wafer/detect.h"
 #include "wafer/misp.h"
 #include "wafer/policy.h"
 #include "wafer/proxy.h"
@@ -63,6 +64,7 @@ void wf_server_conf_free(wf_server_conf_t *sc)
     free(sc->request_id_header);
     free(sc->identity_header);
     wf_policy_free(sc->policy);
+    wf_detect_conf_free(sc->detect);
     wf_admin_conf_free(&sc->admin);
     wf_secops_conf_free(sc->events);
     wf_misp_conf_free(sc->misp);
@@ -123,6 +125,7 @@ int wf_server_conf_parse(const wf_conf_t *c, wf_server_conf_t *sc, wf_conf_err_t
 {
     static const char *const top_keys[] = { "workers", "pid_file", "log", "listen", "upstream", "proxy",
                                             "limits", "timeouts", "shutdown_timeout", "admin", "events", "misp",
+                                            "detection",
                                             "policy", NULL };
     static const char *const log_keys[] = { "level", "error_log", "access_log", NULL };
     static const char *const listen_keys[] = { "address", "backlog", "tls", NULL };
@@ -314,7 +317,8 @@ int wf_server_conf_parse(const wf_conf_t *c, wf_server_conf_t *sc, wf_conf_err_t
     if ((rc = wf_misp_conf_parse(c, wf_conf_get(root, "misp"), &sc->misp, err)))
         return rc;
 
-    if ((rc = wf_policy_parse(c, wf_conf_get(root, "policy"), &sc->policy, err)))
+    if ((rc = wf_detect_conf_parse(c, wf_conf_get(root, "detection"), sc->file, &sc->detect, err)) ||
+        (rc = wf_policy_parse(c, wf_conf_get(root, "policy"), &sc->policy, err)))
         return rc;
 
     wf_http_limits_default(&sc->http);
