@@ -189,4 +189,13 @@ bool wf_http_is_hop_by_hop(wf_str_t name);
 /* Standard reason phrase of a status code ("Bad Request"); "Unknown" if none. */
 const char *wf_http_reason(int status);
 
+/* The path that access rules match against, as an upstream will read it:
+ * percent-decoded once, '\\' read as '/', runs of '/' collapsed and dot
+ * segments removed (RFC 3986 5.2.4), so that "/%61dmin", "/x/../admin",
+ * "//admin" and "/a%2f..%2fadmin" all give "/admin" (a final '/' is kept:
+ * "/admin/" and "/admin/." give "/admin/").
+ * The result starts with '/'. out has room for path.n + 2 bytes; returns the
+ * length (not NUL-terminated). */
+size_t wf_http_path_normalize(wf_str_t path, char *out);
+
 #endif

@@ -89,14 +89,23 @@ int wf_misp_new(const wf_misp_conf_t *conf, wf_ioc_store_t *store, wf_misp_t **o
 int wf_misp_start(wf_misp_t *m, char *err, size_t errlen);
 /* Stops the thread (an HTTP request in flight ends within timeout) and frees. */
 void wf_misp_free(wf_misp_t *m);
+/* Applies a reloaded configuration: the thread stops (within timeout),
+ * sources still configured alike keep what they loaded, every source is
+ * fetched again at once, and the thread restarts if it ran. The table in use
+ * stays until the next one is built; with no source left it is emptied.
+ * The importer stays at the same address, so the data plane's pointer to it
+ * (wf_misp_global) never dangles. */
+int wf_misp_reconfigure(wf_misp_t *m, const wf_misp_conf_t *conf, char *err, size_t errlen);
+/* The configured action (data plane; follows reloads). */
+wf_misp_action_t wf_misp_action(const wf_misp_t *m);
 
 /* One import round on the calling thread: every source (all = true) or
  * those due; publishes a new table when some source succeeded. Returns the
  * number of sources that failed. (wafer misp and tests use it directly.) */
 int wf_misp_import(wf_misp_t *m, bool all);
 
-/* Queues a sighting of a matched indicator (data plane: never blocks; a
- * busy or full queue drops it and counts). */
+/* Queues a sighting of a matched indicator when sightings are on (data
+ * plane: never blocks; a busy or full queue drops it and counts). */
 void wf_misp_sighting(wf_misp_t *m, const wf_ioc_hit_t *hit);
 /* Sends the queued sightings now (one POST /sightings/add). Returns the
  * number sent, or a negative error (they stay queued, up to the bound). */
@@ -118,6 +127,13 @@ typedef struct {
     uint64_t sightings_sent, sightings_dropped, sightings_failed;
 } wf_misp_stats_t;
 void wf_misp_stats(wf_misp_t *m, wf_misp_stats_t *out);
+
+/* Registers Prometheus metrics for the store (wafer_ioc_indicators{kind},
+ * wafer_ioc_hits_total{kind}, wafer_ioc_tables_total) and, when m is not
+ * NULL, the importer (wafer_misp_fetches_total{source,result},
+ * wafer_misp_attributes{source}, wafer_misp_last_success_timestamp_seconds{source},
+ * wafer_misp_indicators_truncated, wafer_misp_sightings_total{result}). */
+int wf_misp_metrics_register(wf_misp_t *m, wf_ioc_store_t *store);
 
 /* The process-wide importer (NULL when `misp:` has no source). */
 extern wf_misp_t *wf_misp_global;

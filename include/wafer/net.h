@@ -1,6 +1,6 @@
 /*
  * wafer networking: socket addresses, listeners, outgoing connections and the
- * connection vtable behind which plain TCP (now) and TLS (later) live, in the
+ * connection vtable behind which plain TCP and TLS (wafer/tls.h) live, in the
  * manner of redis connection.h.
  *
  * All sockets are non-blocking and close-on-exec. Errors are negative errno.
@@ -66,7 +66,13 @@ struct wf_conn {
     const wf_conn_type_t *type;
     int fd;
     wf_io_t io;       /* registered edge-triggered by the owner */
-    void *tls;        /* TLS state (later) */
+    void *tls;        /* TLS state (wafer/tls.h), NULL for plain TCP */
+    unsigned want;    /* WF_CONN_*_WANTS_*: what a pending TLS read or write waits for */
+};
+
+enum {
+    WF_CONN_READ_WANTS_WRITE = 1u << 0, /* a read returned -EAGAIN until the socket is writable */
+    WF_CONN_WRITE_WANTS_READ = 1u << 1, /* a write returned -EAGAIN until the socket is readable */
 };
 
 extern const wf_conn_type_t wf_conn_tcp;
@@ -77,6 +83,18 @@ static inline void wf_conn_init(wf_conn_t *c, const wf_conn_type_t *type, int fd
     c->fd = fd;
     c->io.fd = -1;
     c->tls = NULL;
+    c->want = 0;
+}
+/* The readiness an edge-triggered owner should record for events ev: a TLS
+ * read waiting for writability becomes possible on a write event, a write
+ * waiting for readability on a read event (plain TCP: ev unchanged). */
+static inline unsigned wf_conn_ready(const wf_conn_t *c, unsigned ev)
+{
+    if ((c->want & WF_CONN_READ_WANTS_WRITE) && (ev & WF_IO_WRITE))
+        ev |= WF_IO_READ;
+    if ((c->want & WF_CONN_WRITE_WANTS_READ) && (ev & (WF_IO_READ | WF_IO_HUP)))
+        ev |= WF_IO_WRITE;
+    return ev;
 }
 static inline ssize_t wf_conn_read(wf_conn_t *c, void *buf, size_t len) { return c->type->read(c, buf, len); }
 static inline ssize_t wf_conn_write(wf_conn_t *c, const void *buf, size_t len) { return c->type->write(c, buf, len); }

@@ -56,6 +56,7 @@ bool wf_verdict_add(wf_verdict_t *v, long unit, const float *probs, const float 
 #include "wafer/infer.h"
 #include "wafer/inspect.h"
 #include "wafer/net.h"
+#include "wafer/ratelimit.h"
 #include <stdint.h>
 
 typedef enum {
@@ -99,6 +100,10 @@ typedef struct wf_route {
     size_t nexcl;
     bool inherit_exclusions;                  /* the top-level exclusions apply too (default true) */
     char *where;       /* "file:line:col: policy.routes[N]", for wf_policy_bind's messages */
+    struct wf_tls_access *access; /* `access:` identities that may reach the route (wafer/tls.h); NULL: anyone */
+    char *upstream;    /* `upstream:` the pool (wafer/upstream.h) of the route's requests; NULL: "default" */
+    int upstream_pool; /* its index among the server's pools, resolved with the server configuration (0: default) */
+    wf_rate_t rate_limit; /* `rate_limit:` the route's own token bucket; rate 0: rate_limits.route applies */
     /* Parts that keep per-route settings add their fields here and their keys
      * to route_keys[] in src/policy/policy.c (one parse function per key). */
 } wf_route_t;
@@ -152,7 +157,7 @@ typedef struct wf_policy {
     size_t nroutes;
     wf_route_t root;       /* the top level as a route: matches everything, last; named "default". Its
                               thresholds and exclusions are the arrays above (owned by the policy) */
-    size_t *order;         /* route indexes, most specific first (wf_policy_route takes the first match) */
+    struct wf_route_ix *order; /* the routes, most specific first, with what matching needs (policy.c) */
     int nlabels;           /* set by wf_policy_bind */
     bool bound;
 } wf_policy_t;
@@ -231,6 +236,10 @@ void wf_bans_stats(wf_bans_t *b, uint64_t now_ms, wf_bans_stats_t *out);
 
 /* The process-wide table (created by the server at start). */
 extern wf_bans_t *wf_bans_global;
+
+/* Registers the table's Prometheus metrics (wafer_bans_active,
+ * wafer_bans_started_total, wafer_bans_refused_total, wafer_bans_evicted_total). */
+int wf_bans_metrics_register(wf_bans_t *b);
 
 /* ---- the admin endpoints for bans (src/policy/bans_admin.c, docs/admin.md) ---- */
 

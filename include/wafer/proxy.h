@@ -23,6 +23,7 @@ typedef struct {
     char *address;      /* as written */
     wf_sockaddr_t addr;
     int backlog;
+    struct wf_tls_server *tls;  /* NULL: plain TCP (wafer/tls.h) */
 } wf_listen_conf_t;
 
 typedef struct {
@@ -52,10 +53,12 @@ typedef struct {
     uint64_t up_connect_timeout_ms;
     uint64_t up_timeout_ms;     /* response header, and between reads/writes */
     uint64_t up_idle_timeout_ms;/* idle pooled connections are closed after this */
+    struct wf_tls_client *up_tls; /* upstream.tls; NULL: plain TCP to upstreams */
 
     bool xff, forwarded, via;
     char *request_id_header;    /* NULL or "": no request id header is sent */
     bool trust_request_id;
+    char *identity_header;      /* proxy.client_identity_header when pass_client_identity, else NULL */
 
     uint64_t max_header_bytes, max_headers, max_uri, max_body;
     uint64_t max_connections;   /* client connections per worker */
@@ -79,8 +82,11 @@ typedef struct {
     wf_http_limits_t http;      /* request limits for the parser, from the above */
     wf_http_limits_t http_resp; /* response limits (no body limit) */
 
+    struct wf_policy *policy;        /* the `policy` section (always set: defaults when absent) */
+    struct wf_detect_conf *detect;   /* the `detection` section (enabled false when absent) */
     wf_admin_conf_t admin;      /* the `admin:` section (wafer/admin.h) */
     wf_secops_conf_t *events;   /* the `events:` section (never NULL after parsing) */
+    struct wf_misp_conf *misp;  /* the `misp:` section (wafer/misp.h; never NULL after parsing) */
 } wf_server_conf_t;
 
 /* Fills every default (the values documented in docs/configuration.md). */
@@ -91,6 +97,9 @@ int wf_server_conf_parse(const wf_conf_t *c, wf_server_conf_t *sc, wf_conf_err_t
 /* Loads a file: wf_conf_load_file + wf_server_conf_parse. *out is set on success. */
 int wf_server_conf_load(const char *path, wf_server_conf_t **out, wf_conf_err_t *err);
 void wf_server_conf_free(wf_server_conf_t *sc);
+/* What `wafer -t` checks beyond the file: the detection model loads and the
+ * policy's class names exist in it. Returns 0, or -1 with a message. */
+int wf_server_conf_check(wf_server_conf_t *sc, char *err, size_t errlen);
 
 /* ---- header rewriting ---- */
 
@@ -100,6 +109,7 @@ typedef struct {
     bool client_v6;
     wf_str_t request_id;    /* the id this request carries upstream (see wf_proxy_request_id) */
     wf_str_t default_host;  /* Host to send when the request had none (HTTP/1.0) */
+    wf_str_t identity;      /* the client's mTLS identity, sent in sc->identity_header when set */
 } wf_proxy_req_ctx_t;
 
 /* Room needed for the rewritten request head of a request whose header
@@ -112,7 +122,9 @@ size_t wf_proxy_request_head_size(const wf_server_conf_t *sc, const wf_http_requ
  * Host, Content-Length and Transfer-Encoding are never dropped that way),
  * Host (the absolute-form authority replaces it), X-Forwarded-For appended
  * (one combined field), Forwarded and Via added, the request id header set,
- * Expect removed (the proxy answers 100-continue itself), Content-Length
+ * Expect removed (the proxy answers 100-continue itself), the client's own
+ * identity header (sc->identity_header) removed and ctx->identity sent in
+ * it when not empty, Content-Length
  * once / Transfer-Encoding: chunked as framed. Returns the length, or
  * -WF_ELIMIT if cap is too small. */
 int wf_proxy_request_head(const wf_server_conf_t *sc, const wf_http_request_t *req, const wf_proxy_req_ctx_t *ctx,

@@ -51,7 +51,38 @@
     X(oom, "requests refused for lack of buffers (503)")                                                     \
     X(bytes_in, "bytes read from clients")                                                                   \
     X(bytes_out, "bytes written to clients")                                                                 \
-    X(access_log_dropped, "access log lines dropped (buffer full and write failed)")                          \
+    X(access_log_dropped, "access log lines dropped (buffer full and write failed)")                         \
+    X(inspected, "requests classified by the model (verdict reached)")                                      \
+    X(blocked, "requests refused with 403 by a detection (mode block)")                                      \
+    X(monitored, "detections forwarded unchanged (mode monitor)")                                            \
+    X(tagged, "detections forwarded with X-Wafer-Verdict (mode tag)")                                        \
+    X(overload_open, "requests forwarded uninspected because detection could not keep up (fail_open)")      \
+    X(overload_closed, "requests refused with 503 because detection could not keep up (fail_closed)")       \
+    X(verdict_timeouts, "requests whose verdict did not come within detection.timeout")                      \
+    X(body_over_limit, "request bodies longer than the inspection limit")                                    \
+    X(units_extracted, "inspection units extracted from requests")                                          \
+    X(units_safe, "units skipped by the fast path")                                                         \
+    X(units_cached, "units whose probabilities came from the worker's cache")                               \
+    X(units_model, "units submitted to the model")                                                          \
+    X(allowlisted, "requests from allow-listed clients (not inspected)")                                    \
+    X(denied, "connections and requests refused: deny-listed client")                                       \
+    X(banned, "connections and requests refused: banned client")                                            \
+    X(bans_started, "clients banned after repeated detections")                                              \
+    X(events_dropped, "security events dropped (event queue full or no event hub)")                 \
+    X(tls_handshakes, "TLS handshakes completed with clients")                                              \
+    X(tls_resumed, "client TLS handshakes that resumed a session (ticket or cache)")                        \
+    X(tls_failed_protocol, "client TLS handshakes failed: no common protocol version or cipher")            \
+    X(tls_failed_certificate, "client TLS handshakes failed: client certificate missing or not verified")    \
+    X(tls_failed_alert, "client TLS handshakes failed: the client sent an alert (e.g. unknown CA)")          \
+    X(tls_failed_alpn, "client TLS handshakes failed: no common ALPN protocol (only http/1.1 is offered)")   \
+    X(tls_failed_plain_http, "plain HTTP sent to a TLS listener")                                           \
+    X(tls_failed_closed, "client closed or reset the connection during the TLS handshake")                  \
+    X(tls_failed_timeout, "TLS handshake did not complete within timeouts.header")                           \
+    X(tls_failed_other, "client TLS handshakes failed for another reason")                                   \
+    X(tls_upstream_handshakes, "TLS handshakes completed with upstreams")                                   \
+    X(tls_upstream_failed, "TLS handshakes with upstreams failed (verification, protocol; 502)")            \
+    X(tls_upstream_resumed, "TLS handshakes with upstreams that resumed the server's last session")         \
+    X(identity_denied, "requests refused (403) because the client identity may not reach the route") \
     X(upstream_unavailable, "503: no member of the upstream pool was available (down or ejected)")           \
     X(upstream_member_retries, "requests resent to another pool member after a failure before any response") \
     X(rate_limited, "requests refused with 429 by a rate_limits token bucket")                                \

@@ -17,10 +17,13 @@
  * connection fires at the earliest deadline (early firing re-arms), so that
  * reads and writes do not touch the timer heap.
  */
+#include "inspect_hook.h"
 #include "server_int.h"
 #include "wafer/http.h"
+#include "wafer/policy.h"
 #include "wafer/ratelimit.h"
 #include "wafer/secops.h"
+#include "wafer/tls.h"
 #include "wafer/upstream.h"
 
 #include <stdio.h>
@@ -45,7 +48,7 @@ typedef struct {
     uint32_t end;   /* end of bytes received */
 } pbuf_t;
 
-enum { PH_HEAD, PH_PROXY, PH_SEND_CLOSE, PH_LINGER, PH_DEAD };
+enum { PH_HEAD, PH_PROXY, PH_SEND_CLOSE, PH_LINGER, PH_INSPECT, PH_DEAD };
 enum { BODY_NONE, BODY_CL, BODY_CHUNKED, BODY_UNTIL_CLOSE };
 
 struct upconn {
@@ -97,6 +100,7 @@ struct cconn {
     wf_http_chunked_t resp_chunk;
     upconn_t *up;
     int up_attempts;
+    const wf_route_t *route;    /* the request's route (cc_route), NULL until looked up */
     wf_upstream_pool_t *pool;   /* the request's upstream pool */
     wf_upstream_member_t *upm;  /* the member of the latest attempt, NULL none */
     bool upm_attached;          /* counted in upm's active requests (while cc->up is set) */
@@ -109,7 +113,6 @@ struct cconn {
 
     /* limits: 1 counted in connections_per_client, 0 over it (answer 429), 2 not counted */
     int climit;
-    wf_sockaddr_t peer;
     uint64_t rd_waited, wr_waited; /* ms the client kept us waiting for body bytes / to take response bytes */
 
     /* waits: when each began (0: not waiting) */
@@ -123,6 +126,12 @@ struct cconn {
     uint8_t ip_len;
     uint16_t port;
     bool v6;
+
+    /* inspection (inspect_hook.c): PH_INSPECT reads the body (insp_limit bytes) or waits for the verdict */
+    wf_sockaddr_t peer;
+    wf_insp_req_t *insp;
+    size_t insp_limit;
+    bool insp_parked, insp_json;
 };
 
 static void cc_drive(cconn_t *cc);
@@ -305,6 +314,8 @@ static void cc_waits(cconn_t *cc)
             upw = u->connecting || (pending_out && !u->writable) ||
                   ((cc->req_sent || cc->resp_started) && !cc->resp_done && (cc->ub.end < cc->ub.cap || cc->ub.start > 0));
         }
+    } else if (cc->phase == PH_INSPECT) {
+        rd = !cc->insp_parked && !cc->req_done && !cc->readable;
     } else if (cc->phase == PH_SEND_CLOSE) {
         wr = true;
     } else if (cc->phase == PH_LINGER) {
@@ -445,6 +456,7 @@ static void up_idle_timer(wf_loop_t *loop, wf_timer_t *t)
 static void up_event(wf_loop_t *loop, wf_io_t *io, unsigned ev)
 {
     upconn_t *u = io->data;
+    ev = wf_conn_ready(&u->c, ev);
     if (ev & WF_IO_WRITE)
         u->writable = true;
     if (ev & (WF_IO_READ | WF_IO_HUP | WF_IO_ERR))
@@ -499,6 +511,26 @@ static void cc_up_release(cconn_t *cc, bool reusable)
 }
 
 static void cc_send_error(cconn_t *cc, int status);
+static void cc_insp_apply(cconn_t *cc, wf_insp_action_t a);
+static void cc_forward(cconn_t *cc);
+
+/* Puts a new upstream connection behind TLS, verifying the server's name
+ * (the tls section's server_name, else the host of its address as written). */
+static int up_tls_start(upconn_t *u, struct wf_tls_client *tls, const char *address)
+{
+    char host[256];
+    const char *a = address, *end = strrchr(a, ':');
+    size_t n = end ? (size_t)(end - a) : strlen(a);
+    if (n >= 2 && a[0] == '[' && a[n - 1] == ']') {
+        a++;
+        n -= 2;
+    }
+    snprintf(host, sizeof(host), "%.*s", (int)n, a);
+    int rc = wf_tls_conn_connect(&u->c, tls, u->c.fd, host, address, &u->w->stats);
+    if (rc < 0)
+        wf_warn("upstream %s: cannot start TLS: %s", address, wf_strerror(rc));
+    return rc;
+}
 
 static const char *cc_up_name(const cconn_t *cc) { return cc->upm ? cc->upm->conf->address : "?"; }
 
@@ -517,6 +549,7 @@ static void cc_up_attach(cconn_t *cc, upconn_t *u)
 static void cc_up_acquire(cconn_t *cc, bool fresh, wf_upstream_member_t *same)
 {
     wf_worker_t *w = cc->w;
+    const wf_server_conf_t *sc = cc->sc;
     wf_upstream_pool_t *p = cc->pool;
     int max = wf_upstream_max_tries(p);
     while (same || cc->up_attempts < max) {
@@ -534,7 +567,7 @@ static void cc_up_acquire(cconn_t *cc, bool fresh, wf_upstream_member_t *same)
         cc->t_up_ns = wf_now_ns();
         if (!fresh) {
             for (upconn_t *u = w->idle_up; u; u = u->next) {
-                if (!wf_sockaddr_eq(&u->addr, addr))
+                if (!wf_sockaddr_eq(&u->addr, addr) || (u->c.tls != NULL) != (sc->up_tls != NULL))
                     continue;
                 up_idle_unlink(w, u);
                 u->owner = cc;
@@ -562,11 +595,16 @@ static void cc_up_acquire(cconn_t *cc, bool fresh, wf_upstream_member_t *same)
         u->owner = cc;
         u->addr = *addr;
         wf_conn_init(&u->c, &wf_conn_tcp, fd);
+        if (sc->up_tls && up_tls_start(u, sc->up_tls, m->conf->address) < 0) {
+            close(fd);
+            wf_pool_put(&w->up_pool, u);
+            break;
+        }
         wf_timer_init(&u->timer, up_idle_timer, u);
         u->connecting = rc == -EINPROGRESS;
         u->writable = rc == 0;
         if (wf_loop_io_add(w->loop, &u->c.io, fd, WF_IO_READ | WF_IO_WRITE | WF_IO_EDGE, up_event, u) < 0) {
-            close(fd);
+            u->c.type->close(&u->c);
             wf_pool_put(&w->up_pool, u);
             break;
         }
@@ -627,6 +665,7 @@ static void cc_reset_exchange(cconn_t *cc)
     cc->resp_left = 0;
     cc->up_attempts = 0;
     cc->upm = NULL;
+    cc->route = NULL;
     cc->upm_attached = cc->idempotent = cc->body_sent = cc->replay = false;
     memset(&cc->tried, 0, sizeof(cc->tried));
     cc->rd_waited = cc->wr_waited = 0;
@@ -649,8 +688,18 @@ static void cc_abort(cconn_t *cc, int log_status)
     cc_close(cc);
 }
 
+static void cc_insp_drop(cconn_t *cc)
+{
+    if (cc->insp) {
+        wf_insp_cancel(cc->insp);
+        cc->insp = NULL;
+    }
+    cc->insp_parked = false;
+}
+
 static void cc_send_error(cconn_t *cc, int status)
 {
+    cc_insp_drop(cc);
     if (cc->resp_started) {
         WF_STAT_INC(&cc->w->stats, response_aborted);
         cc_abort(cc, status);
@@ -716,7 +765,7 @@ static void cc_scan_body(cconn_t *cc)
 {
     uint32_t f0 = cc->in.fwd;
     cc_scan_body_(cc);
-    if (cc->phase == PH_PROXY)
+    if (cc->phase == PH_PROXY || cc->phase == PH_INSPECT)
         cc->bytes_in += cc->in.fwd - f0;
 }
 
@@ -758,6 +807,23 @@ static void cc_scan_body_(cconn_t *cc)
     }
 }
 
+/* The request's route: the policy's top level when none matches, NULL
+ * without a policy. Looked up once per request, on the path as the
+ * upstream will read it (cc->rh is free until a response head is made). */
+static const wf_route_t *cc_route(cconn_t *cc, const wf_http_request_t *req)
+{
+    const wf_policy_t *pol = cc->sc->policy;
+    if (!cc->route && pol) {
+        if (!pol->nroutes) {
+            cc->route = &pol->root;
+        } else {
+            size_t pn = wf_http_path_normalize(req->path, cc->rh);
+            cc->route = wf_policy_route(pol, req->host, wf_str(cc->rh, pn));
+        }
+    }
+    return cc->route;
+}
+
 /* 429 with Retry-After (seconds). */
 static void cc_send_429(cconn_t *cc, uint64_t retry_after)
 {
@@ -789,6 +855,10 @@ static void cc_limit_event(cconn_t *cc, const wf_http_request_t *req, wf_secev_r
     WF_SECEV_SET(&ev, host, req->host);
     WF_SECEV_SET(&ev, path, req->path);
     WF_SECEV_SET(&ev, query, req->query);
+    if (cc->route)
+        WF_SECEV_SET(&ev, route, wf_str_c(cc->route->name));
+    if (cc->c.tls && wf_tls_conn_peer_verified(&cc->c))
+        WF_SECEV_SET(&ev, identity, wf_tls_conn_identity(&cc->c));
     const wf_http_header_t *ua = wf_http_header_find(req->headers, req->nheaders, "User-Agent");
     if (ua)
         WF_SECEV_SET(&ev, user_agent, ua->value);
@@ -796,9 +866,9 @@ static void cc_limit_event(cconn_t *cc, const wf_http_request_t *req, wf_secev_r
 }
 
 /* rate_limits: the client is over connections_per_client, or a token
- * bucket (client address, route) is empty: 429 with Retry-After, a
- * security event, and a log line (at most one a second per worker).
- * Returns true when the request was refused. */
+ * bucket (client address, verified client identity, route) is empty: 429
+ * with Retry-After, a security event, and a log line (at most one a second
+ * per worker). Returns true when the request was refused. */
 static bool cc_limited(cconn_t *cc, const wf_http_request_t *req)
 {
     const wf_ratelimit_conf_t *rl = &cc->sc->rate_limits;
@@ -812,10 +882,18 @@ static bool cc_limited(cconn_t *cc, const wf_http_request_t *req)
         WF_STAT_INC(&w->stats, conn_limited);
     } else {
         char kb[17];
+        const wf_route_t *route = cc_route(cc, req);
+        const wf_rate_t *rr = route && route->rate_limit.rate > 0 ? &route->rate_limit : &rl->route;
+        wf_str_t id = WF_STR_NULL;
+        if (rl->identity.rate > 0 && cc->c.tls && wf_tls_conn_peer_verified(&cc->c))
+            id = wf_tls_conn_identity(&cc->c);
         if ((wait = wf_ratelimit_take(wf_ratelimit_global, WF_RL_CLIENT, wf_ratelimit_addr_key(&cc->peer, kb),
                                       &rl->client, now)))
             what = "client rate";
-        else if ((wait = wf_ratelimit_take(wf_ratelimit_global, WF_RL_ROUTE, WF_STR(""), &rl->route, now)))
+        else if (id.n && (wait = wf_ratelimit_take(wf_ratelimit_global, WF_RL_IDENTITY, id, &rl->identity, now)))
+            what = "identity rate";
+        else if ((wait = wf_ratelimit_take(wf_ratelimit_global, WF_RL_ROUTE,
+                                           route ? wf_str_c(route->name) : WF_STR(""), rr, now)))
             what = "route rate";
         if (!wait)
             return false;
@@ -835,6 +913,52 @@ static bool cc_limited(cconn_t *cc, const wf_http_request_t *req)
     return true;
 }
 
+/* The identity policy of the request's route (route `access:`, docs/tls.md):
+ * a client whose verified certificate names no allowed identity gets 403,
+ * one security event and a log line. Returns true when it was refused. */
+static bool cc_access_denied(cconn_t *cc, const wf_http_request_t *req)
+{
+    const wf_policy_t *pol = cc->sc->policy;
+    bool any = false;
+    for (size_t i = 0; pol && i < pol->nroutes && !any; i++)
+        any = pol->routes[i].access != NULL;
+    if (!any)
+        return false;
+    const wf_route_t *route = cc_route(cc, req);
+    bool verified = cc->c.tls && wf_tls_conn_peer_verified(&cc->c);
+    wf_str_t id = verified ? wf_tls_conn_identity(&cc->c) : WF_STR("");
+    if (wf_tls_access_allows(route->access, verified, id))
+        return false;
+    WF_STAT_INC(&cc->w->stats, identity_denied);
+    wf_secev_t ev;
+    wf_secev_init(&ev);
+    ev.action = WF_SECEV_DENY;
+    ev.reason = WF_SECEV_R_IDENTITY;
+    ev.status = 403;
+    ev.client_port = cc->port;
+    WF_SECEV_SET(&ev, request_id, wf_str(cc->rid, cc->rid_len));
+    WF_SECEV_SET(&ev, client_ip, wf_str(cc->ip, cc->ip_len));
+    WF_SECEV_SET(&ev, identity, id);
+    WF_SECEV_SET(&ev, method, req->method);
+    WF_SECEV_SET(&ev, host, req->host);
+    WF_SECEV_SET(&ev, path, req->path);
+    WF_SECEV_SET(&ev, query, req->query);
+    WF_SECEV_SET(&ev, route, wf_str_c(route->name));
+    const wf_http_header_t *ua = wf_http_header_find(req->headers, req->nheaders, "User-Agent");
+    if (ua)
+        WF_SECEV_SET(&ev, user_agent, ua->value);
+    wf_secops_emit_global(&ev);
+    if (verified)
+        wf_info("client %.*s:%u: identity \"%.*s\" may not reach route %s: 403 (request %.*s)", cc->ip_len, cc->ip,
+                cc->port, (int)id.n, id.p, route->name, cc->rid_len, cc->rid);
+    else
+        wf_info("client %.*s:%u: no verified client certificate for route %s: 403 (request %.*s)", cc->ip_len, cc->ip,
+                cc->port, route->name, cc->rid_len, cc->rid);
+    cc->req_keepalive = false;
+    cc_send_error(cc, 403);
+    return true;
+}
+
 /* A request header was parsed: set up the exchange and go upstream. */
 static void cc_start(cconn_t *cc, wf_http_request_t *req, size_t head_len)
 {
@@ -848,7 +972,8 @@ static void cc_start(cconn_t *cc, wf_http_request_t *req, size_t head_len)
     cc->minor = req->minor_version;
     cc->req_keepalive = (req->flags & WF_HTTP_F_KEEP_ALIVE) != 0;
 
-    cc->pool = &cc->gen->ups->pools[0];
+    const wf_route_t *route = cc_route(cc, req);
+    cc->pool = &cc->gen->ups->pools[route ? route->upstream_pool : 0];
     if (cc->pool->conf->balance == WF_BALANCE_HASH)
         cc->up_key = wf_upstream_request_key(cc->pool, wf_str(cc->ip, cc->ip_len), req);
     cc->idempotent = wf_str_eq_lit_nocase(req->method, "GET") || wf_str_eq_lit_nocase(req->method, "HEAD") ||
@@ -861,6 +986,8 @@ static void cc_start(cconn_t *cc, wf_http_request_t *req, size_t head_len)
         .request_id = wf_str(cc->rid, cc->rid_len),
     };
     ctx.default_host = wf_str_c(cc->pool->conf->members[0].address);
+    if (sc->identity_header && cc->c.tls)
+        ctx.identity = wf_tls_conn_identity(&cc->c);
     int n = wf_proxy_request_head(sc, req, &ctx, cc->rq, cc->rq_cap);
     cc->phase = PH_PROXY;
     cc->t_head = cc->t_idle = 0;
@@ -897,17 +1024,175 @@ static void cc_start(cconn_t *cc, wf_http_request_t *req, size_t head_len)
         cc_send_error(cc, 501);
         return;
     }
+    if (cc_limited(cc, req) || cc_access_denied(cc, req))
+        return;
+    wf_insp_start_t ist = {
+        .owner = cc, .peer = &cc->peer, .ip = wf_str(cc->ip, cc->ip_len), .port = cc->port,
+        .rid = wf_str(cc->rid, cc->rid_len), .req = req, .head = cc->in.p + cc->in.start - head_len,
+        .head_len = head_len, .has_body = !cc->req_done, .buf_cap = cc->in.cap,
+    };
+    cc->insp_json = wf_insp_accept_json(req);
+    wf_insp_action_t a = wf_insp_begin(w, &ist, &cc->insp, &cc->insp_limit);
+    if (a == WF_INSP_BODY && cc->req_body == BODY_CL && req->content_length > cc->insp_limit &&
+        wf_insp_reject_oversize(cc->insp))
+        a = WF_INSP_TOO_LARGE;
+    if (a != WF_INSP_PASS || cc->insp) {
+        cc_insp_apply(cc, a);
+        return;
+    }
     cc_scan_body(cc);
     if (cc->phase != PH_PROXY)
         return;
+    cc_forward(cc);
+}
+
+/* The request goes upstream. A body that is all in the buffer already can
+ * be sent again to another member if this one fails (cc_rewind). */
+static void cc_forward(cconn_t *cc)
+{
     if (cc->req_body != BODY_NONE && cc->req_done) {
         cc->replay = true;
         cc->replay_start = cc->in.start;
         cc->replay_end = cc->in.fwd;
     }
-    if (cc_limited(cc, req))
-        return;
     cc_up_acquire(cc, false, NULL);
+}
+
+/* Acts on what inspection says (see inspect_hook.h). */
+static void cc_insp_apply(cconn_t *cc, wf_insp_action_t a)
+{
+    wf_worker_t *w = cc->w;
+    if (a == WF_INSP_BODY || a == WF_INSP_WAIT) {
+        cc->phase = PH_INSPECT;
+        cc->insp_parked = a == WF_INSP_WAIT;
+        return;
+    }
+    cc->insp_parked = false;
+    if (a == WF_INSP_TAG && cc->insp) {
+        int n = wf_insp_tag_head(cc->insp, cc->rq, cc->rq_len, cc->rq_cap);
+        if (n < 0) {
+            cc_send_error(cc, 503);
+            return;
+        }
+        cc->rq_len = (uint32_t)n;
+    }
+    if (cc->insp) {
+        wf_insp_end(cc->insp);
+        cc->insp = NULL;
+    }
+    cc->phase = PH_PROXY;
+    switch (a) {
+    case WF_INSP_BLOCK:
+    case WF_INSP_REFUSE: {
+        bool keep = cc->req_done && cc->req_keepalive && !w->shutting_down;
+        int n = wf_insp_block_response(cc->insp_json, wf_str(cc->rid, cc->rid_len), keep, cc->rh, cc->rh_cap);
+        if (n < 0) {
+            cc_close(cc);
+            return;
+        }
+        cc->status = 403;
+        cc->rh_ptr = cc->rh;
+        cc->rh_len = (uint32_t)n;
+        cc->rh_off = 0;
+        cc->resp_started = true;
+        cc->client_close = !keep;
+        cc->phase = PH_SEND_CLOSE;
+        cc->t_wr = 0;
+        return;
+    }
+    case WF_INSP_UNAVAILABLE:
+        cc->req_keepalive = false;
+        cc_send_error(cc, 503);
+        return;
+    case WF_INSP_TOO_LARGE:
+        cc->req_keepalive = false;
+        cc->req_done = true; /* stop reading: the connection closes */
+        cc_send_error(cc, 413);
+        return;
+    default: /* PASS, TAG */
+        cc_scan_body(cc);
+        if (cc->phase != PH_PROXY)
+            return;
+        cc_forward(cc);
+        return;
+    }
+}
+
+/* PH_INSPECT: reads the body up to the inspection limit (sending 100
+ * Continue if the client waits for it), then hands it to inspection; a
+ * parked request does nothing until its verdict. */
+static bool cc_step_inspect(cconn_t *cc)
+{
+    wf_worker_t *w = cc->w;
+    if (cc->insp_parked)
+        return false;
+    bool progress = false;
+    if (cc->expect_continue && !cc->continue_sent && cc->rh_len == 0) {
+        static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+        cc->rh_ptr = cont;
+        cc->rh_len = sizeof(cont) - 1;
+        cc->rh_off = 0;
+        cc->continue_sent = true;
+        WF_STAT_INC(&w->stats, expect_continue);
+    }
+    if (cc->rh_off < cc->rh_len && cc->writable) {
+        ssize_t n = wf_conn_write(&cc->c, cc->rh_ptr + cc->rh_off, cc->rh_len - cc->rh_off);
+        if (n > 0) {
+            cc->rh_off += (uint32_t)n;
+            cc->bytes_out += (uint64_t)n;
+            WF_STAT_ADD(&w->stats, bytes_out, (uint64_t)n);
+            if (cc->rh_off == cc->rh_len)
+                cc->rh_len = cc->rh_off = 0;
+            progress = true;
+        } else if (n == -EAGAIN) {
+            cc->writable = false;
+        } else {
+            WF_STAT_INC(&w->stats, client_aborted);
+            cc_abort(cc, 499);
+            return false;
+        }
+    }
+    cc_scan_body(cc);
+    if (cc->phase != PH_INSPECT)
+        return false;
+    uint32_t have = cc->in.fwd - cc->in.start;
+    bool full = !cc->req_done && (have >= cc->insp_limit || (cc->in.end == cc->in.cap && cc->in.start == 0));
+    if (!cc->req_done && !full && cc->readable) {
+        uint32_t space = pbuf_space(&cc->in);
+        ssize_t n = space ? wf_conn_read(&cc->c, cc->in.p + cc->in.end, space) : 0;
+        if (n > 0) {
+            if ((size_t)n < space && !cc->rdhup)
+                cc->readable = false;
+            cc->in.end += (uint32_t)n;
+            WF_STAT_ADD(&w->stats, bytes_in, (uint64_t)n);
+            cc->t_rd = 0;
+            return true;
+        } else if (n == -EAGAIN) {
+            cc->readable = false;
+        } else if (space) {
+            WF_STAT_INC(&w->stats, client_aborted);
+            wf_debug("client %.*s:%u: closed during the request body", cc->ip_len, cc->ip, cc->port);
+            cc_abort(cc, 499);
+            return false;
+        }
+        return progress;
+    }
+    if (!cc->req_done && !full)
+        return progress;
+    wf_str_t raw = wf_str(cc->in.p + cc->in.start, WF_MIN((size_t)have, cc->insp_limit));
+    wf_insp_action_t a = wf_insp_body(cc->insp, raw, cc->req_body == BODY_CHUNKED, cc->req_done && have <= cc->insp_limit);
+    cc_insp_apply(cc, a);
+    return true;
+}
+
+void wf_proxy_insp_done(void *owner, wf_insp_action_t a)
+{
+    cconn_t *cc = owner;
+    if (cc->phase != PH_INSPECT || !cc->insp_parked)
+        return;
+    cc_insp_apply(cc, a);
+    if (cc->phase != PH_DEAD)
+        cc_drive(cc);
 }
 
 /* The upstream connection failed before a response began: retry on a fresh
@@ -1434,6 +1719,9 @@ static void cc_drive(cconn_t *cc)
         case PH_LINGER:
             progress = cc_step_linger(cc);
             break;
+        case PH_INSPECT:
+            progress = cc_step_inspect(cc);
+            break;
         default:
             return;
         }
@@ -1454,6 +1742,7 @@ static void cc_drive(cconn_t *cc)
 static void cc_event(wf_loop_t *loop, wf_io_t *io, unsigned ev)
 {
     cconn_t *cc = io->data;
+    ev = wf_conn_ready(&cc->c, ev);
     if (ev & WF_IO_READ)
         cc->readable = true;
     if (ev & WF_IO_WRITE)
@@ -1464,7 +1753,7 @@ static void cc_event(wf_loop_t *loop, wf_io_t *io, unsigned ev)
     }
     if (ev & WF_IO_ERR) {
         cc->readable = cc->writable = true;
-        if (cc->phase == PH_PROXY || cc->phase == PH_SEND_CLOSE) {
+        if (cc->phase == PH_PROXY || cc->phase == PH_SEND_CLOSE || cc->phase == PH_INSPECT) {
             /* reset by the client: stop the upstream exchange now rather than at the first write */
             WF_STAT_INC(&cc->w->stats, client_aborted);
             wf_debug("client %.*s:%u: connection reset", cc->ip_len, cc->ip, cc->port);
@@ -1491,6 +1780,8 @@ static void cc_timer(wf_loop_t *loop, wf_timer_t *t)
                 wf_debug("client %.*s:%u: request header under min_rates.header (%u bytes in %llums)", cc->ip_len,
                          cc->ip, cc->port, cc->in.end - cc->in.start, (unsigned long long)(now - cc->t_head));
             }
+            if (cc->c.tls && !wf_tls_conn_established(&cc->c))
+                WF_STAT_INC(&w->stats, tls_failed_timeout);
             if (cc->in.end == 0) { /* not a byte since accept: nothing to answer */
                 cc_close(cc);
                 return;
@@ -1586,6 +1877,7 @@ static void cc_close(cconn_t *cc)
         return;
     if (cc->up)
         cc_up_release(cc, false);
+    cc_insp_drop(cc);
     cc->phase = PH_DEAD;
     cc_block_release(cc);
     wf_loop_timer_cancel(w->loop, &cc->timer);
@@ -1654,6 +1946,10 @@ void wf_proxy_accept(wf_worker_t *w, int lfd)
 {
     wf_gen_t *gen = w->gen;
     const wf_server_conf_t *sc = gen->conf;
+    struct wf_tls_server *tls = NULL; /* the listen entry's TLS contexts, in the current generation */
+    for (size_t i = 0; i < sc->nlisten; i++)
+        if (gen->listen_fds[(size_t)w->id * sc->nlisten + i] == lfd)
+            tls = sc->listen[i].tls;
     for (int i = 0; i < ACCEPT_BATCH; i++) {
         if (w->nconns >= sc->max_connections) {
             WF_STAT_INC(&w->stats, conn_limit);
@@ -1670,6 +1966,10 @@ void wf_proxy_accept(wf_worker_t *w, int lfd)
         int fd = wf_net_accept(lfd, &peer);
         if (fd == -EAGAIN)
             return;
+        if (fd >= 0 && wf_insp_refuse_conn(w, &peer)) {
+            close(fd); /* banned or deny-listed: no parsing, no answer */
+            continue;
+        }
         if (fd < 0) {
             if (fd == -ECONNABORTED || fd == -EINTR)
                 continue;
@@ -1711,16 +2011,24 @@ void wf_proxy_accept(wf_worker_t *w, int lfd)
         wf_gen_ref(gen);
         cc->sc = sc;
         wf_conn_init(&cc->c, &wf_conn_tcp, fd);
+        if (tls && wf_tls_conn_accept(&cc->c, tls, fd, &w->stats) < 0) {
+            close(fd);
+            wf_gen_unref(gen);
+            wf_pool_put(&w->cc_pool, cc);
+            WF_STAT_INC(&w->stats, oom);
+            continue;
+        }
         wf_timer_init(&cc->timer, cc_timer, cc);
         cc->ip_len = (uint8_t)wf_sockaddr_ip(&peer, cc->ip, sizeof(cc->ip), &cc->port);
         cc->v6 = peer.ss.ss_family == AF_INET6;
+        cc->peer = peer;
         cc_reset_exchange(cc);
         cc->phase = PH_HEAD;
         cc->writable = true;
         cc->t_accept = wf_loop_now(w->loop);
         cc->t_head = cc->t_accept; /* the first request's header is due within timeouts.header of accept */
         if (wf_loop_io_add(w->loop, &cc->c.io, fd, WF_IO_READ | WF_IO_WRITE | WF_IO_EDGE, cc_event, cc) < 0) {
-            close(fd);
+            cc->c.type->close(&cc->c);
             wf_gen_unref(gen);
             wf_pool_put(&w->cc_pool, cc);
             continue;
@@ -1731,7 +2039,6 @@ void wf_proxy_accept(wf_worker_t *w, int lfd)
         w->conns = cc;
         w->nconns++;
         atomic_fetch_add_explicit(&conns_total, 1, memory_order_relaxed);
-        cc->peer = peer;
         cc->climit = wf_connlimit_acquire(wf_ratelimit_global, &peer, sc->rate_limits.conn_per_client, cc->t_accept);
         WF_STAT_INC(&w->stats, conn_accepted);
         cc_arm(cc);
@@ -1744,6 +2051,8 @@ void wf_proxy_worker_init(wf_worker_t *w)
     wf_pool_init(&w->up_pool, sizeof(upconn_t), 0);
     w->blocks.maxfree = 256;
     wf_timer_init(&w->accept_timer, accept_resume, w);
+    if (wf_insp_worker_init(w))
+        wf_error("worker %d: out of memory for inspection: requests are not inspected", w->id);
 }
 
 void wf_proxy_shutdown_begin(wf_worker_t *w)
@@ -1774,6 +2083,7 @@ void wf_proxy_worker_free(wf_worker_t *w)
 {
     wf_proxy_close_all(w);
     wf_loop_run_once(w->loop, 0); /* runs the deferred frees */
+    wf_insp_worker_free(w);
     wf_pool_free(&w->cc_pool);
     wf_pool_free(&w->up_pool);
     while (w->blocks.free) {

@@ -1,6 +1,10 @@
 /* The server configuration: YAML sections into wf_server_conf_t (see wafer/proxy.h). */
 #include "wafer/core.h"
+#include "wafer/detect.h"
+#include "wafer/misp.h"
+#include "wafer/policy.h"
 #include "wafer/proxy.h"
+#include "wafer/tls.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -49,16 +53,23 @@ void wf_server_conf_free(wf_server_conf_t *sc)
     free(sc->pid_file);
     free(sc->error_log);
     free(sc->access_log_path);
-    for (size_t i = 0; i < sc->nlisten; i++)
+    for (size_t i = 0; i < sc->nlisten; i++) {
         free(sc->listen[i].address);
+        wf_tls_server_free(sc->listen[i].tls);
+    }
     free(sc->listen);
     for (size_t i = 0; i < sc->nservers; i++)
         free(sc->servers[i].address);
     free(sc->servers);
     wf_upstream_pools_free(sc->pools, sc->npools);
+    wf_tls_client_free(sc->up_tls);
     free(sc->request_id_header);
+    free(sc->identity_header);
+    wf_policy_free(sc->policy);
+    wf_detect_conf_free(sc->detect);
     wf_admin_conf_free(&sc->admin);
     wf_secops_conf_free(sc->events);
+    wf_misp_conf_free(sc->misp);
     free(sc);
 }
 
@@ -115,16 +126,17 @@ static int parse_header_name(const wf_conf_t *c, const wf_conf_node_t *map, cons
 int wf_server_conf_parse(const wf_conf_t *c, wf_server_conf_t *sc, wf_conf_err_t *err)
 {
     static const char *const top_keys[] = { "workers", "pid_file", "log", "listen", "upstream", "proxy",
-                                            "limits", "timeouts", "shutdown_timeout", "admin", "events", "upstreams",
-                                            "rate_limits", "min_rates", NULL };
+                                            "limits", "timeouts", "shutdown_timeout", "admin", "events", "misp",
+                                            "detection", "policy", "upstreams", "rate_limits", "min_rates", NULL };
     static const char *const log_keys[] = { "level", "error_log", "access_log", NULL };
-    static const char *const listen_keys[] = { "address", "backlog", NULL };
-    static const char *const up_keys[] = { "servers", "keepalive", "connect_timeout", "timeout", "idle_timeout",
+    static const char *const listen_keys[] = { "address", "backlog", "tls", NULL };
+    static const char *const up_keys[] = { "servers", "keepalive", "connect_timeout", "timeout", "idle_timeout", "tls",
                                            "balance", "hash_key", "health_check", "passive", "retries", NULL };
     static const char *const *const server_keys = wf_upstream_member_keys;
     static const char *const min_rate_keys[] = { "header", "body", "send", NULL };
     static const char *const proxy_keys[] = { "x_forwarded_for", "forwarded", "via", "request_id_header",
-                                              "trust_request_id", NULL };
+                                              "trust_request_id", "pass_client_identity", "client_identity_header",
+                                              NULL };
     static const char *const limit_keys[] = { "max_header_bytes", "max_headers", "max_uri", "max_body",
                                               "max_connections", "buffer_size", "max_connections_total", NULL };
     static const char *const timeout_keys[] = { "header", "body", "idle", "send", NULL };
@@ -209,6 +221,9 @@ int wf_server_conf_parse(const wf_conf_t *c, wf_server_conf_t *sc, wf_conf_err_t
         if ((rc = wf_conf_int(c, it, "backlog", 1, 65535, &bl, err)))
             return rc;
         l->backlog = (int)bl;
+        const wf_conf_node_t *tn = wf_conf_get(it, "tls");
+        if (tn && (rc = wf_tls_server_parse(c, tn, (unsigned)i, &l->tls, err)))
+            return rc;
         for (size_t j = 0; j + 1 < sc->nlisten; j++)
             if (wf_sockaddr_eq(&sc->listen[j].addr, &l->addr))
                 return wf_conf_errorf(c, it, err, "address %s is listed twice", l->address);
@@ -244,6 +259,8 @@ int wf_server_conf_parse(const wf_conf_t *c, wf_server_conf_t *sc, wf_conf_err_t
         (rc = wf_conf_duration_ms(c, sec, "timeout", 1, DAY_MS, &sc->up_timeout_ms, err)) ||
         (rc = wf_conf_duration_ms(c, sec, "idle_timeout", 1, DAY_MS, &sc->up_idle_timeout_ms, err)))
         return rc;
+    if ((n = wf_conf_get(sec, "tls")) && (rc = wf_tls_client_parse(c, n, &sc->up_tls, err)))
+        return rc;
 
     if ((rc = section(c, root, "proxy", proxy_keys, &sec, err)))
         return rc;
@@ -254,6 +271,17 @@ int wf_server_conf_parse(const wf_conf_t *c, wf_server_conf_t *sc, wf_conf_err_t
             (rc = wf_conf_bool(c, sec, "trust_request_id", &sc->trust_request_id, err)) ||
             (rc = parse_header_name(c, sec, "request_id_header", &sc->request_id_header, err)))
             return rc;
+        bool pass_identity = false;
+        if ((rc = wf_conf_bool(c, sec, "pass_client_identity", &pass_identity, err)))
+            return rc;
+        if (pass_identity) {
+            if ((rc = set_str(&sc->identity_header, "X-Client-Identity")) ||
+                (rc = parse_header_name(c, sec, "client_identity_header", &sc->identity_header, err)))
+                return rc;
+            if (!sc->identity_header)
+                return wf_conf_errorf(c, wf_conf_get(sec, "client_identity_header"), err,
+                                      "pass_client_identity needs a header name");
+        }
     }
 
     if ((rc = section(c, root, "limits", limit_keys, &sec, err)))
@@ -288,6 +316,14 @@ int wf_server_conf_parse(const wf_conf_t *c, wf_server_conf_t *sc, wf_conf_err_t
     sc->events = NULL;
     if ((rc = wf_secops_conf_parse(c, wf_conf_get(root, "events"), &sc->events, err)))
         return rc;
+    wf_misp_conf_free(sc->misp);
+    sc->misp = NULL;
+    if ((rc = wf_misp_conf_parse(c, wf_conf_get(root, "misp"), &sc->misp, err)))
+        return rc;
+
+    if ((rc = wf_detect_conf_parse(c, wf_conf_get(root, "detection"), sc->file, &sc->detect, err)) ||
+        (rc = wf_policy_parse(c, wf_conf_get(root, "policy"), &sc->policy, err)))
+        return rc;
 
     {
         wf_upstream_member_conf_t *dm = calloc(sc->nservers, sizeof(*dm));
@@ -299,6 +335,16 @@ int wf_server_conf_parse(const wf_conf_t *c, wf_server_conf_t *sc, wf_conf_err_t
         free(dm);
         if (rc)
             return rc;
+    }
+    for (size_t i = 0; sc->policy && i < sc->policy->nroutes; i++) {
+        wf_route_t *r = &sc->policy->routes[i];
+        int pi = r->upstream ? wf_upstream_pool_index(sc->pools, sc->npools, r->upstream) : 0;
+        if (pi < 0) {
+            snprintf(err->msg, sizeof(err->msg), "%s.upstream: no pool named \"%s\" (\"default\" or one under upstreams:)",
+                     r->where ? r->where : "policy.routes", r->upstream);
+            return WF_ECONFIG;
+        }
+        r->upstream_pool = pi;
     }
     if ((rc = wf_ratelimit_conf_parse(c, wf_conf_get(root, "rate_limits"), &sc->rate_limits, err)))
         return rc;

@@ -105,7 +105,8 @@ size_t wf_proxy_request_head_size(const wf_server_conf_t *sc, const wf_http_requ
 {
     /* the head itself, XFF values joined (bounded by the head), and our fields */
     return head_len * 2 + 256 + 2 * ctx->client_ip.n + req->host.n + ctx->default_host.n + ctx->request_id.n +
-           (sc->request_id_header ? strlen(sc->request_id_header) : 0);
+           (sc->request_id_header ? strlen(sc->request_id_header) : 0) +
+           (sc->identity_header ? strlen(sc->identity_header) + ctx->identity.n : 0);
 }
 
 int wf_proxy_request_head(const wf_server_conf_t *sc, const wf_http_request_t *req, const wf_proxy_req_ctx_t *ctx,
@@ -116,7 +117,7 @@ int wf_proxy_request_head(const wf_server_conf_t *sc, const wf_http_request_t *r
     size_t nh = req->nheaders;
     conn_tokens_t ct;
     conn_tokens_collect(h, nh, &ct);
-    wf_str_t rid_name = wf_str_c(sc->request_id_header);
+    wf_str_t rid_name = wf_str_c(sc->request_id_header), id_name = wf_str_c(sc->identity_header);
 
     puts_(&w, req->method);
     PUTL(&w, " ");
@@ -165,6 +166,8 @@ int wf_proxy_request_head(const wf_server_conf_t *sc, const wf_http_request_t *r
             continue; /* joined below */
         if (rid_name.n && wf_str_eq_nocase(name, rid_name))
             continue; /* set below */
+        if (id_name.n && wf_str_eq_nocase(name, id_name))
+            continue; /* only wafer says who the client is */
         put_field(&w, name, h[i].value);
     }
     if (req->flags & WF_HTTP_F_ABSOLUTE_FORM) {
@@ -214,6 +217,8 @@ int wf_proxy_request_head(const wf_server_conf_t *sc, const wf_http_request_t *r
     }
     if (rid_name.n && ctx->request_id.n)
         put_field(&w, rid_name, ctx->request_id);
+    if (id_name.n && ctx->identity.n)
+        put_field(&w, id_name, ctx->identity);
     PUTL(&w, "\r\n");
     return w.over ? -WF_ELIMIT : (int)w.n;
 }

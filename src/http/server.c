@@ -4,7 +4,11 @@
  * only handles signals: SIGTERM/SIGINT graceful shutdown, SIGHUP reload,
  * SIGUSR1 log reopening, SIGUSR2 counters to the error log.
  */
+#include "inspect_hook.h"
+#include "wafer/policy.h"
 #include "server_int.h"
+#include "wafer/metrics.h"
+#include "wafer/misp.h"
 #include "wafer/ratelimit.h"
 #include "wafer/upstream.h"
 
@@ -431,6 +435,50 @@ static int admin_apply(const wf_server_conf_t *sc, char *msg, size_t len)
     return rc;
 }
 
+/* MISP indicators: once configured, the store and the importer live as long as the process, and a reload
+ * reconfigures the importer in place, so the workers' pointers (wf_ioc_global, wf_misp_global) stay valid. */
+static int misp_apply(const wf_server_conf_t *sc, char *msg, size_t len)
+{
+    const wf_misp_conf_t *mc = sc->misp;
+    if (wf_misp_global)
+        return wf_misp_reconfigure(wf_misp_global, mc, msg, len);
+    if (!mc || (!mc->nfeeds && !mc->has_api))
+        return 0;
+    wf_ioc_store_t *store = wf_ioc_store_new();
+    wf_misp_t *m = NULL;
+    if (!store) {
+        snprintf(msg, len, "misp: out of memory");
+        return -ENOMEM;
+    }
+    int rc = wf_misp_new(mc, store, &m, msg, len);
+    if (!rc && !(rc = wf_misp_metrics_register(m, store)))
+        rc = wf_misp_start(m, msg, len);
+    if (rc) {
+        if (!msg[0])
+            snprintf(msg, len, "misp: %s", wf_strerror(rc));
+        wf_metrics_unregister(m);
+        wf_metrics_unregister(store);
+        wf_misp_free(m);
+        wf_ioc_store_free(store);
+        return rc;
+    }
+    __atomic_store_n(&wf_ioc_global, store, __ATOMIC_RELEASE);
+    __atomic_store_n(&wf_misp_global, m, __ATOMIC_RELEASE);
+    return 0;
+}
+
+static void misp_stop(void)
+{
+    if (!wf_misp_global)
+        return;
+    wf_metrics_unregister(wf_misp_global);
+    wf_metrics_unregister(wf_ioc_global);
+    wf_misp_free(wf_misp_global);
+    wf_ioc_store_free(wf_ioc_global);
+    wf_misp_global = NULL;
+    wf_ioc_global = NULL;
+}
+
 static void reload(const char *path)
 {
     wf_conf_err_t err;
@@ -448,7 +496,12 @@ static void reload(const char *path)
         (!nc->pid_file || !cur_gen->conf->pid_file || strcmp(nc->pid_file, cur_gen->conf->pid_file)))
         wf_warn("reload: pid_file changes take effect at the next start");
     wf_gen_t *g = NULL;
-    char msg[600];
+    char msg[800];
+    if (wf_insp_prepare(nc, false, msg, sizeof(msg))) {
+        wf_error("reload refused, the running configuration stays: %s", msg);
+        wf_server_conf_free(nc);
+        return;
+    }
     rc = gen_new(nc, cur_gen, nworkers, &g, msg, sizeof(msg));
     if (rc) {
         wf_error("reload refused, the running configuration stays: %s", msg);
@@ -474,6 +527,9 @@ static void reload(const char *path)
         wf_warn("reload: rate_limits.max_entries changes take effect at the next start");
     if (admin_apply(nc, msg, sizeof(msg)))
         wf_error("reload: %s (the admin listener keeps its previous configuration)", msg);
+    msg[0] = 0;
+    if (misp_apply(nc, msg, sizeof(msg)))
+        wf_error("reload: %s (MISP import keeps its previous configuration)", msg);
     admin_info(g);
     /* wait until every worker switched, so that a next reload starts from
      * the sockets the workers really hold */
@@ -547,6 +603,17 @@ int wf_server_run(const char *conf_path, bool daemon_mode)
         wf_server_conf_free(sc);
         return 1;
     }
+    if (wf_insp_prepare(sc, true, msg, sizeof(msg))) {
+        wf_error("%s", msg);
+        wf_server_conf_free(sc);
+        return 1;
+    }
+    wf_ratelimit_global = wf_ratelimit_new(sc->rate_limits.max_entries);
+    if (!wf_ratelimit_global) {
+        wf_error("rate limit table: out of memory");
+        wf_server_conf_free(sc);
+        return 1;
+    }
     int rc = gen_new(sc, NULL, sc->workers, &cur_gen, msg, sizeof(msg));
     if (rc) {
         wf_error("%s", msg);
@@ -563,16 +630,13 @@ int wf_server_run(const char *conf_path, bool daemon_mode)
         pid_written = true;
     }
     char *pid_file = sc->pid_file ? strdup(sc->pid_file) : NULL;
-    wf_ratelimit_global = wf_ratelimit_new(sc->rate_limits.max_entries);
-    if (!wf_ratelimit_global) {
-        wf_error("rate limit table: out of memory");
-        return 1;
-    }
     if ((rc = wf_upstreams_start(cur_gen->ups))) {
         wf_error("upstream health checks: %s", wf_strerror(rc));
         return 1;
     }
     wf_http_metrics_register();
+    if (wf_bans_global)
+        wf_bans_admin_register(wf_bans_global);
     if (admin_apply(sc, msg, sizeof(msg))) {
         wf_error("%s", msg);
         return 1;
@@ -582,6 +646,11 @@ int wf_server_run(const char *conf_path, bool daemon_mode)
     wf_secops_conf_t *evconf = sc->events;
     sc->events = NULL;
     if (evconf && (rc = wf_secops_start(evconf, &wf_secops_global, msg, sizeof(msg)))) {
+        wf_error("%s", msg);
+        return 1;
+    }
+    msg[0] = 0;
+    if ((rc = misp_apply(sc, msg, sizeof(msg)))) {
         wf_error("%s", msg);
         return 1;
     }
@@ -689,10 +758,12 @@ int wf_server_run(const char *conf_path, bool daemon_mode)
     wf_admin_set_ready(false);
     wf_admin_stop(admin);
     admin = NULL;
+    misp_stop();
     wf_secops_t *hub = wf_secops_global;
     wf_secops_global = NULL;
     wf_secops_stop(hub);
     wf_secops_conf_free(evconf);
+    wf_insp_shutdown();
     for (int i = 0; i < nworkers; i++) {
         wf_gen_t *p = atomic_exchange(&workers[i].pending, NULL);
         if (p)

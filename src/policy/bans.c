@@ -11,6 +11,7 @@
  */
 #include "wafer/policy.h"
 #include "wafer/core.h"
+#include "wafer/metrics.h"
 
 #include <netinet/in.h>
 #include <pthread.h>
@@ -508,4 +509,25 @@ bool wf_bans_get(wf_bans_t *b, const wf_sockaddr_t *client, uint64_t now_ms, uin
 uint64_t wf_bans_duration_ms(wf_bans_t *b)
 {
     return LOAD(b->duration_ms);
+}
+
+static void bans_collect(wf_metrics_t *m, void *arg)
+{
+    wf_bans_stats_t st;
+    wf_bans_stats(arg, wf_now_ms(), &st);
+    wf_metrics_family(m, "wafer_bans_active", WF_METRIC_GAUGE, "Clients banned now.");
+    wf_metrics_value(m, (double)st.active);
+    wf_metrics_family(m, "wafer_bans_started_total", WF_METRIC_COUNTER,
+                      "Bans started, by repeated detections or through the admin listener.");
+    wf_metrics_value(m, (double)st.started);
+    wf_metrics_family(m, "wafer_bans_refused_total", WF_METRIC_COUNTER, "Requests and connections refused by a ban.");
+    wf_metrics_value(m, (double)st.refused);
+    wf_metrics_family(m, "wafer_bans_evicted_total", WF_METRIC_COUNTER,
+                      "Clients forgotten because the ban table was full (ban.max_clients).");
+    wf_metrics_value(m, (double)st.evicted);
+}
+
+int wf_bans_metrics_register(wf_bans_t *b)
+{
+    return wf_metrics_register("bans", bans_collect, b);
 }

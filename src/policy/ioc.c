@@ -45,6 +45,8 @@ struct wf_ioc {
     size_t ninterned, interncap;
     size_t per_kind[WF_IOC__COUNT];
     size_t nevents;
+    uint64_t *filter;  /* a two-bit-per-key Bloom filter over the indicator keys (set by finish) */
+    uint64_t fmask;    /* bits in the filter - 1 */
     uint8_t plens4[33], nplens4; /* prefix lengths present, longest first */
     uint8_t plens6[129], nplens6;
     bool has4[33], has6[129];
@@ -91,9 +93,25 @@ bool wf_ioc_type_supported(const char *type)
 
 /* ---- the hash table ---- */
 
+/* Eight bytes a step with a 64x64->128 multiply fold: several times faster than core's byte-wise FNV on the
+ * 10-100 byte keys looked up here, several per request. Seeded per table; not a MAC. */
+static inline uint64_t fold(uint64_t a, uint64_t b)
+{
+    __uint128_t r = (__uint128_t)a * b;
+    return (uint64_t)r ^ (uint64_t)(r >> 64);
+}
+
 static uint64_t key_hash(const wf_ioc_t *t, const char *k, size_t n)
 {
-    uint64_t h = wf_hash64(k, n, t->seed);
+    uint64_t h = t->seed ^ (n * 0x9e3779b97f4a7c15ull), w;
+    for (; n >= 8; k += 8, n -= 8) {
+        memcpy(&w, k, 8);
+        h = fold(h ^ w, 0xa0761d6478bd642full);
+    }
+    w = 0;
+    memcpy(&w, k, n);
+    h = fold(h ^ w ^ ((uint64_t)n << 56), 0xe7037ed1a0b428dbull);
+    h = fold(h, 0x8ebc6af09c88c6e3ull);
     return h ? h : 1;
 }
 
@@ -102,6 +120,23 @@ static const slot_t *lookup(const wf_ioc_t *t, const char *k, size_t n)
     if (!t->cap)
         return NULL;
     uint64_t h = key_hash(t, k, n);
+    for (size_t i = h & (t->cap - 1);; i = (i + 1) & (t->cap - 1)) {
+        const slot_t *s = &t->slots[i];
+        if (!s->h)
+            return NULL;
+        if (s->h == h && s->len == n && memcmp(t->pool + s->off, k, n) == 0)
+            return s;
+    }
+}
+
+/* The data path's lookup: most keys looked up are in no table, and the filter (16 bits per key, in cache)
+ * answers those without touching the table (tens of MB for a large feed, one cache miss per probe). */
+static const slot_t *lookup_fast(const wf_ioc_t *t, const char *k, size_t n)
+{
+    uint64_t h = key_hash(t, k, n);
+    uint64_t b1 = (h >> 20) & t->fmask, b2 = (h >> 40 | h << 24) & t->fmask;
+    if (!(t->filter[b1 >> 6] & (1ull << (b1 & 63))) || !(t->filter[b2 >> 6] & (1ull << (b2 & 63))))
+        return NULL;
     for (size_t i = h & (t->cap - 1);; i = (i + 1) & (t->cap - 1)) {
         const slot_t *s = &t->slots[i];
         if (!s->h)
@@ -217,11 +252,11 @@ static size_t ip_key(char *k, uint8_t family, const uint8_t *addr, unsigned bits
     size_t alen = family == AF_INET ? 4 : 16;
     k[0] = family == AF_INET ? K_IP4 : K_IP6;
     k[1] = (char)bits;
-    uint8_t a[16] = { 0 };
-    memcpy(a, addr, alen);
-    for (unsigned i = bits; i < alen * 8; i++)
-        a[i / 8] &= (uint8_t)~(0x80u >> (i % 8));
-    memcpy(k + 2, a, alen);
+    unsigned full = bits / 8, rest = bits % 8;
+    memcpy(k + 2, addr, full);
+    memset(k + 2 + full, 0, alen - full);
+    if (rest)
+        k[2 + full] = (char)(addr[full] & (uint8_t)(0xff00u >> rest));
     return 2 + alen;
 }
 
@@ -229,8 +264,8 @@ static size_t ip_key(char *k, uint8_t family, const uint8_t *addr, unsigned bits
 static bool norm_host(wf_str_t in, char *out, size_t cap, size_t *outn)
 {
     wf_str_t h = in;
-    if (h.n && h.p[0] == '[')
-        return false; /* an IPv6 literal is no domain */
+    if (!h.n || h.p[0] == '[')
+        return false; /* empty, or an IPv6 literal: no domain */
     const char *colon = memchr(h.p, ':', h.n);
     if (colon)
         h.n = (size_t)(colon - h.p);
@@ -328,6 +363,7 @@ wf_ioc_builder_t *wf_ioc_builder_new(size_t max_indicators)
 
 static void table_release(wf_ioc_t *t)
 {
+    free(t->filter);
     free(t->slots);
     free(t->pool);
     free(t->meta);
@@ -509,6 +545,23 @@ wf_ioc_t *wf_ioc_builder_finish(wf_ioc_builder_t *b)
         wf_ioc_free(t);
         return NULL;
     }
+    size_t keys = total_indicators(t), bits = 1024;
+    while (bits < keys * 16)
+        bits <<= 1;
+    if (!(t->filter = calloc(bits / 64, sizeof(uint64_t)))) {
+        wf_ioc_free(t);
+        return NULL;
+    }
+    t->fmask = bits - 1;
+    for (size_t i = 0; i < t->cap; i++) {
+        const slot_t *sl = &t->slots[i];
+        char kind = sl->h ? t->pool[sl->off] : 0;
+        if (!sl->h || kind == K_EVENT || kind == K_TAG)
+            continue;
+        uint64_t h = sl->h, b1 = (h >> 20) & t->fmask, b2 = (h >> 40 | h << 24) & t->fmask;
+        t->filter[b1 >> 6] |= 1ull << (b1 & 63);
+        t->filter[b2 >> 6] |= 1ull << (b2 & 63);
+    }
     t->nplens4 = t->nplens6 = 0;
     for (int l = 32; l >= 0; l--)
         if (t->has4[l])
@@ -580,7 +633,7 @@ static const slot_t *match_ip(const wf_ioc_t *t, const wf_sockaddr_t *client)
     size_t np = fam == AF_INET ? t->nplens4 : t->nplens6;
     for (size_t i = 0; i < np; i++) {
         size_t kl = ip_key(key, fam, addr, pl[i]);
-        const slot_t *s = lookup(t, key, kl);
+        const slot_t *s = lookup_fast(t, key, kl);
         if (s)
             return s;
     }
@@ -591,10 +644,10 @@ static const slot_t *match_domain(const wf_ioc_t *t, wf_str_t host)
 {
     char key[260];
     size_t n;
-    if (!t->per_kind[WF_IOC_DOMAIN] || !norm_host(host, key + 1, sizeof(key) - 1, &n))
+    if (!t->per_kind[WF_IOC_DOMAIN] || !norm_host(trim(host), key + 1, sizeof(key) - 1, &n))
         return NULL;
     key[0] = K_DOMAIN;
-    const slot_t *s = lookup(t, key, n + 1);
+    const slot_t *s = lookup_fast(t, key, n + 1);
     /* parents, while at least two labels remain */
     for (size_t i = 1; !s && i < n; i++) {
         if (key[i] != '.')
@@ -602,7 +655,7 @@ static const slot_t *match_domain(const wf_ioc_t *t, wf_str_t host)
         if (!memchr(key + i + 1, '.', n - i))
             break;
         key[i] = K_DOMAIN;
-        s = lookup(t, key + i, n + 1 - i);
+        s = lookup_fast(t, key + i, n + 1 - i);
         key[i] = '.';
     }
     return s;
@@ -611,15 +664,16 @@ static const slot_t *match_domain(const wf_ioc_t *t, wf_str_t host)
 static const slot_t *match_url(const wf_ioc_t *t, wf_str_t host, wf_str_t url)
 {
     char key[MAX_KEY + 2];
+    url = trim(url);
     if (!t->per_kind[WF_IOC_URL] || !url.n)
         return NULL;
     size_t kl = norm_url(host, url, key, sizeof(key));
     if (!kl)
         return NULL;
-    const slot_t *s = lookup(t, key, kl);
+    const slot_t *s = lookup_fast(t, key, kl);
     const char *q = memchr(key, '?', kl);
     if (!s && q)
-        s = lookup(t, key, (size_t)(q - key));
+        s = lookup_fast(t, key, (size_t)(q - key));
     return s;
 }
 
@@ -631,7 +685,7 @@ static const slot_t *match_ua(const wf_ioc_t *t, wf_str_t ua)
         return NULL;
     key[0] = K_UA;
     memcpy(key + 1, ua.p, ua.n);
-    return lookup(t, key, ua.n + 1);
+    return lookup_fast(t, key, ua.n + 1);
 }
 
 bool wf_ioc_match(const wf_ioc_t *t, const wf_sockaddr_t *client, wf_str_t host, wf_str_t url, wf_str_t user_agent,

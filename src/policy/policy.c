@@ -1,5 +1,6 @@
 /* The firewall policy: the `policy:` section, routes, thresholds and exclusions (include/wafer/policy.h). */
 #include "wafer/policy.h"
+#include "wafer/tls.h"
 #include "wafer/core.h"
 
 #include <ctype.h>
@@ -9,6 +10,16 @@
 #include <string.h>
 
 #define MAX_ROUTES 4096
+
+/* One route in matching order, its host and path lengths computed once. */
+struct wf_route_ix {
+    const wf_route_t *r;
+    const char *host;  /* NULL: any; for a wildcard, the suffix with its dot (".example.com") */
+    const char *path;
+    uint16_t hlen, plen;
+    bool wildcard;
+    bool dir;          /* path ends in '/': a plain prefix */
+};
 #define MAX_LIST 65536 /* entries in one list (exclusions, networks, thresholds) */
 
 static const char *const mode_names[] = { "off", "monitor", "tag", "block", NULL };
@@ -269,6 +280,27 @@ static int rk_inherit(const wf_conf_t *c, const wf_conf_node_t *m, const wf_conf
     return wf_conf_bool(c, m, "inherit_exclusions", &r->inherit_exclusions, err);
 }
 
+static int rk_access(const wf_conf_t *c, const wf_conf_node_t *m, const wf_conf_node_t *v, wf_route_t *r,
+                     wf_conf_err_t *err)
+{
+    return wf_tls_access_parse(c, v, &r->access, err);
+}
+
+/* The pool's name; proxy_conf.c checks that it exists. */
+static int rk_upstream(const wf_conf_t *c, const wf_conf_node_t *m, const wf_conf_node_t *v, wf_route_t *r,
+                       wf_conf_err_t *err)
+{
+    if (v->type != WF_CONF_SCALAR || !*v->value)
+        return wf_conf_errorf(c, v, err, "expected the name of a pool (upstream: default, or one under upstreams:)");
+    return dupstr(&r->upstream, v->value);
+}
+
+static int rk_rate_limit(const wf_conf_t *c, const wf_conf_node_t *m, const wf_conf_node_t *v, wf_route_t *r,
+                         wf_conf_err_t *err)
+{
+    return wf_rate_parse(c, m, "rate_limit", &r->rate_limit, err);
+}
+
 static const struct {
     const char *key;
     route_key_fn parse;
@@ -280,6 +312,9 @@ static const struct {
     { "thresholds", rk_thresholds },
     { "exclusions", rk_exclusions },
     { "inherit_exclusions", rk_inherit },
+    { "access", rk_access },
+    { "upstream", rk_upstream },
+    { "rate_limit", rk_rate_limit },
 };
 
 static void route_free(wf_route_t *r)
@@ -295,6 +330,8 @@ static void route_free(wf_route_t *r)
         exclusion_free(&r->excl[i]);
     free(r->excl);
     free(r->where);
+    wf_tls_access_free(r->access);
+    free(r->upstream);
 }
 
 static int parse_route(const wf_conf_t *c, const wf_conf_node_t *n, size_t index, wf_route_t *r, wf_conf_err_t *err)
@@ -452,14 +489,29 @@ int wf_policy_parse(const wf_conf_t *c, const wf_conf_node_t *node, wf_policy_t 
         }
     }
     rc = -ENOMEM;
-    if (!(p->order = calloc(p->nroutes ? p->nroutes : 1, sizeof(size_t))))
+    size_t *idx = calloc(p->nroutes ? p->nroutes : 1, sizeof(size_t));
+    if (!idx || !(p->order = calloc(p->nroutes ? p->nroutes : 1, sizeof(*p->order)))) {
+        free(idx);
         goto fail;
+    }
     for (size_t i = 0; i < p->nroutes; i++)
-        p->order[i] = i;
+        idx[i] = i;
     /* qsort has no context argument in C11; configuration loading is single-threaded */
     sort_routes = p->routes;
-    qsort(p->order, p->nroutes, sizeof(size_t), route_cmp);
+    qsort(idx, p->nroutes, sizeof(size_t), route_cmp);
     sort_routes = NULL;
+    for (size_t i = 0; i < p->nroutes; i++) {
+        const wf_route_t *r = &p->routes[idx[i]];
+        struct wf_route_ix *x = &p->order[i];
+        x->r = r;
+        x->wildcard = r->host && r->host[0] == '*';
+        x->host = r->host ? r->host + (x->wildcard ? 1 : 0) : NULL;
+        x->hlen = x->host ? (uint16_t)strlen(x->host) : 0;
+        x->path = r->path;
+        x->plen = (uint16_t)strlen(r->path);
+        x->dir = r->path[x->plen - 1] == '/';
+    }
+    free(idx);
 
     wf_route_t *root = &p->root;
     snprintf(where, sizeof(where), "%s:%d:%d: policy", wf_conf_file(c), node ? node->line : 1, node ? node->col : 1);
@@ -570,7 +622,9 @@ int wf_policy_bind(wf_policy_t *p, const char *const *labels, const float *model
 /* Host without port and trailing dot. */
 static wf_str_t host_name(wf_str_t h)
 {
-    if (h.n && h.p[0] == '[') { /* [v6]:port */
+    if (!h.n)
+        return h;
+    if (h.p[0] == '[') { /* [v6]:port */
         const char *e = memchr(h.p, ']', h.n);
         return e ? wf_str(h.p + 1, (size_t)(e - h.p) - 1) : wf_str(h.p + 1, h.n - 1);
     }
@@ -582,32 +636,29 @@ static wf_str_t host_name(wf_str_t h)
     return h;
 }
 
-static bool host_matches(const char *pat, wf_str_t h)
+static bool host_matches(const struct wf_route_ix *x, wf_str_t h)
 {
-    if (pat[0] == '*') { /* "*.example.com": a proper subdomain */
-        size_t sl = strlen(pat + 1); /* ".example.com" */
-        return h.n > sl && wf_str_eq_nocase(wf_str(h.p + h.n - sl, sl), wf_str(pat + 1, sl));
-    }
-    return wf_str_eq_nocase(h, wf_str_c(pat));
+    if (x->wildcard) /* "*.example.com": a proper subdomain; x->host is ".example.com" */
+        return h.n > x->hlen && wf_str_eq_nocase(wf_str(h.p + h.n - x->hlen, x->hlen), wf_str(x->host, x->hlen));
+    return h.n == x->hlen && wf_str_eq_nocase(h, wf_str(x->host, x->hlen));
 }
 
-static bool path_matches(const char *pre, wf_str_t path)
+static bool path_matches(const struct wf_route_ix *x, wf_str_t path)
 {
-    size_t n = strlen(pre);
-    if (path.n < n || memcmp(path.p, pre, n) != 0)
+    size_t n = x->plen;
+    if (path.n < n || memcmp(path.p, x->path, n) != 0)
         return false;
-    return pre[n - 1] == '/' || path.n == n || path.p[n] == '/';
+    return x->dir || path.n == n || path.p[n] == '/';
 }
 
 const wf_route_t *wf_policy_route(const wf_policy_t *p, wf_str_t host, wf_str_t path)
 {
     wf_str_t h = host_name(host);
     for (size_t i = 0; i < p->nroutes; i++) {
-        const wf_route_t *r = &p->routes[p->order[i]];
-        if (r->host && !host_matches(r->host, h))
-            continue;
-        if (path_matches(r->path, path))
-            return r;
+        const struct wf_route_ix *x = &p->order[i];
+        /* the path first: a memcmp that usually fails on its first bytes */
+        if (path_matches(x, path) && (!x->host || host_matches(x, h)))
+            return x->r;
     }
     return &p->root;
 }
@@ -631,7 +682,7 @@ static bool exclusion_matches(const wf_exclusion_t *e, const wf_unit_t *u)
         return true;
     size_t n = strlen(e->name);
     if (n && e->name[n - 1] == '*')
-        return u->name.n >= n - 1 && memcmp(u->name.p, e->name, n - 1) == 0;
+        return u->name.n >= n - 1 && (n == 1 || memcmp(u->name.p, e->name, n - 1) == 0);
     return wf_str_eq(u->name, wf_str(e->name, n));
 }
 

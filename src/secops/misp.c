@@ -1,6 +1,7 @@
 /* MISP import: feeds and the REST API into the indicator store; sightings back (include/wafer/misp.h). */
 #include "wafer/misp.h"
 #include "wafer/core.h"
+#include "wafer/metrics.h"
 #include "wafer/policy.h"
 
 #include <ctype.h>
@@ -16,7 +17,9 @@
 #include <unistd.h>
 
 /* Error messages name URLs and paths and are cut to their buffer on purpose. */
+#if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wformat-truncation"
+#endif
 
 #define MAX_FEEDS 64
 #define MAX_TAGS_PER_ATTR 16
@@ -1055,7 +1058,9 @@ struct wf_misp {
     /* sightings: a bounded queue; the data plane only try-locks it */
     pthread_mutex_t sq_mu;
     char (*sq)[256];
-    uint32_t sq_n;
+    uint32_t sq_n, sq_cap;
+    bool sightings_on;     /* read by the data plane (atomic): conf may be swapped by a reload */
+    int action;            /* wf_misp_action_t, likewise */
     uint64_t s_sent, s_dropped, s_failed;
     uint64_t next_sightings_ms;
 };
@@ -1110,6 +1115,29 @@ static int conf_copy(const wf_misp_conf_t *in, wf_misp_conf_t **out)
     return 0;
 }
 
+/* The sources of a configuration, in order: its feeds, then the API. */
+static source_t *sources_make(const wf_misp_conf_t *c, size_t *n)
+{
+    *n = c->nfeeds + (c->has_api ? 1 : 0);
+    source_t *src = calloc(*n ? *n : 1, sizeof(*src));
+    if (!src)
+        return NULL;
+    for (size_t i = 0; i < c->nfeeds; i++) {
+        src[i].feed = &c->feeds[i];
+        snprintf(src[i].st.name, sizeof(src[i].st.name), "%s", c->feeds[i].name);
+    }
+    if (c->has_api)
+        snprintf(src[*n - 1].st.name, sizeof(src[0].st.name), "api");
+    return src;
+}
+
+static void sources_free(source_t *src, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        recset_free(&src[i].data);
+    free(src);
+}
+
 int wf_misp_new(const wf_misp_conf_t *conf, wf_ioc_store_t *store, wf_misp_t **out, char *err, size_t errlen)
 {
     pthread_once(&curl_once, curl_init);
@@ -1121,9 +1149,9 @@ int wf_misp_new(const wf_misp_conf_t *conf, wf_ioc_store_t *store, wf_misp_t **o
         return -ENOMEM;
     }
     m->store = store;
-    m->nsrc = m->conf->nfeeds + (m->conf->has_api ? 1 : 0);
-    m->src = calloc(m->nsrc ? m->nsrc : 1, sizeof(*m->src));
-    m->sq = calloc(m->conf->sightings_queue, sizeof(*m->sq));
+    m->src = sources_make(m->conf, &m->nsrc);
+    m->sq_cap = m->conf->sightings_queue;
+    m->sq = calloc(m->sq_cap, sizeof(*m->sq));
     if (!m->src || !m->sq) {
         wf_misp_conf_free(m->conf);
         free(m->src);
@@ -1132,12 +1160,8 @@ int wf_misp_new(const wf_misp_conf_t *conf, wf_ioc_store_t *store, wf_misp_t **o
         snprintf(err, errlen, "misp: out of memory");
         return -ENOMEM;
     }
-    for (size_t i = 0; i < m->conf->nfeeds; i++) {
-        m->src[i].feed = &m->conf->feeds[i];
-        snprintf(m->src[i].st.name, sizeof(m->src[i].st.name), "%s", m->conf->feeds[i].name);
-    }
-    if (m->conf->has_api)
-        snprintf(m->src[m->nsrc - 1].st.name, sizeof(m->src[0].st.name), "api");
+    m->sightings_on = m->conf->sightings;
+    m->action = m->conf->action;
     pthread_mutex_init(&m->mu, NULL);
     pthread_mutex_init(&m->sq_mu, NULL);
     pthread_condattr_t ca;
@@ -1147,6 +1171,11 @@ int wf_misp_new(const wf_misp_conf_t *conf, wf_ioc_store_t *store, wf_misp_t **o
     pthread_condattr_destroy(&ca);
     *out = m;
     return 0;
+}
+
+wf_misp_action_t wf_misp_action(const wf_misp_t *m)
+{
+    return (wf_misp_action_t)__atomic_load_n(&m->action, __ATOMIC_RELAXED);
 }
 
 static uint64_t source_refresh(const wf_misp_t *m, const source_t *s)
@@ -1279,13 +1308,13 @@ int wf_misp_import(wf_misp_t *m, bool all)
 
 void wf_misp_sighting(wf_misp_t *m, const wf_ioc_hit_t *hit)
 {
-    if (!m || !m->conf->sightings)
+    if (!m || !__atomic_load_n(&m->sightings_on, __ATOMIC_RELAXED))
         return;
     if (pthread_mutex_trylock(&m->sq_mu) != 0) {
         __atomic_fetch_add(&m->s_dropped, 1, __ATOMIC_RELAXED);
         return;
     }
-    if (m->sq_n < m->conf->sightings_queue)
+    if (m->sq_n < m->sq_cap)
         snprintf(m->sq[m->sq_n++], sizeof(m->sq[0]), "%s", hit->value);
     else
         __atomic_fetch_add(&m->s_dropped, 1, __ATOMIC_RELAXED);
@@ -1347,7 +1376,7 @@ int wf_misp_sightings_flush(wf_misp_t *m)
     wf_warn("misp: sightings: %s; %u kept for the next try", err, n);
     /* put them back in front of what arrived meanwhile, as far as the bound allows */
     pthread_mutex_lock(&m->sq_mu);
-    uint32_t room = m->conf->sightings_queue - m->sq_n, keep = WF_MIN(room, n);
+    uint32_t room = m->sq_cap - m->sq_n, keep = WF_MIN(room, n);
     memmove(m->sq + keep, m->sq, m->sq_n * sizeof(*m->sq));
     memcpy(m->sq, vals, keep * sizeof(*vals));
     m->sq_n += keep;
@@ -1413,20 +1442,84 @@ int wf_misp_start(wf_misp_t *m, char *err, size_t errlen)
     return 0;
 }
 
+static void thread_stop(wf_misp_t *m)
+{
+    if (!m->started)
+        return;
+    pthread_mutex_lock(&m->mu);
+    m->stop = true;
+    pthread_cond_signal(&m->cv);
+    pthread_mutex_unlock(&m->mu);
+    pthread_join(m->thread, NULL);
+    m->started = false;
+    m->stop = false;
+}
+
+int wf_misp_reconfigure(wf_misp_t *m, const wf_misp_conf_t *conf, char *err, size_t errlen)
+{
+    wf_misp_conf_t *nc;
+    size_t nn;
+    if (conf_copy(conf, &nc) < 0) {
+        snprintf(err, errlen, "misp: out of memory");
+        return -ENOMEM;
+    }
+    source_t *ns = sources_make(nc, &nn);
+    char (*nq)[256] = calloc(nc->sightings_queue, sizeof(*nq));
+    if (!ns || !nq) {
+        free(ns);
+        free(nq);
+        wf_misp_conf_free(nc);
+        snprintf(err, errlen, "misp: out of memory");
+        return -ENOMEM;
+    }
+    bool was = m->started;
+    thread_stop(m);
+    /* a source that is still configured the same way keeps what it loaded */
+    for (size_t i = 0; i < nn; i++)
+        for (size_t j = 0; j < m->nsrc; j++) {
+            const source_t *o = &m->src[j];
+            bool same = !ns[i].feed ? !o->feed && !strcmp(nc->api.url, m->conf->api.url)
+                                    : o->feed && !strcmp(ns[i].feed->name, o->feed->name) &&
+                                          !strcmp(ns[i].feed->url, o->feed->url) && ns[i].feed->format == o->feed->format;
+            if (same && m->src[j].have) {
+                ns[i].data = m->src[j].data;
+                ns[i].have = true;
+                memset(&m->src[j].data, 0, sizeof(m->src[j].data));
+                m->src[j].have = false;
+                ns[i].st = m->src[j].st;
+            }
+        }
+    pthread_mutex_lock(&m->mu);
+    source_t *os = m->src;
+    size_t on = m->nsrc;
+    wf_misp_conf_t *oc = m->conf;
+    m->src = ns;
+    m->nsrc = nn;
+    m->conf = nc;
+    pthread_mutex_unlock(&m->mu);
+    pthread_mutex_lock(&m->sq_mu);
+    uint32_t keep = WF_MIN(m->sq_n, nc->sightings_queue);
+    memcpy(nq, m->sq, keep * sizeof(*nq));
+    free(m->sq);
+    m->sq = nq;
+    m->sq_n = keep;
+    m->sq_cap = nc->sightings_queue;
+    pthread_mutex_unlock(&m->sq_mu);
+    __atomic_store_n(&m->sightings_on, nc->sightings, __ATOMIC_RELAXED);
+    __atomic_store_n(&m->action, (int)nc->action, __ATOMIC_RELAXED);
+    sources_free(os, on);
+    wf_misp_conf_free(oc);
+    if (!nn)
+        wf_ioc_store_publish(m->store, NULL); /* no source any more: no indicator either */
+    return was ? wf_misp_start(m, err, errlen) : 0;
+}
+
 void wf_misp_free(wf_misp_t *m)
 {
     if (!m)
         return;
-    if (m->started) {
-        pthread_mutex_lock(&m->mu);
-        m->stop = true;
-        pthread_cond_signal(&m->cv);
-        pthread_mutex_unlock(&m->mu);
-        pthread_join(m->thread, NULL);
-    }
-    for (size_t i = 0; i < m->nsrc; i++)
-        recset_free(&m->src[i].data);
-    free(m->src);
+    thread_stop(m);
+    sources_free(m->src, m->nsrc);
     free(m->sq);
     pthread_mutex_destroy(&m->mu);
     pthread_mutex_destroy(&m->sq_mu);
@@ -1448,4 +1541,55 @@ void wf_misp_stats(wf_misp_t *m, wf_misp_stats_t *out)
     out->sightings_sent = __atomic_load_n(&m->s_sent, __ATOMIC_RELAXED);
     out->sightings_dropped = __atomic_load_n(&m->s_dropped, __ATOMIC_RELAXED);
     out->sightings_failed = __atomic_load_n(&m->s_failed, __ATOMIC_RELAXED);
+}
+
+/* ---- metrics ---- */
+
+static void store_collect(wf_metrics_t *mt, void *arg)
+{
+    wf_ioc_store_stats_t st;
+    wf_ioc_store_stats(arg, &st);
+    wf_metrics_family(mt, "wafer_ioc_indicators", WF_METRIC_GAUGE, "Indicators in the table in use, by kind.");
+    for (int k = 0; k < WF_IOC__COUNT; k++)
+        wf_metrics_sample(mt, NULL, "kind", wf_ioc_kind_name((wf_ioc_kind_t)k), NULL, (double)st.loaded.per_kind[k]);
+    wf_metrics_family(mt, "wafer_ioc_hits_total", WF_METRIC_COUNTER, "Requests that matched an indicator, by kind.");
+    for (int k = 0; k < WF_IOC__COUNT; k++)
+        wf_metrics_sample(mt, NULL, "kind", wf_ioc_kind_name((wf_ioc_kind_t)k), NULL, (double)st.hits[k]);
+    wf_metrics_family(mt, "wafer_ioc_tables_total", WF_METRIC_COUNTER, "Indicator tables published.");
+    wf_metrics_value(mt, (double)st.swaps);
+}
+
+static void misp_collect(wf_metrics_t *mt, void *arg)
+{
+    wf_misp_stats_t st;
+    wf_misp_stats(arg, &st);
+    size_t n = WF_MIN(st.nsources, WF_ARRAY_LEN(st.sources));
+    wf_metrics_family(mt, "wafer_misp_fetches_total", WF_METRIC_COUNTER, "Fetches of each MISP source, by result.");
+    for (size_t i = 0; i < n; i++) {
+        wf_metrics_sample(mt, NULL, "source", st.sources[i].name, "result", "ok", NULL, (double)st.sources[i].ok);
+        wf_metrics_sample(mt, NULL, "source", st.sources[i].name, "result", "failed", NULL, (double)st.sources[i].failed);
+    }
+    wf_metrics_family(mt, "wafer_misp_attributes", WF_METRIC_GAUGE,
+                      "Attributes kept from each source's last successful fetch.");
+    for (size_t i = 0; i < n; i++)
+        wf_metrics_sample(mt, NULL, "source", st.sources[i].name, NULL, (double)st.sources[i].attributes);
+    wf_metrics_family(mt, "wafer_misp_last_success_timestamp_seconds", WF_METRIC_GAUGE,
+                      "When each source was last fetched successfully (0: never).");
+    for (size_t i = 0; i < n; i++)
+        wf_metrics_sample(mt, NULL, "source", st.sources[i].name, NULL, (double)st.sources[i].last_ok_wall_us / 1e6);
+    wf_metrics_family(mt, "wafer_misp_indicators_truncated", WF_METRIC_GAUGE,
+                      "Attributes left out of the last table because max_indicators was reached.");
+    wf_metrics_value(mt, (double)st.truncated);
+    wf_metrics_family(mt, "wafer_misp_sightings_total", WF_METRIC_COUNTER, "Sightings reported to MISP, by result.");
+    wf_metrics_sample(mt, NULL, "result", "sent", NULL, (double)st.sightings_sent);
+    wf_metrics_sample(mt, NULL, "result", "dropped", NULL, (double)st.sightings_dropped);
+    wf_metrics_sample(mt, NULL, "result", "failed", NULL, (double)st.sightings_failed);
+}
+
+int wf_misp_metrics_register(wf_misp_t *m, wf_ioc_store_t *store)
+{
+    int rc = wf_metrics_register("ioc", store_collect, store);
+    if (!rc && m)
+        rc = wf_metrics_register("misp", misp_collect, m);
+    return rc;
 }

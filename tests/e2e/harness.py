@@ -215,6 +215,10 @@ class Wafer:
             self.stop()
             raise RuntimeError("wafer did not start on port %d (exit %s); stderr:\n%s"
                                % (self.port, self.proc.returncode, self.stderr()[-3000:]))
+        # the admin listener binds after the data listeners: wait for it too
+        adm = self.admin_port
+        if adm and self.config.get("admin", {}).get("enabled", True) and not os.environ.get("WAFER_E2E_STANDIN"):
+            wait_accepting(adm, timeout, self.proc)
         return self
 
     def _standin_conf(self):

@@ -284,3 +284,29 @@ def test_a_hanging_member_does_not_slow_the_other_checks(start_wafer, ups):
         assert "%s (pool default): health check failed" % h not in w.stderr()
     finally:
         hang.close()
+
+
+def test_routes_choose_their_pool(start_wafer, ups):
+    a, b, c = ups
+    w = start_wafer(a.address, upstream={"servers": servers(a)},
+                    upstreams={"app": {"servers": servers(b, c)}},
+                    policy={"routes": [{"name": "app", "path": "/app", "upstream": "app"},
+                                       {"name": "admin", "host": "admin.test", "upstream": "default"}]})
+    assert set(hits(w, 4, "/other")) == {"A"}
+    assert set(hits(w, 6, "/app")) == {"B", "C"}
+    # the route matches on the path as the upstream reads it
+    with w.connect() as conn:
+        assert conn.request("GET", "/x/../app/%61").header("x-upstream") in ("B", "C")
+        r = conn.request("GET", "/app/y", host="admin.test")  # the more specific host route wins
+        assert r.header("x-upstream") == "A"
+
+
+def test_a_route_naming_an_unknown_pool_is_a_configuration_error(tmp_path, wafer_binary):
+    import subprocess
+    conf = tmp_path / "w.yaml"
+    conf.write_text("listen: [{address: 127.0.0.1:1}]\nupstream: {servers: [{address: 127.0.0.1:2}]}\n"
+                    "policy:\n  routes:\n    - {name: api, path: /api, upstream: nope}\n")
+    r = subprocess.run([wafer_binary, "-t", "-c", str(conf)], capture_output=True, text=True, timeout=10)
+    assert r.returncode == 1
+    assert 'upstream: no pool named "nope"' in r.stderr + r.stdout, r.stderr
+    assert "w.yaml:" in r.stderr + r.stdout

@@ -353,3 +353,68 @@ def test_sightings_rejected(misp, wafer_binary, tmp_path):
     assert "sightings: POST %s/sightings/add: HTTP status 500" % misp.url in p.stderr
     assert "1 kept for the next try" in p.stderr
     assert misp.violations == []
+
+
+# -- inside `wafer run`: the importer starts with the server, a reload reconfigures it --------------
+
+def _scrape(w):
+    from harness import HTTP
+    with HTTP(w.admin_port) as c:
+        r = c.request("GET", "/metrics", host="admin")
+    assert r.status == 200, r
+    return r.body.decode()
+
+
+def _metric(text, series):
+    m = re.search(r"^%s (\S+)$" % re.escape(series), text, re.M)
+    return float(m.group(1)) if m else None
+
+
+def _wait_metric(w, series, want, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    got = None
+    while time.monotonic() < deadline:
+        got = _metric(_scrape(w), series)
+        if got == want:
+            return
+        time.sleep(0.05)
+    raise AssertionError("%s: %r, want %r" % (series, got, want))
+
+
+def test_server_imports_and_reloads(misp, start_wafer, pyup):
+    import signal
+    feeds = [{"name": "ips", "url": misp.url + "/feeds/ips.csv", "format": "csv"}]
+    w = start_wafer(pyup.address, misp={"timeout": "2s", "feeds": feeds})
+    _wait_metric(w, 'wafer_ioc_indicators{kind="ip"}', 3)
+    _wait_metric(w, 'wafer_misp_fetches_total{source="ips",result="ok"}', 1)
+    assert _metric(_scrape(w), "wafer_ioc_tables_total") == 1
+
+    # reload: the API joins; the CSV feed is fetched again at once and keeps its name
+    cfg = dict(w.config)
+    cfg["misp"] = {"timeout": "2s", "feeds": feeds,
+                   "api": {"url": misp.url, "key": KEY, "page_size": 3, "refresh": "1h"}}
+    w.write_config(cfg)
+    w.send_signal(signal.SIGHUP)
+    _wait_metric(w, 'wafer_ioc_indicators{kind="ip"}', 5)
+    _wait_metric(w, 'wafer_ioc_indicators{kind="user-agent"}', 1)
+    text = _scrape(w)
+    assert _metric(text, 'wafer_misp_fetches_total{source="ips",result="ok"}') == 2
+    assert _metric(text, 'wafer_misp_fetches_total{source="api",result="ok"}') == 1
+    assert misp.violations == []
+
+    # reload without the section: no source, no indicator
+    cfg = dict(w.config)
+    cfg.pop("misp", None)
+    w.write_config(cfg)
+    w.send_signal(signal.SIGHUP)
+    _wait_metric(w, 'wafer_ioc_indicators{kind="ip"}', 0)
+    assert "misp: ips:" in w.stderr() and "misp: api:" in w.stderr()
+
+
+def test_check_rejects_a_bad_misp_section(wafer_binary, tmp_path):
+    conf = tmp_path / "wafer.yaml"
+    conf.write_text("listen:\n  - {address: 127.0.0.1:1}\nupstream:\n  servers: [{address: 127.0.0.1:2}]\n"
+                    "misp:\n  feeds:\n    - {url: /x, format: stix}\n")
+    p = subprocess.run([wafer_binary, "-t", "-c", str(conf)], capture_output=True, text=True, timeout=20)
+    assert p.returncode == 1
+    assert "wafer.yaml:7:" in p.stderr and "misp.feeds[0].format" in p.stderr

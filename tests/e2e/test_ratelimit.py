@@ -131,3 +131,29 @@ def test_request_flood_from_another_process_is_held_to_the_rate(start_wafer, pyu
     # meanwhile, after the flood, the bucket refills
     time.sleep(0.2)
     assert get(w, "/after-flood").status == 200
+
+
+def test_route_rate_limit_overrides_the_default_for_its_route(start_wafer, pyup):
+    w = start_wafer(pyup.address, rate_limits={"route": {"rate": "1/m", "burst": 100}},
+                    policy={"routes": [{"name": "login", "path": "/login", "rate_limit": {"rate": "1/m", "burst": 2}}]})
+    got = [get(w, "/login/%d" % i).status for i in range(4)]
+    assert got == [200, 200, 429, 429], got
+    assert all(get(w, "/else/%d" % i).status == 200 for i in range(5))  # the other routes' bucket holds 100
+
+
+from test_tls import https, p, pki, tls_listen  # noqa: E402,F401  (the PKI fixture and TLS helpers)
+
+
+def test_identity_rate_per_verified_client_certificate(start_wafer, pyup, pki):  # noqa: F811
+    from harness import free_port
+    port = free_port()
+    w = start_wafer(pyup.address, listen=tls_listen(port, pki, client_ca=p(pki, "ca.pem"), client_verify="optional"),
+                    rate_limits={"identity": {"rate": "1/m", "burst": 2}})
+
+    def status(cert=None):
+        args = ["--cert", p(pki, cert + ".pem"), "--key", p(pki, cert + ".key")] if cert else []
+        return https(w, pki=pki, path="/id", args=args)[0]
+    assert [status("spiffe") for _ in range(3)] == [200, 200, 429]
+    assert [status("ops") for _ in range(2)] == [200, 200]  # another identity, another bucket
+    assert [status() for _ in range(4)] == [200] * 4  # no certificate: no identity bucket
+    assert counters(w).get("rate_limited") == 1

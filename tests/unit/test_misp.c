@@ -2,6 +2,7 @@
  * previous table. The REST API and sightings are tested against a local server in tests/e2e/test_misp.py. */
 #include "test.h"
 #include "wafer/core.h"
+#include "wafer/metrics.h"
 #include "wafer/misp.h"
 
 #include <stdlib.h>
@@ -164,6 +165,23 @@ TEST(feeds_from_fixtures)
     CHECK(ms.sources[0].skipped >= 4); /* to_ids false, md5, deleted, the hostile manifest key */
     CHECK_EQ_INT(ms.sources[1].attributes, 3);
     CHECK_EQ_INT(ms.sources[2].attributes, 5);
+
+    CHECK_EQ_INT(wf_misp_metrics_register(m, store), 0);
+    wf_buf_t out;
+    wf_buf_init(&out, 4096, 1 << 20);
+    CHECK_EQ_INT(wf_metrics_render(&out), 0);
+    wf_buf_append(&out, "", 1);
+    const char *text = wf_buf_rptr(&out);
+    CHECK(strstr(text, "wafer_ioc_indicators{kind=\"ip\"} 8\n") != NULL);
+    CHECK(strstr(text, "wafer_ioc_indicators{kind=\"user-agent\"} 1\n") != NULL);
+    CHECK(strstr(text, "wafer_misp_fetches_total{source=\"circl\",result=\"ok\"} 1\n") != NULL);
+    CHECK(strstr(text, "wafer_misp_attributes{source=\"text\"} 5\n") != NULL);
+    CHECK(strstr(text, "wafer_misp_sightings_total{result=\"sent\"} 0\n") != NULL);
+    if (!strstr(text, "wafer_ioc_indicators{kind=\"ip\"} 8\n"))
+        fprintf(stderr, "%s\n", text);
+    wf_metrics_unregister(m);
+    wf_metrics_unregister(store);
+    wf_buf_free(&out);
     wf_misp_free(m);
     wf_ioc_store_free(store);
 }
@@ -230,6 +248,60 @@ TEST(failure_keeps_previous)
     rmdir(dir);
 }
 
+TEST(reconfigure)
+{
+    char dir[] = "/tmp/wafer-misp-XXXXXX", a[64], b[64], c[64], yaml[512];
+    CHECK(mkdtemp(dir) != NULL);
+    snprintf(a, sizeof(a), "%s/a.txt", dir);
+    snprintf(b, sizeof(b), "%s/b.txt", dir);
+    snprintf(c, sizeof(c), "%s/c.txt", dir);
+    write_file(a, "192.0.2.1\n");
+    write_file(b, "192.0.2.2\n");
+    write_file(c, "192.0.2.3\n");
+    wf_conf_err_t err;
+    snprintf(yaml, sizeof(yaml), "misp:\n  feeds:\n    - {name: a, url: \"%s\", format: freetext}\n"
+                                 "    - {name: b, url: \"%s\", format: freetext}\n", a, b);
+    wf_misp_conf_t *mc = parse(yaml, &err, NULL);
+    wf_ioc_store_t *store = wf_ioc_store_new();
+    wf_misp_t *m;
+    char e[256];
+    CHECK_EQ_INT(wf_misp_new(mc, store, &m, e, sizeof(e)), 0);
+    wf_misp_conf_free(mc);
+    CHECK_EQ_INT(wf_misp_action(m), WF_MISP_BLOCK);
+    CHECK_EQ_INT(wf_misp_import(m, true), 0);
+    CHECK(match_ip(store, "192.0.2.1:1", NULL) && match_ip(store, "192.0.2.2:1", NULL));
+
+    /* a goes, b stays (and keeps what it loaded when its file is gone), c comes; flag now */
+    snprintf(yaml, sizeof(yaml), "misp:\n  action: flag\n  feeds:\n    - {name: b, url: \"%s\", format: freetext}\n"
+                                 "    - {name: c, url: \"%s\", format: freetext}\n", b, c);
+    mc = parse(yaml, &err, NULL);
+    CHECK_EQ_INT(wf_misp_reconfigure(m, mc, e, sizeof(e)), 0);
+    wf_misp_conf_free(mc);
+    CHECK_EQ_INT(wf_misp_action(m), WF_MISP_FLAG);
+    CHECK(match_ip(store, "192.0.2.1:1", NULL)); /* the table stays until the next import */
+    unlink(b);
+    CHECK_EQ_INT(wf_misp_import(m, false), 1); /* every source is due after a reconfigure; b fails */
+    CHECK(!match_ip(store, "192.0.2.1:1", NULL));
+    CHECK(match_ip(store, "192.0.2.2:1", NULL));
+    CHECK(match_ip(store, "192.0.2.3:1", NULL));
+    wf_misp_stats_t ms;
+    wf_misp_stats(m, &ms);
+    CHECK_EQ_INT(ms.nsources, 2);
+    CHECK_EQ_INT(ms.sources[0].ok, 1); /* b's counters came along */
+    CHECK_EQ_INT(ms.sources[0].failed, 1);
+
+    /* no source left: no indicator either */
+    mc = parse("misp:\n  action: block\n", &err, NULL);
+    CHECK_EQ_INT(wf_misp_reconfigure(m, mc, e, sizeof(e)), 0);
+    wf_misp_conf_free(mc);
+    CHECK(!match_ip(store, "192.0.2.3:1", NULL));
+    wf_misp_free(m);
+    wf_ioc_store_free(store);
+    unlink(a);
+    unlink(c);
+    rmdir(dir);
+}
+
 TEST(thread_imports_at_start)
 {
     wf_conf_err_t err;
@@ -243,6 +315,17 @@ TEST(thread_imports_at_start)
     bool seen = false;
     for (int i = 0; i < 200 && !seen; i++) {
         seen = match_ip(store, "192.0.2.200:1", NULL);
+        if (!seen)
+            usleep(10000);
+    }
+    CHECK(seen);
+    /* a reload while the thread runs: it stops, takes the new sources and imports them at once */
+    mc = parse("misp:\n  feeds:\n    - {url: \"" FIX "/feed.csv\", format: csv}\n", &err, NULL);
+    CHECK_EQ_INT(wf_misp_reconfigure(m, mc, e, sizeof(e)), 0);
+    wf_misp_conf_free(mc);
+    seen = false;
+    for (int i = 0; i < 200 && !seen; i++) {
+        seen = match_ip(store, "203.0.113.10:1", NULL) && !match_ip(store, "192.0.2.200:1", NULL);
         if (!seen)
             usleep(10000);
     }

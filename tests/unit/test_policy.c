@@ -1,6 +1,7 @@
 /* The firewall policy: parsing, routes, thresholds, exclusions, networks and flow bans. */
 #include "test.h"
 #include "wafer/core.h"
+#include "wafer/metrics.h"
 #include "wafer/policy.h"
 
 #include <math.h>
@@ -191,6 +192,8 @@ TEST(route_precedence)
     CHECK_EQ_STR(ROUTE("other.org", "/dup"), "first");                 /* a tie goes to the first written */
     CHECK_EQ_STR(ROUTE("[2001:db8::1]:80", "/dup/x"), "first");
     CHECK_EQ_STR(ROUTE("", "/"), "default");
+    CHECK_EQ_STR(wf_policy_route(p, WF_STR_NULL, WF_STR("/static/x"))->name, "static"); /* no Host */
+    CHECK_EQ_STR(wf_policy_route(p, WF_STR_NULL, WF_STR_NULL)->name, "default");
     CHECK_EQ_STR(ROUTE("evilexample.com", "/"), "default");
     CHECK_EQ_INT(wf_policy_route(p, WF_STR("api.example.com"), WF_STR("/api"))->mode, WF_MODE_BLOCK);
     CHECK_EQ_INT(wf_policy_route(p, WF_STR("other.org"), WF_STR("/static/"))->mode, WF_MODE_OFF);
@@ -236,11 +239,29 @@ TEST(thresholds_and_exclusions)
     CHECK(isinf(th[2]) && th[1] == 0.8f);
     u = unit(WF_UNIT_JSON, "user.tags");
     CHECK(!wf_policy_unit_thresholds(p, api, &u, th));
+    u = (wf_unit_t){ .kind = WF_UNIT_JSON, .name = WF_STR_NULL, .text = WF_STR("x") }; /* a nameless unit */
+    CHECK(!wf_policy_unit_thresholds(p, api, &u, th));
     u = unit(WF_UNIT_JSON, "user.tags[3]");            /* the route's own exclusion only on its route */
     CHECK(!wf_policy_unit_thresholds(p, wild, &u, th));
     u = unit(WF_UNIT_QUERY, "q");                      /* inherit_exclusions: false */
     CHECK(wf_policy_unit_thresholds(p, stat, &u, th));
     CHECK(th[1] == 0.9f && isinf(th[3]));
+    wf_policy_free(p);
+}
+
+TEST(exclusion_star_alone)
+{
+    wf_conf_err_t err;
+    char e[256];
+    wf_policy_t *p = load("policy:\n  exclusions: [{kind: cookie, name: \"*\", classes: [xss]}]\n", &err, NULL);
+    CHECK(p != NULL);
+    CHECK_EQ_INT(wf_policy_bind(p, labels, model_th, 4, e, sizeof(e)), 0);
+    float th[4];
+    wf_unit_t u = { .kind = WF_UNIT_COOKIE, .name = WF_STR_NULL, .text = WF_STR("x") };
+    CHECK(wf_policy_unit_thresholds(p, &p->root, &u, th));
+    CHECK(isinf(th[2]) && th[1] == 0.5f);
+    u.kind = WF_UNIT_QUERY;
+    CHECK(!wf_policy_unit_thresholds(p, &p->root, &u, th));
     wf_policy_free(p);
 }
 
@@ -509,6 +530,29 @@ TEST(bans_concurrent)
     CHECK_EQ_INT(st.active, CLIENTS);
     CHECK_EQ_INT(st.evicted, 0);
     wf_bans_free(shared_bans);
+}
+
+TEST(bans_metrics)
+{
+    wf_ban_conf_t bc = ban_conf(1, 1000, 60000, 100, false);
+    wf_bans_t *b = wf_bans_new(&bc);
+    wf_sockaddr_t c = addr("192.0.2.9:1");
+    uint64_t t = wf_now_ms();
+    CHECK_EQ_INT(wf_bans_record(b, &c, t, NULL, NULL), 1);
+    CHECK(wf_bans_check(b, &c, t + 1, NULL));
+    CHECK_EQ_INT(wf_bans_metrics_register(b), 0);
+    wf_buf_t out;
+    wf_buf_init(&out, 4096, 1 << 20);
+    CHECK_EQ_INT(wf_metrics_render(&out), 0);
+    wf_buf_append(&out, "", 1);
+    const char *s = wf_buf_rptr(&out);
+    CHECK(strstr(s, "# TYPE wafer_bans_active gauge\nwafer_bans_active 1\n") != NULL);
+    CHECK(strstr(s, "wafer_bans_started_total 1\n") != NULL);
+    CHECK(strstr(s, "wafer_bans_refused_total 1\n") != NULL);
+    CHECK(strstr(s, "wafer_bans_evicted_total 0\n") != NULL);
+    wf_metrics_unregister(b);
+    wf_buf_free(&out);
+    wf_bans_free(b);
 }
 
 TEST_MAIN()

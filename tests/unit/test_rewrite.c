@@ -2,12 +2,14 @@
  * fields named in Connection), X-Forwarded-For / Forwarded / Via, request
  * ids, absolute-form targets, response heads and generated errors. */
 #include "test.h"
+#include "wafer/admin.h"
 #include "wafer/proxy.h"
 
 static wf_server_conf_t conf(void)
 {
     wf_server_conf_t sc;
     wf_server_conf_defaults(&sc);
+    wf_admin_conf_free(&sc.admin); /* not used here; the tests free only what they change */
     wf_http_limits_default(&sc.http);
     return sc;
 }
@@ -22,7 +24,7 @@ static const char *rewrite(const wf_server_conf_t *sc, const char *raw, const ch
     CHECK(n == (int)strlen(raw));
     if (n <= 0)
         return "(parse error)";
-    wf_proxy_req_ctx_t ctx = { wf_str_c(ip), v6, WF_STR("rid-1"), WF_STR("upstream:8081") };
+    wf_proxy_req_ctx_t ctx = { wf_str_c(ip), v6, WF_STR("rid-1"), WF_STR("upstream:8081"), WF_STR_NULL };
     CHECK(wf_proxy_request_head_size(sc, &req, (size_t)n, &ctx) <= sizeof(out));
     int m = wf_proxy_request_head(sc, &req, &ctx, out, sizeof(out));
     CHECK(m > 0);
@@ -152,7 +154,7 @@ TEST(request_head_too_small_is_an_error)
     wf_http_request_t req;
     const char *raw = "GET / HTTP/1.1\r\nHost: h\r\n\r\n";
     CHECK(wf_http_parse_request(raw, strlen(raw), &sc.http, &req, hdrs) > 0);
-    wf_proxy_req_ctx_t ctx = { WF_STR("1.2.3.4"), false, WF_STR("r"), WF_STR("u") };
+    wf_proxy_req_ctx_t ctx = { WF_STR("1.2.3.4"), false, WF_STR("r"), WF_STR("u"), WF_STR_NULL };
     char out[20];
     CHECK_EQ_INT(wf_proxy_request_head(&sc, &req, &ctx, out, sizeof(out)), -WF_ELIMIT);
     free(sc.request_id_header);
