@@ -194,6 +194,7 @@ bool wf_upstream_failed(wf_upstream_member_t *m, uint64_t now_ms);
 typedef struct wf_upstreams {
     wf_upstream_pool_t *pools;
     size_t npools;
+    struct wf_tls_client *tls;     /* upstream.tls: checks speak TLS too (set before wf_upstreams_start) */
     /* health checker thread */
     pthread_t thread;
     bool thread_started;
@@ -219,6 +220,7 @@ void wf_upstreams_free(wf_upstreams_t *u);
  * timeout (the health thread runs the same steps for every member at once,
  * without blocking). Returns 0 when
  * the member answered as expected, else -errno / -WF_EUPSTREAM / -WF_ETIMEOUT. */
-int wf_upstream_check_once(const wf_upstream_pool_t *p, const wf_upstream_member_t *m);
+struct wf_tls_client;
+int wf_upstream_check_once(const wf_upstream_pool_t *p, const wf_upstream_member_t *m, struct wf_tls_client *tls);
 
 #endif

@@ -89,6 +89,7 @@ static int gen_new(wf_server_conf_t *conf, const wf_gen_t *prev, int nw, wf_gen_
         free(g);
         return urc;
     }
+    g->ups->tls = conf->up_tls;
     g->id = ++gen_seq;
     for (size_t i = 0; i < nl; i++) {
         const wf_listen_conf_t *l = &conf->listen[i];

@@ -5,6 +5,7 @@
  */
 #include "wafer/core.h"
 #include "wafer/metrics.h"
+#include "wafer/tls.h"
 #include "wafer/upstream.h"
 
 #include <fcntl.h>
@@ -188,7 +189,9 @@ enum { CK_IDLE, CK_CONNECT, CK_SEND, CK_READ };
 typedef struct {
     const wf_upstream_pool_t *p;
     wf_upstream_member_t *m;
-    int fd, phase;
+    struct wf_tls_client *tls;
+    wf_conn_t c;
+    int phase;
     uint64_t deadline;
     char req[1024];
     size_t reqlen, off;
@@ -208,11 +211,29 @@ static int check_start(check_t *k, uint64_t now)
     k->reqlen = (size_t)n;
     k->off = k->got = 0;
     k->deadline = now + h->timeout_ms;
-    k->fd = -1;
-    int rc = wf_net_connect(&k->m->conf->addr, &k->fd);
+    int fd = -1;
+    int rc = wf_net_connect(&k->m->conf->addr, &fd);
     if (rc != 0 && rc != -EINPROGRESS)
         return rc;
+    wf_conn_init(&k->c, &wf_conn_tcp, fd);
     k->phase = rc ? CK_CONNECT : CK_SEND;
+    if (k->tls) {
+        /* the members speak TLS to requests, so to checks too: verified as requests verify them */
+        char host[256];
+        const char *a = k->m->conf->address, *end = strrchr(a, ':');
+        size_t n = end ? (size_t)(end - a) : strlen(a);
+        if (n >= 2 && a[0] == '[' && a[n - 1] == ']') {
+            a++;
+            n -= 2;
+        }
+        snprintf(host, sizeof(host), "%.*s", (int)n, a);
+        if ((rc = wf_tls_conn_connect(&k->c, k->tls, fd, host, k->m->conf->address, NULL)) < 0) {
+            close(fd);
+            k->c.fd = -1;
+            k->phase = CK_IDLE;
+            return rc;
+        }
+    }
     return 1;
 }
 
@@ -233,25 +254,25 @@ static int check_status(const check_t *k)
 static int check_step(check_t *k)
 {
     if (k->phase == CK_CONNECT) {
-        int rc = wf_net_connect_result(k->fd);
+        int rc = wf_net_connect_result(k->c.fd);
         if (rc)
             return rc;
         k->phase = CK_SEND;
     }
     while (k->phase == CK_SEND) {
-        ssize_t w = send(k->fd, k->req + k->off, k->reqlen - k->off, MSG_NOSIGNAL);
+        ssize_t w = wf_conn_write(&k->c, k->req + k->off, k->reqlen - k->off);
         if (w < 0)
-            return errno == EAGAIN ? 1 : -errno;
+            return w == -EAGAIN ? 1 : (int)w;
         k->off += (size_t)w;
         if (k->off == k->reqlen)
             k->phase = CK_READ;
     }
     while (k->got < 12) {
-        ssize_t r = recv(k->fd, k->buf + k->got, sizeof(k->buf) - k->got, 0);
+        ssize_t r = wf_conn_read(&k->c, k->buf + k->got, sizeof(k->buf) - k->got);
         if (r == 0)
             return -WF_ECLOSED;
         if (r < 0)
-            return errno == EAGAIN ? 1 : -errno;
+            return r == -EAGAIN ? 1 : (int)r;
         k->got += (size_t)r;
     }
     return check_status(k);
@@ -259,17 +280,25 @@ static int check_step(check_t *k)
 
 static void check_close(check_t *k)
 {
-    if (k->fd >= 0)
-        close(k->fd);
-    k->fd = -1;
+    if (k->phase != CK_IDLE && k->c.fd >= 0)
+        k->c.type->close(&k->c);
+    k->c.fd = -1;
     k->phase = CK_IDLE;
 }
 
-static short check_events(const check_t *k) { return k->phase == CK_READ ? POLLIN : POLLOUT; }
-
-int wf_upstream_check_once(const wf_upstream_pool_t *p, const wf_upstream_member_t *m)
+/* What to poll for: a TLS read may wait for writability and a write for readability. */
+static short check_events(const check_t *k)
 {
-    check_t k = { .p = p, .m = (wf_upstream_member_t *)m };
+    if (k->phase == CK_CONNECT)
+        return POLLOUT;
+    if (k->phase == CK_READ)
+        return (k->c.want & WF_CONN_READ_WANTS_WRITE) ? POLLOUT : POLLIN;
+    return (k->c.want & WF_CONN_WRITE_WANTS_READ) ? POLLIN : POLLOUT;
+}
+
+int wf_upstream_check_once(const wf_upstream_pool_t *p, const wf_upstream_member_t *m, struct wf_tls_client *tls)
+{
+    check_t k = { .p = p, .m = (wf_upstream_member_t *)m, .tls = tls, .phase = CK_IDLE };
     int rc = check_start(&k, wf_now_ms());
     while (rc == 1) {
         uint64_t now = wf_now_ms();
@@ -277,7 +306,7 @@ int wf_upstream_check_once(const wf_upstream_pool_t *p, const wf_upstream_member
             rc = -WF_ETIMEOUT;
             break;
         }
-        struct pollfd pf = { k.fd, check_events(&k), 0 };
+        struct pollfd pf = { k.c.fd, check_events(&k), 0 };
         int n = poll(&pf, 1, (int)(k.deadline - now));
         if (n < 0 && errno != EINTR)
             rc = -errno;
@@ -343,7 +372,7 @@ static void *health_main(void *arg)
         if (!u->pools[i].conf->health.enabled)
             continue;
         for (size_t k = 0; k < u->pools[i].n; k++, j++) {
-            ks[j] = (check_t){ .p = &u->pools[i], .m = &u->pools[i].m[k], .fd = -1, .phase = CK_IDLE };
+            ks[j] = (check_t){ .p = &u->pools[i], .m = &u->pools[i].m[k], .tls = u->tls, .phase = CK_IDLE };
             ks[j].m->next_check = now; /* at once: a start or a reload learns the state quickly */
         }
     }
@@ -364,7 +393,7 @@ static void *health_main(void *arg)
                 next = WF_MIN(next, c->m->next_check);
             } else {
                 next = WF_MIN(next, c->deadline);
-                pf[np] = (struct pollfd){ c->fd, check_events(c), 0 };
+                pf[np] = (struct pollfd){ c->c.fd, check_events(c), 0 };
                 idx[np++] = k;
             }
         }

@@ -310,3 +310,25 @@ def test_a_route_naming_an_unknown_pool_is_a_configuration_error(tmp_path, wafer
     assert r.returncode == 1
     assert 'upstream: no pool named "nope"' in r.stderr + r.stdout, r.stderr
     assert "w.yaml:" in r.stderr + r.stdout
+
+
+from test_tls import nginx_tls, p, pki  # noqa: E402,F401  (a TLS upstream and its PKI)
+
+
+def test_health_checks_speak_tls_to_tls_upstreams(start_wafer, nginx_tls, pki):  # noqa: F811
+    dead = "127.0.0.1:%d" % closed_port()
+    w = start_wafer(nginx_tls.tls_address,
+                    upstream={"servers": [{"address": nginx_tls.tls_address}, {"address": dead}],
+                              "tls": {"ca": p(pki, "ca.pem"), "server_name": "upstream.test"},
+                              "passive": {"max_fails": 0},
+                              "health_check": {"path": "/", "interval": "100ms", "timeout": "500ms", "fall": 1}})
+    deadline = time.monotonic() + 3
+    while "%s (pool default): health check failed" % dead not in w.stderr():
+        assert time.monotonic() < deadline, "the dead member was not marked down"
+        time.sleep(0.05)
+    time.sleep(0.5)  # several rounds of checks of the TLS member
+    assert "%s (pool default): health check failed" % nginx_tls.tls_address not in w.stderr()
+    with w.connect() as c:
+        for i in range(4):
+            r = c.request("GET", "/t/%d" % i)
+            assert r.status == 200 and r.body == b"tls upstream sni=upstream.test\n"

@@ -265,7 +265,7 @@ static int check_with(const char *reply, int expect_status)
     srv_reply = reply;
     pthread_t t;
     pthread_create(&t, NULL, serve_one, NULL);
-    int rc = wf_upstream_check_once(&p, &p.m[0]);
+    int rc = wf_upstream_check_once(&p, &p.m[0], NULL);
     pthread_join(t, NULL);
     close(srv_fd);
     wf_upstream_pool_free(&p);
@@ -299,7 +299,7 @@ TEST(health_check_of_a_closed_port_fails)
     pc.health.timeout_ms = 500;
     wf_upstream_pool_t p;
     wf_upstream_pool_init(&p, &pc);
-    CHECK(wf_upstream_check_once(&p, &p.m[0]) < 0);
+    CHECK(wf_upstream_check_once(&p, &p.m[0], NULL) < 0);
     close(fd);
     wf_upstream_pool_free(&p);
     free_conf(&pc);
