@@ -35,6 +35,7 @@
 #define ACCEPT_BATCH 64
 #define EMFILE_PAUSE_MS 100
 #define TOTAL_CAP_PAUSE_MS 50
+#define SHED_MIN_IDLE_MS 1000 /* a keep-alive connection idle for less is a client being served, not shed */
 
 /* client connections of every worker (limits.max_connections_total) */
 static atomic_size_t conns_total;
@@ -1907,13 +1908,15 @@ static void cc_close(cconn_t *cc)
 
 /* Closes one of this worker's connections to make room at the process cap:
  * the oldest of those that have not sent a byte since accept (the shape
- * of a connection flood), else the keep-alive connection idle longest.
- * Connections with a request in progress or part of one received are
- * never chosen, so clients being served stay served. Returns whether one
- * was closed. */
+ * of a connection flood), else the keep-alive connection idle longest if
+ * it has been idle for SHED_MIN_IDLE_MS. Connections with a request in
+ * progress or part of one received are never chosen, nor keep-alive
+ * clients between two requests, so clients being served stay served.
+ * Returns whether one was closed. */
 static bool cc_shed_idle(wf_worker_t *w)
 {
     cconn_t *victim = NULL, *idle = NULL;
+    uint64_t now = wf_loop_now(w->loop);
     for (cconn_t *cc = w->conns; cc; cc = cc->next) {
         if (cc->phase != PH_HEAD || cc->in.end != cc->in.start)
             continue;
@@ -1924,7 +1927,7 @@ static bool cc_shed_idle(wf_worker_t *w)
             idle = cc;
         }
     }
-    if (!victim)
+    if (!victim && idle && now - idle->t_idle >= SHED_MIN_IDLE_MS)
         victim = idle;
     if (!victim)
         return false;

@@ -4,6 +4,7 @@ request lost on a member's death, 503 when no member is up."""
 
 import signal
 import socket
+import struct
 import threading
 import time
 import uuid
@@ -154,34 +155,90 @@ def test_passive_ejection_then_recovery(start_wafer, ups):
     assert "B" in hits(w, 6, "/pe2")
 
 
+class BlackHole:
+    """An upstream that takes requests and never answers, until it dies:
+    then every connection is reset (no response byte was ever sent) and the
+    port refuses new ones."""
+
+    def __init__(self):
+        self.lsock = socket.socket()
+        self.lsock.bind(("127.0.0.1", 0))
+        self.lsock.listen(256)
+        self.address = "127.0.0.1:%d" % self.lsock.getsockname()[1]
+        self.conns, self.got = [], 0
+        self.lock = threading.Lock()
+        self.stopping = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while not self.stopping:
+            try:
+                c, _ = self.lsock.accept()
+            except OSError:
+                return
+            with self.lock:
+                self.conns.append(c)
+            threading.Thread(target=self._read, args=(c,), daemon=True).start()
+
+    def _read(self, c):
+        try:
+            while c.recv(65536):
+                with self.lock:
+                    self.got += 1
+        except OSError:
+            pass
+
+    def kill(self):
+        self.stopping = True
+        self.lsock.close()
+        with self.lock:
+            for c in self.conns:
+                c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                try:
+                    c.shutdown(socket.SHUT_RDWR)  # wakes the reading thread; close alone would not
+                except OSError:
+                    pass
+                c.close()
+
+
 def test_no_idempotent_request_lost_when_a_member_dies(start_wafer, ups):
-    a, b, c = ups
-    w = start_wafer(a.address, workers=2, upstream={"servers": servers(a, b, c), "timeout": "5s"})
+    a, _, c = ups
+    hole = BlackHole()
+    w = start_wafer(a.address, workers=2, upstream={"servers": [{"address": a.address}, {"address": hole.address},
+                                                                {"address": c.address}], "timeout": "10s"})
     tag = uuid.uuid4().hex
     results = []
     lock = threading.Lock()
 
     def client(k):
         for i in range(25):
-            method = "GET" if i % 3 else ("PUT" if i % 2 else "DELETE")
-            with w.connect() as conn:
-                r = conn.request(method, "/die/%s/%d/%d?up_delay_headers=40" % (tag, k, i),
-                                 body=b"x" * 100 if method == "PUT" else None)
+            method = ("GET", "PUT", "DELETE", "HEAD", "OPTIONS")[i % 5]
+            try:
+                with w.connect(timeout=15) as conn:
+                    r = conn.request(method, "/die/%s/%d/%d" % (tag, k, i),
+                                     body=b"x" * 100 if method == "PUT" else None)
+                    st = r.status
+            except Exception as e:  # a lost request shows here
+                st = repr(e)
             with lock:
-                results.append((method, r.status))
+                results.append((method, st))
 
     threads = [threading.Thread(target=client, args=(k,)) for k in range(6)]
     for t in threads:
         t.start()
-    time.sleep(0.4)
-    b.stop()  # in-flight requests on B are cut before any response byte
+    deadline = time.monotonic() + 5
+    while hole.got < 6 and time.monotonic() < deadline:  # every client waits on the hole by now
+        time.sleep(0.02)
+    assert hole.got >= 6
+    hole.kill()  # requests in flight there die before any response byte; new connects are refused
     for t in threads:
         t.join(60)
     assert len(results) == 150
     bad = [r for r in results if r[1] != 200]
     assert not bad, bad[:10]
     n = counters(w)
-    assert n.get("upstream_member_retries", 0) > 0, n  # requests in flight on B went elsewhere
+    assert n.get("upstream_member_retries", 0) >= 6, n  # the requests cut on the hole went elsewhere
+    assert n.get("upstream_connect_failed", 0) + n.get("upstream_member_retries", 0) >= 6
 
 
 def test_non_idempotent_request_is_not_resent(start_wafer, ups):
