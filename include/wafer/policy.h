@@ -134,6 +134,8 @@ typedef struct {
     uint32_t max_clients;  /* clients tracked (detections and bans); the oldest are forgotten past it (65536) */
     bool fixed_window;     /* count in fixed windows from a client's first detection; default false: a sliding
                               window (the previous window's count weighted by its overlap with the last `window`) */
+    uint8_t ipv6_prefix;   /* IPv6 clients are counted and banned per network of this length (128: per address;
+                              64: per subscriber, who may hold a whole /64). Fixed when the table is made */
 } wf_ban_conf_t;
 
 typedef struct wf_policy {
@@ -217,6 +219,8 @@ int wf_bans_remove(wf_bans_t *b, const wf_sockaddr_t *client);
 bool wf_bans_get(wf_bans_t *b, const wf_sockaddr_t *client, uint64_t now_ms, uint64_t *until_ms, uint32_t *detections);
 /* The configured ban duration (the admin endpoint's default). */
 uint64_t wf_bans_duration_ms(wf_bans_t *b);
+/* The IPv6 prefix length clients are grouped by (128: none). */
+unsigned wf_bans_ipv6_prefix(wf_bans_t *b);
 /* Calls fn for every active ban (under the table's lock: fn must not call back). */
 void wf_bans_foreach(wf_bans_t *b, uint64_t now_ms,
                      void (*fn)(const wf_sockaddr_t *client, uint64_t until_ms, uint32_t detections, void *arg), void *arg);
