@@ -177,9 +177,11 @@ int wf_policy_bind(wf_policy_t *p, const char *const *labels, const float *model
  * ends in ".example.com" (a.example.com, a.b.example.com), not example.com
  * itself; among wildcards the longest suffix wins.
  *
- * path must be the decoded, normalised path (percent-decoding and dot
- * segments resolved, as the upstream will see it): a raw path such as
- * "/%61dmin" or "/x/../admin" would otherwise escape the route of "/admin".
+ * path may be the raw path as received: it is matched as an upstream will
+ * resolve it (percent-escapes decoded once, %2F included; "." and ".."
+ * segments resolved; repeated slashes merged), so that "/%61dmin",
+ * "/x/../admin" or "//admin" cannot escape the route of "/admin". Decoding
+ * it again does no harm to plain paths but would decode "%2561" twice.
  * A route's path matches at a segment boundary: "/api" matches "/api",
  * "/api/" and "/api/v1", not "/apix"; a path that ends in '/' ("/api/")
  * matches what starts with it, and not "/api" itself. Paths compare

@@ -196,6 +196,28 @@ TEST(route_precedence)
     CHECK_EQ_STR(wf_policy_route(p, WF_STR_NULL, WF_STR("/static/x"))->name, "static"); /* no Host */
     CHECK_EQ_STR(wf_policy_route(p, WF_STR_NULL, WF_STR_NULL)->name, "default");
     CHECK_EQ_STR(ROUTE("evilexample.com", "/"), "default");
+    /* the path as the upstream will resolve it: escapes, dot segments, repeated slashes */
+    CHECK_EQ_STR(ROUTE("api.example.com", "/%61pi/users"), "api");
+    CHECK_EQ_STR(ROUTE("api.example.com", "/static/../api/x"), "api");
+    CHECK_EQ_STR(ROUTE("api.example.com", "/x/%2e%2E/api"), "api");
+    CHECK_EQ_STR(ROUTE("api.example.com", "/x%2F..%2Fapi"), "api");
+    CHECK_EQ_STR(ROUTE("api.example.com", "//api//v2/"), "route4");
+    CHECK_EQ_STR(ROUTE("api.example.com", "/api/./v2"), "route4");
+    CHECK_EQ_STR(ROUTE("api.example.com", "/api/v2/.."), "api");
+    CHECK_EQ_STR(ROUTE("api.example.com", "/../../api"), "api");
+    CHECK_EQ_STR(ROUTE("api.example.com", "/%2561pi"), "wild");      /* decoded once, as upstreams do */
+    CHECK_EQ_STR(ROUTE("other.org", "/static/."), "static");
+    CHECK_EQ_STR(ROUTE("other.org", "/static/x/.."), "static");
+    CHECK_EQ_STR(ROUTE("other.org", "/static/.."), "default");
+    CHECK_EQ_STR(ROUTE("other.org", "/stat%69c/%"), "static");         /* a broken escape stays as it is */
+    {
+        static char longp[20000];
+        memset(longp, 'a', sizeof(longp) - 1);
+        memcpy(longp, "/x/", 3);
+        memcpy(longp + sizeof(longp) - 12, "/../../dup/", 11);
+        longp[sizeof(longp) - 1] = 0; /* "/x/aaaa.../../../dup/" past the stack buffer: "/dup/" */
+        CHECK_EQ_STR(wf_policy_route(p, WF_STR("other.org"), wf_str_c(longp))->name, "first");
+    }
     CHECK_EQ_INT(wf_policy_route(p, WF_STR("api.example.com"), WF_STR("/api"))->mode, WF_MODE_BLOCK);
     CHECK_EQ_INT(wf_policy_route(p, WF_STR("other.org"), WF_STR("/static/"))->mode, WF_MODE_OFF);
 #undef ROUTE
