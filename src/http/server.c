@@ -608,8 +608,10 @@ int wf_server_run(const char *conf_path, bool daemon_mode)
     }
     char *pid_file = sc->pid_file ? strdup(sc->pid_file) : NULL;
     wf_http_metrics_register();
-    if (wf_bans_global)
+    if (wf_bans_global) {
         wf_bans_admin_register(wf_bans_global);
+        wf_bans_metrics_register(wf_bans_global);
+    }
     if (admin_apply(sc, msg, sizeof(msg))) {
         wf_error("%s", msg);
         return 1;

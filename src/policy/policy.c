@@ -399,7 +399,8 @@ void wf_policy_free(wf_policy_t *p)
 int wf_policy_parse(const wf_conf_t *c, const wf_conf_node_t *node, wf_policy_t **out, wf_conf_err_t *err)
 {
     static const char *const keys[] = { "mode", "thresholds", "exclusions", "allow", "deny", "ban", "routes", NULL };
-    static const char *const ban_keys[] = { "detections", "window", "duration", "max_clients", "counting", NULL };
+    static const char *const ban_keys[] = { "detections", "window", "duration", "max_clients", "counting",
+                                            "ipv6_prefix", NULL };
     static const char *const counting[] = { "sliding", "fixed", NULL };
     const wf_conf_node_t *n;
     int rc = -ENOMEM;
@@ -409,7 +410,8 @@ int wf_policy_parse(const wf_conf_t *c, const wf_conf_node_t *node, wf_policy_t 
     if (!p)
         return -ENOMEM;
     p->mode = WF_MODE_BLOCK;
-    p->ban = (wf_ban_conf_t){ .detections = 5, .window_ms = 60000, .duration_ms = 600000, .max_clients = 65536 };
+    p->ban = (wf_ban_conf_t){ .detections = 5, .window_ms = 60000, .duration_ms = 600000, .max_clients = 65536,
+                              .ipv6_prefix = 128 };
     if (node && node->type != WF_CONF_MAP) {
         rc = wf_conf_errorf(c, node, err, "expected a mapping");
         goto fail;
@@ -429,15 +431,17 @@ int wf_policy_parse(const wf_conf_t *c, const wf_conf_node_t *node, wf_policy_t 
         if ((n = wf_conf_get(node, "deny")) && (rc = parse_cidrs(c, n, &p->deny, &p->ndeny, err)))
             goto fail;
         if ((n = wf_conf_get(node, "ban"))) {
-            int64_t det = p->ban.detections, maxc = p->ban.max_clients;
+            int64_t det = p->ban.detections, maxc = p->ban.max_clients, v6 = p->ban.ipv6_prefix;
             int cnt = 0;
             if ((rc = wf_conf_check_keys(c, n, ban_keys, err)) ||
                 (rc = wf_conf_int(c, n, "detections", 0, 1000000, &det, err)) ||
                 (rc = wf_conf_duration_ms(c, n, "window", 1, 86400000ull, &p->ban.window_ms, err)) ||
                 (rc = wf_conf_duration_ms(c, n, "duration", 1, 365ull * 86400000ull, &p->ban.duration_ms, err)) ||
                 (rc = wf_conf_int(c, n, "max_clients", 1, 1 << 26, &maxc, err)) ||
-                (rc = wf_conf_enum(c, n, "counting", counting, &cnt, err)))
+                (rc = wf_conf_enum(c, n, "counting", counting, &cnt, err)) ||
+                (rc = wf_conf_int(c, n, "ipv6_prefix", 32, 128, &v6, err)))
                 goto fail;
+            p->ban.ipv6_prefix = (uint8_t)v6;
             p->ban.detections = (uint32_t)det;
             p->ban.max_clients = (uint32_t)maxc;
             p->ban.fixed_window = cnt == 1;
@@ -633,8 +637,76 @@ static bool path_matches(const struct wf_route_ix *x, wf_str_t path)
     return x->dir || path.n == n || path.p[n] == '/';
 }
 
-const wf_route_t *wf_policy_route(const wf_policy_t *p, wf_str_t host, wf_str_t path)
+static int hexval(char c)
 {
+    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+}
+
+/* The path as an upstream resolves it: percent-escapes decoded once (%2F too: a separator for some
+ * upstreams, so it is one here), repeated slashes merged, "." and ".." segments resolved. out has room for
+ * n bytes; the result is never longer. */
+static size_t norm_path(const char *in, size_t n, char *out)
+{
+    size_t o = 0, i = 0;
+    while (i <= n) {
+        bool end = i == n;
+        char c;
+        if (end) {
+            c = '/'; /* ends the last segment, so that a last "." or ".." resolves; not written */
+            i++;
+        } else if (in[i] == '%' && i + 2 < n && hexval(in[i + 1]) >= 0 && hexval(in[i + 2]) >= 0) {
+            c = (char)(hexval(in[i + 1]) * 16 + hexval(in[i + 2]));
+            i += 3;
+        } else {
+            c = in[i++];
+        }
+        if (c != '/') {
+            out[o++] = c;
+            continue;
+        }
+        size_t seg = o; /* the segment just ended is out[seg..o) */
+        while (seg && out[seg - 1] != '/')
+            seg--;
+        size_t len = o - seg;
+        if (seg && len == 1 && out[seg] == '.') {
+            o = seg;
+        } else if (seg && len == 2 && out[seg] == '.' && out[seg + 1] == '.') {
+            o = seg - 1;
+            while (o && out[o - 1] != '/')
+                o--;
+            if (!o)
+                out[o++] = '/';
+        } else if (!end && !(o && out[o - 1] == '/')) {
+            out[o++] = '/';
+        }
+    }
+    return o;
+}
+
+/* Routes are matched on the normalised path; this buffer holds it (a longer path: a per-thread buffer). */
+#define ROUTE_PATH_BUF 8192
+
+const wf_route_t *wf_policy_route(const wf_policy_t *p, wf_str_t host, wf_str_t raw_path)
+{
+    char buf[ROUTE_PATH_BUF];
+    static __thread char *big;
+    static __thread size_t bigcap;
+    wf_str_t path = raw_path;
+    if (raw_path.n) {
+        char *out = buf;
+        if (raw_path.n > sizeof(buf)) {
+            if (bigcap < raw_path.n) {
+                char *nb = realloc(big, raw_path.n);
+                if (nb) {
+                    big = nb;
+                    bigcap = raw_path.n;
+                }
+            }
+            out = bigcap >= raw_path.n ? big : NULL;
+        }
+        if (out)
+            path = wf_str(out, norm_path(raw_path.p, raw_path.n, out));
+    }
     wf_str_t h = host_name(host);
     for (size_t i = 0; i < p->nroutes; i++) {
         const struct wf_route_ix *x = &p->order[i];
