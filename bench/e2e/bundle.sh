@@ -1,6 +1,7 @@
 #!/bin/sh
 # Packs bench/e2e for a machine without Debian's packages, apt or internet (the GPU machine): wafer (with its CUDA
-# module, wafer-cuda.so) built here, Debian's nginx with the ModSecurity module, wrk and openssl, the shared
+# module, wafer-cuda.so) built here, Debian's nginx with the ModSecurity module, wrk, openssl and bench/e2e/tlsload
+# (built here), the shared
 # libraries they need from this machine (not the C and C++ runtimes nor CUDA's: the target's own; as
 # tests/gpu/bundle.sh), ModSecurity's configuration and the Core Rule Set, the benchmark's scripts, the request
 # sample and the model. Each binary is started through a wrapper in bin/ that sets LD_LIBRARY_PATH for it alone, so
@@ -34,11 +35,12 @@ mkdir -p "$out/bin" "$out/libexec" "$out/lib" "$out/modsec" "$out/crs" "$out/ben
 cp "$build/wafer" /usr/sbin/nginx /usr/bin/wrk /usr/bin/openssl "$out/libexec/"
 [ -f "$build/wafer-cuda.so" ] && cp "$build/wafer-cuda.so" "$out/libexec/"
 cp /usr/lib/nginx/modules/ngx_http_modsecurity_module.so "$out/libexec/"
+cc -O2 -o "$out/libexec/tlsload" "$src/bench/e2e/tlsload.c" -lssl -lcrypto -lpthread
 for b in "$out"/libexec/*; do
     ldd "$b" | awk '/=> \// {print $3}' | grep -v -e cuda -e libcublas -e 'libc\.so' -e 'libm\.so' -e libstdc++ \
         -e libgcc_s -e libdl -e libpthread -e librt -e ld-linux -e libresolv
 done | sort -u | while read -r l; do cp -L "$l" "$out/lib/"; done
-for b in wafer nginx wrk openssl; do
+for b in wafer nginx wrk openssl tlsload; do
     cat >"$out/bin/$b" <<EOF
 #!/bin/sh
 d=\$(cd "\$(dirname "\$0")/.." && pwd)
@@ -49,6 +51,8 @@ done
 cp /etc/nginx/modsecurity.conf /etc/nginx/unicode.mapping "$out/modsec/"
 cp /etc/modsecurity/crs/crs-setup.conf "$out/crs/"
 cp -rL /usr/share/modsecurity-crs/rules "$out/crs/rules"
+mkdir -p "$out/bench/detection"
+cp "$src/bench/detection/sample.py" "$out/bench/detection/"
 cp "$src"/bench/e2e/run.sh "$src"/bench/e2e/mix.py "$src"/bench/e2e/mix.lua "$src"/bench/e2e/check.py \
     "$src"/bench/e2e/upstream.py "$out/bench/e2e/"
 cp "$src/tests/fixtures/detection/sample.jsonl" "$out/tests/fixtures/detection/"
@@ -58,7 +62,7 @@ cat >"$out/gpu.sh" <<'EOF'
 # bench/e2e on the bundle (made by bench/e2e/bundle.sh): every tool from here, wafer on the GPU backend.
 #   ./gpu.sh                      # as bench/e2e/run.sh, BACKEND=cuda; any of its variables can be set
 d=$(cd "$(dirname "$0")" && pwd)
-export WAFER_BIN="$d/bin/wafer" NGINX="$d/bin/nginx" WRK="$d/bin/wrk" OPENSSL="$d/bin/openssl"
+export WAFER_BIN="$d/bin/wafer" NGINX="$d/bin/nginx" WRK="$d/bin/wrk" OPENSSL="$d/bin/openssl" TLSLOAD="$d/bin/tlsload"
 export MODSEC_MODULE="$d/libexec/ngx_http_modsecurity_module.so" MODSEC_CONF="$d/modsec/modsecurity.conf"
 export MODSEC_UNICODE="$d/modsec/unicode.mapping" CRS_SETUP="$d/crs/crs-setup.conf" CRS_RULES="$d/crs/rules"
 export BACKEND=${BACKEND:-cuda} INSTALL=0

@@ -36,11 +36,16 @@
 #
 # Part "tls": nginx and wafer as plain TLS-terminating proxies (no inspection: this part compares TLS), the same
 # certificate, generated here (ECDSA P-256 and RSA 2048, self-signed), the same protocols (TLS_PROTOCOLS) and TLS 1.2
-# ciphers (TLS_CIPHERS); the protocol and cipher each one negotiates is checked with `openssl s_client` and printed.
-#   keep-alive:  wrk over keep-alive TLS connections, GET of a small path: requests/s
-#   handshakes:  the same with "Connection: close": every request is a new connection with a full handshake (wrk
-#                does not resume sessions): handshakes/s (each with one request and response)
-# wafer's TLS rows are skipped, with the reason, while `wafer -t` refuses the TLS keys of listen (WAFER_TLS_KEYS).
+# ciphers (TLS_CIPHERS).
+#   keep-alive:  wrk over keep-alive TLS connections (-t$THREADS -c$CONNS), GET of a small path: requests/s; the
+#                protocol and cipher that `openssl s_client` negotiates with each server are printed beside it
+#   handshakes:  bench/e2e/tlsload.c (built here with cc): CONNS threads, each opening connection after connection
+#                with a full handshake (a fresh SSL object, no session resumption; wrk resumes its previous session
+#                when it reconnects, so it cannot measure this) and one GET with "Connection: close": handshakes/s,
+#                latency from connect() to the complete response; its negotiated protocol and cipher are printed
+#                (TLS_CLIENT_VERSION=1.2 or 1.3 pins the client's version)
+# wafer's TLS rows are skipped, with the reason, while `wafer -t` refuses the TLS keys of listen (WAFER_TLS_KEYS:
+# the YAML lines under a listen entry, CERT and KEY replaced by the files' paths).
 #
 # Environment (defaults):
 #   WAFER_BIN (build/wafer)  MODEL (models/default)  BACKEND (cpu; cuda on the GPU machine)  INFER_THREADS (empty:
@@ -50,7 +55,7 @@
 #   with test.jsonl, train/data.py's output: SAMPLE is drawn from it by bench/detection/sample.py, about 8,000
 #   distinct benign requests of the three shapes)  COUNT (2000 requests in the list; 20000 with SPLIT)  ATTACK_SHARE (0.05)  MIX (60:25:15)
 #   PARANOIA (1)  CRS_ALLOW_ACCEPT_CHARSET (1)  TLS_PROTOCOLS ("TLSv1.2 TLSv1.3")  TLS_CERTS ("ecdsa rsa")
-#   UP_SIZE (1024)  UPSTREAM (nginx)  PIN (0; 1: upstream on CPU 0, proxies on CPU 1, wrk floats)  KEEP (0; 1: keep
+#   TLS_CLIENT_VERSION (empty)  TLSLOAD (a built tlsload)  UP_SIZE (1024)  UPSTREAM (nginx)  PIN (0; 1: upstream on CPU 0, proxies on CPU 1, wrk floats)  KEEP (0; 1: keep
 #   the temp dir)  INSTALL (1; 0: never apt-get)
 #   WAFER_DETECTION_YAML: a file whose text replaces the detection/policy sections this script writes for wafer
 #   Tool paths, for a carried bundle (bench/e2e/bundle.sh): NGINX, WRK, PYTHON, MODSEC_MODULE, MODSEC_CONF,
@@ -83,6 +88,7 @@ CRS_ALLOW_ACCEPT_CHARSET=${CRS_ALLOW_ACCEPT_CHARSET:-1}
 TLS_PROTOCOLS=${TLS_PROTOCOLS:-TLSv1.2 TLSv1.3}
 TLS_CIPHERS=${TLS_CIPHERS:-ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305}
 TLS_CERTS=${TLS_CERTS:-ecdsa rsa}
+TLS_CLIENT_VERSION=${TLS_CLIENT_VERSION:-}
 UP_SIZE=${UP_SIZE:-1024}
 UPSTREAM=${UPSTREAM:-nginx}
 PIN=${PIN:-0}
@@ -331,24 +337,23 @@ stop_systems() {
 
 # rows: system \t workers \t traffic \t round \t rps \t p50 \t p99 \t 2xx \t 403 \t other \t errors \t note
 : >"$dir/rows"
-wrk_row() { # system workers traffic round url [wrk options...]
-    local s=$1 w=$2 t=$3 r=$4 url=$5 out
-    shift 5
-    out="$dir/wrk-$s-$w-${t// /_}-$r.txt"
-    E2E_MIX=${E2E_MIX:-} "$WRK" -t"$THREADS" -c"$CONNS" -d"$WARMUP"s "$@" "$url" >/dev/null 2>&1 || true
-    E2E_MIX=${E2E_MIX:-} "$WRK" -t"$THREADS" -c"$CONNS" -d"$DURATION"s --latency "$@" "$url" >"$out" 2>&1 || true
-    "$PYTHON" - "$s" "$w" "$t" "$r" "$out" >>"$dir/rows" <<'PY'
+parse_row() { # system workers traffic round output-file: appends a row to $dir/rows
+    "$PYTHON" - "$@" >>"$dir/rows" <<'PY'
 import re, sys
 s, w, t, r, path = sys.argv[1:6]
 text = open(path, errors="replace").read()
 m = re.search(r"^E2E (.*)$", text, re.M)
 def ms(v, u):
     return float(v) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[u]
-if m:
-    f = dict(kv.split("=") for kv in m.group(1).split())
-    row = [f["rps"], f["p50_ms"], f["p99_ms"], f["s2xx"], f["s403"],
+note = ""
+if m:  # bench/e2e/mix.lua's or tlsload's line
+    f = dict(kv.split("=", 1) for kv in m.group(1).split())
+    rate = f["hps"] if "hps" in f else f["rps"]
+    row = [rate, f["p50_ms"], f["p99_ms"], f["s2xx"], f["s403"],
            str(int(f["s429"]) + int(f["s503"]) + int(f["sother"])), f["errors"]]
-else:  # a run without mix.lua: wrk's own summary
+    if "proto" in f:
+        note = "%s %s%s" % (f["proto"], f["cipher"], ", %s resumed" % f["resumed"] if int(f["resumed"]) else "")
+else:  # wrk's own summary
     rps = re.search(r"Requests/sec:\s+([\d.]+)", text)
     pct = {p: ms(v, u) for p, v, u in re.findall(r"^\s+(50|99)%\s+([\d.]+)(us|ms|s|m)\s*$", text, re.M)}
     reqs = re.search(r"(\d+) requests in", text)
@@ -357,10 +362,27 @@ else:  # a run without mix.lua: wrk's own summary
     n, bad = int(reqs.group(1)) if reqs else 0, int(non2xx.group(1)) if non2xx else 0
     row = [rps.group(1) if rps else "0", "%.3f" % pct.get("50", float("nan")), "%.3f" % pct.get("99", float("nan")),
            str(n - bad), "", str(bad), str(sum(int(x) for x in err.groups())) if err else "0"]
-note = "" if m or re.search(r"Requests/sec", text) else "wrk failed: " + " ".join(text.split())[-200:]
+    if not rps:
+        note = "failed: " + " ".join(text.split())[-200:]
 print("\t".join([s, w, t, r] + row + [note]))
 PY
     log "$(tail -1 "$dir/rows" | cut -f1-7 | tr '\t' ' ')"
+}
+wrk_row() { # system workers traffic round url [wrk options...]
+    local s=$1 w=$2 t=$3 r=$4 url=$5 out
+    shift 5
+    out="$dir/wrk-$s-$w-${t// /_}-$r.txt"
+    E2E_MIX=${E2E_MIX:-} "$WRK" -t"$THREADS" -c"$CONNS" -d"$WARMUP"s --timeout 10s "$@" "$url" >/dev/null 2>&1 || true
+    E2E_MIX=${E2E_MIX:-} "$WRK" -t"$THREADS" -c"$CONNS" -d"$DURATION"s --timeout 10s --latency "$@" "$url" >"$out" 2>&1 || true
+    parse_row "$s" "$w" "$t" "$r" "$out"
+}
+hs_row() { # system workers traffic round port: new TLS connections, one request each (bench/e2e/tlsload.c)
+    local s=$1 w=$2 t=$3 r=$4 p=$5 out v=()
+    out="$dir/tlsload-$s-$w-${t// /_}-$r.txt"
+    [ -n "$TLS_CLIENT_VERSION" ] && v=(-V "$TLS_CLIENT_VERSION")
+    "$TLSLOAD" -c "$CONNS" -d "$WARMUP" -n 1 "${v[@]}" 127.0.0.1 "$p" >/dev/null 2>&1 || true
+    "$TLSLOAD" -c "$CONNS" -d "$DURATION" -n 1 "${v[@]}" 127.0.0.1 "$p" >"$out" 2>&1 || true
+    parse_row "$s" "$w" "$t" "$r" "$out"
 }
 
 # --- part 1: the request mix -----------------------------------------------------------------------------------------
@@ -401,6 +423,11 @@ tls_systems=""
 has wafer && tls_systems="wafer"
 has nginx && tls_systems="$tls_systems nginx"
 if part tls && [ -n "$tls_systems" ]; then
+    if [ -z "${TLSLOAD:-}" ]; then
+        TLSLOAD="$dir/tlsload"
+        cc -O2 -o "$TLSLOAD" bench/e2e/tlsload.c -lssl -lcrypto -lpthread ||
+            { log "cannot build bench/e2e/tlsload.c (cc and libssl-dev: scripts/install-deps)"; exit 2; }
+    fi
     mkdir -p "$dir/certs"
     for c in $TLS_CERTS; do
         case $c in
@@ -463,11 +490,11 @@ if part tls && [ -n "$tls_systems" ]; then
                     case " $tls_ok " in *" $s "*) ;; *) continue ;; esac
                     url="https://127.0.0.1:${port[$s]}/"
                     wrk_row "$s" "$w" "TLS $c keep-alive" "$r" "$url"
-                    wrk_row "$s" "$w" "TLS $c handshakes" "$r" "$url" -H "Connection: close"
+                    hs_row "$s" "$w" "TLS $c handshakes" "$r" "${port[$s]}"
                 done
             done
-            for s in $tls_ok; do
-                sed -i "/^$s\t$w\tTLS $c /s|\t\$|\t$(cat "$dir/tls-$s-$w-$c/negotiated")|" "$dir/rows"
+            for s in $tls_ok; do # wrk's rows: what openssl s_client negotiated
+                sed -i "/^$s\t$w\tTLS $c keep-alive/s|\t\$|\t$(cat "$dir/tls-$s-$w-$c/negotiated") (s_client)|" "$dir/rows"
             done
             stop_systems
         done
