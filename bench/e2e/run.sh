@@ -35,8 +35,10 @@
 # requests answered 403.
 #
 # Part "tls": nginx and wafer as plain TLS-terminating proxies (no inspection: this part compares TLS), the same
-# certificate, generated here (ECDSA P-256 and RSA 2048, self-signed), the same protocols (TLS_PROTOCOLS) and TLS 1.2
-# ciphers (TLS_CIPHERS).
+# certificate, generated here (ECDSA P-256 and RSA 2048, self-signed), the same protocols (TLS_PROTOCOLS), TLS 1.2
+# ciphers (TLS_CIPHERS) and TLS 1.3 suites (TLS13_SUITES, given to nginx with ssl_conf_command): one AES-128-GCM
+# cipher per key type by default, so that every client negotiates the same one whichever side's preference counts;
+# session resumption as each server has it by default (the clients here never resume).
 #   keep-alive:  wrk over keep-alive TLS connections (-t$THREADS -c$CONNS), GET of a small path: requests/s; the
 #                protocol and cipher that `openssl s_client` negotiates with each server are printed beside it
 #   handshakes:  bench/e2e/tlsload.c (built here with cc): CONNS threads, each opening connection after connection
@@ -55,7 +57,7 @@
 #   with test.jsonl, train/data.py's output: SAMPLE is drawn from it by bench/detection/sample.py, about 8,000
 #   distinct benign requests of the three shapes)  COUNT (2000 requests in the list; 20000 with SPLIT)  ATTACK_SHARE (0.05)  MIX (60:25:15)
 #   PARANOIA (1)  CRS_ALLOW_ACCEPT_CHARSET (1)  TLS_PROTOCOLS ("TLSv1.2 TLSv1.3")  TLS_CERTS ("ecdsa rsa")
-#   TLS_CLIENT_VERSION (empty)  TLSLOAD (a built tlsload)  UP_SIZE (1024)  UPSTREAM (nginx)  PIN (0; 1: upstream on CPU 0, proxies on CPU 1, wrk floats)  KEEP (0; 1: keep
+#   TLS13_SUITES  TLS_CLIENT_VERSION (empty)  TLSLOAD (a built tlsload)  UP_SIZE (1024)  UPSTREAM (nginx)  PIN (0; 1: upstream on CPU 0, proxies on CPU 1, wrk floats)  KEEP (0; 1: keep
 #   the temp dir)  INSTALL (1; 0: never apt-get)
 #   WAFER_DETECTION_YAML: a file whose text replaces the detection/policy sections this script writes for wafer
 #   Tool paths, for a carried bundle (bench/e2e/bundle.sh): NGINX, WRK, PYTHON, MODSEC_MODULE, MODSEC_CONF,
@@ -86,9 +88,10 @@ MIX=${MIX:-60:25:15}
 PARANOIA=${PARANOIA:-1}
 CRS_ALLOW_ACCEPT_CHARSET=${CRS_ALLOW_ACCEPT_CHARSET:-1}
 TLS_PROTOCOLS=${TLS_PROTOCOLS:-TLSv1.2 TLSv1.3}
-TLS_CIPHERS=${TLS_CIPHERS:-ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305}
+TLS_CIPHERS=${TLS_CIPHERS:-ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256}
 TLS_CERTS=${TLS_CERTS:-ecdsa rsa}
 TLS_CLIENT_VERSION=${TLS_CLIENT_VERSION:-}
+TLS13_SUITES=${TLS13_SUITES:-TLS_AES_128_GCM_SHA256}
 UP_SIZE=${UP_SIZE:-1024}
 UPSTREAM=${UPSTREAM:-nginx}
 PIN=${PIN:-0}
@@ -261,7 +264,7 @@ detection:
 $([ -n "$INFER_THREADS" ] && echo "  threads: $INFER_THREADS")
 policy:
   mode: block
-  bans:
+  ban:
     detections: 0
 EOF
 }
@@ -352,7 +355,8 @@ if m:  # bench/e2e/mix.lua's or tlsload's line
     row = [rate, f["p50_ms"], f["p99_ms"], f["s2xx"], f["s403"],
            str(int(f["s429"]) + int(f["s503"]) + int(f["sother"])), f["errors"]]
     if "proto" in f:
-        note = "%s %s%s" % (f["proto"], f["cipher"], ", %s resumed" % f["resumed"] if int(f["resumed"]) else "")
+        note = "%s %s %s%s" % (f["proto"], f["cipher"], f.get("group", ""),
+                               ", %s resumed" % f["resumed"] if int(f["resumed"]) else "")
 else:  # wrk's own summary
     rps = re.search(r"Requests/sec:\s+([\d.]+)", text)
     pct = {p: ms(v, u) for p, v, u in re.findall(r"^\s+(50|99)%\s+([\d.]+)(us|ms|s|m)\s*$", text, re.M)}
@@ -414,11 +418,14 @@ if part mix; then
 fi
 
 # --- part 2: TLS -------------------------------------------------------------------------------------------------------
-# wafer's listen-level TLS keys (from docs/configuration.md of the tls branch); `wafer -t` decides whether this wafer
-# has TLS.
-WAFER_TLS_KEYS=${WAFER_TLS_KEYS:-'    tls:
-      certificate: CERT
-      key: KEY'}
+# wafer's listen-level TLS keys (docs/configuration.md, listen[].tls); `wafer -t` decides whether this wafer has TLS.
+WAFER_TLS_KEYS=${WAFER_TLS_KEYS:-"    tls:
+      certificates:
+        - cert: CERT
+          key: KEY
+      protocols: [$(echo $TLS_PROTOCOLS | sed 's/ /, /g')]
+      ciphers: \"$TLS_CIPHERS\"
+      ciphersuites: \"$TLS13_SUITES\""}
 tls_systems=""
 has wafer && tls_systems="wafer"
 has nginx && tls_systems="$tls_systems nginx"
@@ -469,6 +476,7 @@ if part tls && [ -n "$tls_systems" ]; then
                         echo "        listen 127.0.0.1:${port[$s]} ssl reuseport backlog=4096;"
                         echo "        ssl_certificate $crt; ssl_certificate_key $key;"
                         echo "        ssl_protocols $TLS_PROTOCOLS; ssl_ciphers $TLS_CIPHERS;"
+                        echo "        ssl_conf_command Ciphersuites $TLS13_SUITES;"
                         proxy_location
                         echo "    }"
                         echo "}"
@@ -479,8 +487,9 @@ if part tls && [ -n "$tls_systems" ]; then
                 pids+=($!)
                 wait_port "${port[$s]}" "$!" || { log "$s (TLS) did not start:"; tail "$d"/*.log >&2; exit 1; }
                 # what a client negotiates: protocol and cipher
-                neg=$(echo | "$OPENSSL" s_client -connect "127.0.0.1:${port[$s]}" -servername localhost 2>/dev/null |
-                      sed -n 's/^New, \(.*\), Cipher is \(.*\)$/\1 \2/p' | head -1)
+                echo | "$OPENSSL" s_client -connect "127.0.0.1:${port[$s]}" -servername localhost >"$d/s_client.txt" 2>&1 || true
+                neg="$(sed -n 's/^New, \(.*\), Cipher is \(.*\)$/\1 \2/p' "$d/s_client.txt" | head -1) $(
+                      sed -n 's/^\(Server \|Peer \)Temp Key: \([^,]*\).*/\2/p' "$d/s_client.txt" | head -1)"
                 log "$s TLS ($c, $w workers) negotiates: ${neg:-nothing}"
                 echo "$neg" >"$d/negotiated"
                 tls_ok="$tls_ok $s"

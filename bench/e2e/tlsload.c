@@ -11,9 +11,9 @@
  * "Connection: close" (and every one when -n 1: a handshake per request). -r resumes each thread's previous session.
  * Latency: from sending a request to its complete response; with -n 1 from connect() to the complete response (the
  * handshake included). Prints one line for bench/e2e/run.sh (the fields of bench/e2e/mix.lua's line, plus
- * handshakes, resumed, protocol and cipher of the first connection):
+ * handshakes, resumed, and the protocol, cipher and key exchange group of the first connection):
  *   E2E requests=N seconds=S rps=R p50_ms= p90_ms= p99_ms= s2xx= s403= s429= s503= sother= errors= handshakes=N
- *       hps=R resumed=N proto=TLSv1.3 cipher=TLS_AES_256_GCM_SHA384
+ *       hps=R resumed=N proto=TLSv1.3 cipher=TLS_AES_128_GCM_SHA256 group=x25519
  * Not part of wafer; built by bench/e2e/run.sh with the system's OpenSSL.
  */
 #define _GNU_SOURCE
@@ -49,7 +49,7 @@ static long per_conn = 1;
 static int resume;
 static double deadline;
 static atomic_int first_done;
-static char first_proto[32], first_cipher[128];
+static char first_proto[32], first_cipher[128], first_group[64];
 
 static double now_s(void)
 {
@@ -154,6 +154,8 @@ static void *run(void *arg)
         if (!atomic_exchange(&first_done, 1)) {
             snprintf(first_proto, sizeof(first_proto), "%s", SSL_get_version(ssl));
             snprintf(first_cipher, sizeof(first_cipher), "%s", SSL_get_cipher_name(ssl));
+            const char *g = SSL_group_to_name(ssl, SSL_get_negotiated_group(ssl));
+            snprintf(first_group, sizeof(first_group), "%s", g ? g : "unknown");
         }
         for (long i = 0; (per_conn == 0 || i < per_conn) && now_s() < deadline; i++) {
             int last = per_conn > 0 && i == per_conn - 1;
@@ -282,12 +284,12 @@ int main(int argc, char **argv)
     qsort(all, nlat, sizeof(uint32_t), cmp_u32);
 #define PCT(p) (nlat ? all[(size_t)((double)(nlat - 1) * (p) / 100.0)] / 1000.0 : 0.0)
     printf("E2E requests=%llu seconds=%.3f rps=%.1f p50_ms=%.3f p90_ms=%.3f p99_ms=%.3f s2xx=%llu s403=%llu s429=%llu "
-           "s503=%llu sother=%llu errors=%llu handshakes=%llu hps=%.1f resumed=%llu proto=%s cipher=%s\n",
+           "s503=%llu sother=%llu errors=%llu handshakes=%llu hps=%.1f resumed=%llu proto=%s cipher=%s group=%s\n",
            (unsigned long long)t.requests, elapsed, (double)t.requests / elapsed, PCT(50), PCT(90), PCT(99),
            (unsigned long long)t.s2xx, (unsigned long long)t.s403, (unsigned long long)t.s429,
            (unsigned long long)t.s503, (unsigned long long)t.sother, (unsigned long long)t.errors,
            (unsigned long long)t.handshakes, (double)t.handshakes / elapsed, (unsigned long long)t.resumed,
-           first_done ? first_proto : "none", first_done ? first_cipher : "none");
+           first_done ? first_proto : "none", first_done ? first_cipher : "none", first_done ? first_group : "none");
     free(all);
     free(ws);
     SSL_CTX_free(ctx);
