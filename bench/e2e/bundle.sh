@@ -7,7 +7,9 @@
 # sample and the model. Each binary is started through a wrapper in bin/ that sets LD_LIBRARY_PATH for it alone, so
 # the target's own python3 never sees these libraries.
 #
-#   bench/e2e/bundle.sh BUILD_DIR OUT.tgz [MODEL_DIR]     # MODEL_DIR: models/default
+#   bench/e2e/bundle.sh BUILD_DIR OUT.tgz [MODEL_DIR [SAMPLE]]   # MODEL_DIR: models/default; SAMPLE: a larger
+#                                                                # request sample (bench/detection/sample.py's
+#                                                                # output), the default of gpu.sh when given
 # and on the target:
 #   mkdir -p /tmp/b && tar xzf OUT.tgz -C /tmp/b && /tmp/b/e2e/gpu.sh   # bench/e2e/run.sh with BACKEND=cuda and
 #                                                                       # every tool from the bundle; any of run.sh's
@@ -19,6 +21,7 @@ set -eu
 build=$1
 tgz=$(readlink -f "$2")
 model=${3:-models/default}
+sample=${4:-}
 src=$(cd "$(dirname "$0")/../.." && pwd)
 tmp=$(mktemp -d /tmp/wafer-e2e-bundle.XXXXXX)
 trap 'rm -rf "$tmp"' EXIT
@@ -56,6 +59,7 @@ cp "$src/bench/detection/sample.py" "$out/bench/detection/"
 cp "$src"/bench/e2e/run.sh "$src"/bench/e2e/mix.py "$src"/bench/e2e/mix.lua "$src"/bench/e2e/check.py \
     "$src"/bench/e2e/upstream.py "$out/bench/e2e/"
 cp "$src/tests/fixtures/detection/sample.jsonl" "$out/tests/fixtures/detection/"
+[ -n "$sample" ] && cp "$sample" "$out/sample.jsonl"
 cp -r "$model" "$out/models/default"
 cat >"$out/gpu.sh" <<'EOF'
 #!/bin/sh
@@ -66,6 +70,7 @@ export WAFER_BIN="$d/bin/wafer" NGINX="$d/bin/nginx" WRK="$d/bin/wrk" OPENSSL="$
 export MODSEC_MODULE="$d/libexec/ngx_http_modsecurity_module.so" MODSEC_CONF="$d/modsec/modsecurity.conf"
 export MODSEC_UNICODE="$d/modsec/unicode.mapping" CRS_SETUP="$d/crs/crs-setup.conf" CRS_RULES="$d/crs/rules"
 export BACKEND=${BACKEND:-cuda} INSTALL=0
+if [ -z "${SAMPLE:-}" ] && [ -f "$d/sample.jsonl" ]; then export SAMPLE="$d/sample.jsonl" COUNT=${COUNT:-20000}; fi
 [ -n "${PYTHON:-}" ] || export PYTHON=$(command -v python3)
 exec bash "$d/bench/e2e/run.sh"
 EOF

@@ -6,11 +6,14 @@
 #   DURATION=5 ROUNDS=1 WORKERS=1 bench/e2e/run.sh  # a quick check
 #   PARTS=tls bench/e2e/run.sh                    # only the TLS rows
 #
-# Systems (each with WORKERS worker processes/threads; every one listens from the start, the idle ones cost nothing):
-#   wafer      wafer with inspection on (BACKEND cpu by default, MODEL models/default, policy mode block, flow bans
-#              off: every request of the benchmark comes from one client address, which a ban would shut out).
-#              When this wafer refuses the `detection:`/`policy:` sections (`wafer -t`), it runs as a plain proxy
-#              and its rows say "PLAIN PROXY (no inspection)".
+# Systems (each with the same number of workers, WORKERS; every one listens from the start, the idle ones cost
+# nothing):
+#   wafer      wafer with inspection on: `detection:` with MODEL (models/default), BACKEND (cpu) and, on the CPU
+#              backend, as many inference threads as workers (INFER_THREADS to change it; 0: one per CPU), the other
+#              detection settings at their defaults (the per-worker verdict cache of unit texts included); `policy:`
+#              mode block, flow bans off (every request of the benchmark comes from one client address, which a
+#              ban would shut out after five attacks). When this wafer refuses those sections (`wafer -t`), it runs
+#              as a plain proxy and its rows say "PLAIN PROXY".
 #   modsec     nginx with ModSecurity v3 and the OWASP Core Rule Set (Debian's libnginx-mod-http-modsecurity and
 #              modsecurity-crs): Debian's /etc/nginx/modsecurity.conf with SecRuleEngine On (blocking), audit log
 #              off, response body access off (wafer does not inspect responses either), then crs-setup.conf as
@@ -50,18 +53,23 @@
 # the YAML lines under a listen entry, CERT and KEY replaced by the files' paths).
 #
 # Environment (defaults):
-#   WAFER_BIN (build/wafer)  MODEL (models/default)  BACKEND (cpu; cuda on the GPU machine)  INFER_THREADS (empty:
-#   wafer's default)  WORKERS ("1 2")  SYSTEMS ("wafer modsec nginx")  PARTS ("mix tls")  DURATION (15)  WARMUP (2)
-#   ROUNDS (3)  THREADS (2, wrk threads)  CONNS (64)  SAMPLE (tests/fixtures/detection/sample.jsonl: 69 distinct
-#   benign requests of the three shapes; a larger one: bench/detection/sample.py's output)  SPLIT (a split folder
-#   with test.jsonl, train/data.py's output: SAMPLE is drawn from it by bench/detection/sample.py, about 8,000
-#   distinct benign requests of the three shapes)  COUNT (2000 requests in the list; 20000 with SPLIT)  ATTACK_SHARE (0.05)  MIX (60:25:15)
-#   PARANOIA (1)  CRS_ALLOW_ACCEPT_CHARSET (1)  TLS_PROTOCOLS ("TLSv1.2 TLSv1.3")  TLS_CERTS ("ecdsa rsa")
-#   TLS13_SUITES  TLS_CLIENT_VERSION (empty)  TLSLOAD (a built tlsload)  UP_SIZE (1024)  UPSTREAM (nginx)  PIN (0; 1: upstream on CPU 0, proxies on CPU 1, wrk floats)  KEEP (0; 1: keep
-#   the temp dir)  INSTALL (1; 0: never apt-get)
+#   WAFER_BIN (build/wafer)  MODEL (models/default)  BACKEND (cpu; gpu.sh of the bundle: cuda)  INFER_THREADS (the
+#   worker count)  WORKERS ("1 2")  SYSTEMS ("wafer modsec nginx")  PARTS ("mix tls")  DURATION (15)  WARMUP (2)
+#   ROUNDS (3)  THREADS (2, wrk threads)  CONNS (64)  KEEP (0; 1: keep the temp dir with every log and config)
+#   SAMPLE (tests/fixtures/detection/sample.jsonl: 69 distinct benign requests of the three shapes, among them the
+#     known false positives of the default model: a fixture, not a traffic sample)
+#   SPLIT (a folder with a split's test.jsonl, train/data.py's output: SAMPLE is then bench/detection/sample.py's
+#     stratified sample of it, about 8,000 distinct benign requests of the three shapes: use it for the figures)
+#   DATA (the data sets, e.g. ../shared/datasets: the split is built from them into the temp dir, and SPLIT set)
+#   COUNT (requests in the list: 2000; 20000 with SPLIT or DATA)  ATTACK_SHARE (0.05)  MIX (60:25:15)
+#   PARANOIA (1)  CRS_ALLOW_ACCEPT_CHARSET (1)
+#   TLS_CERTS ("ecdsa rsa")  TLS_PROTOCOLS ("TLSv1.2 TLSv1.3")  TLS_CIPHERS (ECDHE-ECDSA-AES128-GCM-SHA256:
+#     ECDHE-RSA-AES128-GCM-SHA256)  TLS13_SUITES (TLS_AES_128_GCM_SHA256)  TLS_CLIENT_VERSION (empty)
+#   UP_SIZE (1024)  UPSTREAM (nginx)  PIN (0; 1: upstream on CPU 0, proxies on CPU 1, wrk floats)
+#   INSTALL (1; 0: never apt-get)
 #   WAFER_DETECTION_YAML: a file whose text replaces the detection/policy sections this script writes for wafer
-#   Tool paths, for a carried bundle (bench/e2e/bundle.sh): NGINX, WRK, PYTHON, MODSEC_MODULE, MODSEC_CONF,
-#   MODSEC_UNICODE, CRS_SETUP, CRS_RULES, OPENSSL
+#   Tool paths, for a carried bundle (bench/e2e/bundle.sh): NGINX, WRK, OPENSSL, TLSLOAD, PYTHON, MODSEC_MODULE,
+#   MODSEC_CONF, MODSEC_UNICODE, CRS_SETUP, CRS_RULES
 #
 # Installs what it lacks from Debian's packages (nginx-light, wrk, libnginx-mod-http-modsecurity, modsecurity-crs,
 # openssl) when apt-get is there; wafer must be built (./scripts/build).
@@ -82,7 +90,7 @@ ROUNDS=${ROUNDS:-3}
 THREADS=${THREADS:-2}
 CONNS=${CONNS:-64}
 SAMPLE=${SAMPLE:-tests/fixtures/detection/sample.jsonl}
-COUNT=${COUNT:-$([ -n "${SPLIT:-}" ] && echo 20000 || echo 2000)}
+COUNT=${COUNT:-$([ -n "${SPLIT:-}${DATA:-}" ] && echo 20000 || echo 2000)}
 ATTACK_SHARE=${ATTACK_SHARE:-0.05}
 MIX=${MIX:-60:25:15}
 PARANOIA=${PARANOIA:-1}
@@ -261,7 +269,7 @@ wafer_detection_yaml() { # workers
 detection:
   model: $MODEL
   backend: $BACKEND
-$([ -n "$INFER_THREADS" ] && echo "  threads: $INFER_THREADS")
+  threads: ${INFER_THREADS:-$1}
 policy:
   mode: block
   ban:
@@ -273,7 +281,7 @@ wafer_yaml() { # workers listen-address extra-listen-yaml(may be empty) inspect(
 workers: $1
 pid_file: ""
 log:
-  level: warn
+  level: info
   error_log: stderr
   access_log: "off"
 listen:
@@ -391,6 +399,11 @@ hs_row() { # system workers traffic round port: new TLS connections, one request
 
 # --- part 1: the request mix -----------------------------------------------------------------------------------------
 if part mix; then
+    if [ -z "${SPLIT:-}" ] && [ -n "${DATA:-}" ]; then
+        log "building the split from $DATA (train/data.py, about a minute)"
+        "$PYTHON" train/data.py --data "$DATA" --out "$dir/split" >"$dir/split.log"
+        SPLIT="$dir/split"
+    fi
     if [ -n "${SPLIT:-}" ]; then # a split's test.jsonl: the same stratified sample as bench/detection
         "$PYTHON" bench/detection/sample.py --test "$SPLIT/test.jsonl" --out "$dir/sample.jsonl" 2>"$dir/sample.json"
         SAMPLE="$dir/sample.jsonl"
@@ -414,6 +427,8 @@ if part mix; then
             done
         done
         stop_systems
+        # wafer's counters at exit (every round and the correctness pass): did inspection keep up?
+        grep -h ': counters: ' "$dir/waf$w/stderr.log" 2>/dev/null | tail -1 | sed 's/.*: counters: //' >"$dir/counters-$w" || true
     done
 fi
 
@@ -574,6 +589,13 @@ for k in keys:
             if o and o[4] and float(o[4]) > 0:
                 print("workers %s: wafer/%s req/s %.2f, p99 %s vs %s ms" % (w, names[other], float(best[k][4]) /
                       float(o[4]), best[k][6], o[6]))
+for w in sorted({k[1] for k in keys if k[2] == "mix"}, key=int):
+    p = os.path.join(d, "counters-%s" % w)
+    if waf_mode.startswith("inspecting") and os.path.exists(p):
+        c = dict(kv.split("=", 1) for kv in open(p).read().split())
+        print("wafer counters, %s worker(s), whole run: %s" % (w, " ".join("%s=%s" % (k, c.get(k, "0")) for k in (
+            "requests", "inspected", "blocked", "overload_open", "overload_closed", "verdict_timeouts",
+            "units_extracted", "units_safe", "units_cached", "units_model"))))
 for s, c in check.items():
     print("attacks answered 403 by label, %s: %s" % (names.get(s, s), ", ".join(
         "%s %d/%d" % (l, v[1], v[0]) for l, v in c["attack_by_label"].items())))
