@@ -570,6 +570,12 @@ for k in keys:
         extra.append("%s socket errors" % r[10])
     if note:
         extra.append(note)
+    cp = os.path.join(d, "counters-%s" % w)
+    if t == "mix" and s == "wafer" and os.path.exists(cp):
+        c = dict(kv.split("=", 1) for kv in open(cp).read().split())
+        if int(c.get("overload_open", 0)) or int(c.get("overload_closed", 0)):
+            extra.append("OVERLOAD in the run: %s forwarded uninspected, %s refused with 503 (%s verdict timeouts)" % (
+                c.get("overload_open", "0"), c.get("overload_closed", "0"), c.get("verdict_timeouts", "0")))
     att = ben = ""
     if t == "mix" and s in check:
         c = check[s]
