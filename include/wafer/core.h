@@ -136,6 +136,11 @@ uint64_t wf_hash64(const void *p, size_t n, uint64_t seed);
  * text known to be valid UTF-8; for text that may not be, `ascii` escapes
  * every byte past 0x7f as the Latin-1 character \u00XX. */
 void wf_json_str_write(FILE *out, const char *p, size_t n, bool ascii);
+/* Appends p[0..n) to out as a JSON string literal for text of unknown
+ * encoding: valid UTF-8 is kept, each byte of an invalid sequence is written
+ * as the Latin-1 character \u00XX, so the result is always valid JSON.
+ * Returns 0 or -ENOMEM / -WF_ELIMIT. */
+int wf_json_str_append(wf_buf_t *out, const char *p, size_t n);
 
 /* ---- log (the process's error log, to stderr or a file) ---- */
 

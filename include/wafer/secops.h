@@ -125,10 +125,15 @@ typedef struct wf_secops_conf wf_secops_conf_t;
 int wf_secops_conf_parse(const wf_conf_t *c, const wf_conf_node_t *node, wf_secops_conf_t **out, wf_conf_err_t *err);
 void wf_secops_conf_free(wf_secops_conf_t *sc);
 
-/* Starts the queue and one thread per configured sink. Returns 0 or -errno
- * with a message in err. */
+/* Starts the queue, the dispatcher thread and one thread per configured
+ * sink; conf must stay valid until wf_secops_stop. With no sink configured
+ * it starts nothing and sets *out to NULL. Call it with the signals that
+ * the process handles blocked (the threads inherit the mask). Returns 0 or
+ * -errno with a message in err. */
 int wf_secops_start(const wf_secops_conf_t *conf, wf_secops_t **out, char *err, size_t errlen);
-/* Delivers what is queued (up to the sinks' own timeouts), then stops. */
+/* Delivers what is queued (up to events.stop_timeout; a sink with a spool
+ * keeps what it could not deliver there for the next start), then stops and
+ * frees h. NULL is a no-op. */
 void wf_secops_stop(wf_secops_t *h);
 /* SIGUSR1: file sinks reopen their files. */
 void wf_secops_reopen(wf_secops_t *h);
@@ -136,6 +141,32 @@ void wf_secops_reopen(wf_secops_t *h);
 /* Queues one event (copied). Thread-safe, lock-free, never blocks. Returns 0,
  * or -WF_EOVERLOAD when the queue is full (counted in wf_secops_stats().dropped). */
 int wf_secops_emit(wf_secops_t *h, const wf_secev_t *ev);
+
+/* Counters of the hub and of each sink (relaxed reads; for tests, the admin
+ * listener and the metrics collector). */
+typedef struct {
+    uint64_t emitted;   /* events accepted by wf_secops_emit */
+    uint64_t dropped;   /* refused because the queue was full */
+    uint64_t depth;     /* events in the queue now */
+} wf_secops_stats_t;
+
+typedef struct {
+    char name[64];      /* the sink's configured name */
+    const char *type;   /* "file", "syslog", "forward" */
+    bool up;            /* its last delivery attempt succeeded */
+    uint64_t queued;    /* events handed to the sink */
+    uint64_t delivered; /* events whose delivery the destination confirmed (or written, for a file) */
+    uint64_t retried;   /* failed delivery attempts that were retried */
+    uint64_t spooled;   /* events written to the spool */
+    uint64_t dropped;   /* lost: sink queue full, or spool full/absent when delivery failed */
+    uint64_t spool_bytes; /* bytes in the spool now */
+    uint64_t depth;     /* events in the sink's queue now */
+} wf_secops_sink_stats_t;
+
+void wf_secops_stats(const wf_secops_t *h, wf_secops_stats_t *out);
+/* Fills up to max entries (one per sink, in configuration order); returns
+ * the number of sinks. */
+size_t wf_secops_sink_stats(const wf_secops_t *h, wf_secops_sink_stats_t *out, size_t max);
 
 /* The process-wide hub used by the data plane (NULL when none is running:
  * emit then only counts). Set by the server at start. */

@@ -84,27 +84,105 @@ uint64_t wf_hash64(const void *p, size_t n, uint64_t seed)
     return h;
 }
 
-void wf_json_str_write(FILE *out, const char *p, size_t n, bool ascii)
+/* The length of the valid UTF-8 sequence at p[0..n), or 0 when it is not one
+ * (overlong forms, surrogates and code points past U+10FFFF are invalid). */
+static size_t utf8_seq_len(const unsigned char *p, size_t n)
 {
-    putc('"', out);
+    unsigned c = p[0];
+    size_t len;
+    uint32_t min, cp;
+    if (c < 0x80)
+        return 1;
+    if (c >= 0xc2 && c <= 0xdf)
+        len = 2, min = 0x80, cp = c & 0x1f;
+    else if (c >= 0xe0 && c <= 0xef)
+        len = 3, min = 0x800, cp = c & 0x0f;
+    else if (c >= 0xf0 && c <= 0xf4)
+        len = 4, min = 0x10000, cp = c & 0x07;
+    else
+        return 0;
+    if (len > n)
+        return 0;
+    for (size_t i = 1; i < len; i++) {
+        if ((p[i] & 0xc0) != 0x80)
+            return 0;
+        cp = (cp << 6) | (p[i] & 0x3f);
+    }
+    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+        return 0;
+    return len;
+}
+
+typedef void (*json_put_fn)(void *ctx, const char *p, size_t n);
+
+/* The one JSON string escaper; mode: 0 bytes past 0x7f as they are, 1 all of
+ * them as \u00XX, 2 valid UTF-8 as it is and each byte of an invalid
+ * sequence as \u00XX. */
+static void json_str_escape(json_put_fn put, void *ctx, const char *p, size_t n, int mode)
+{
+    put(ctx, "\"", 1);
     size_t run = 0; /* bytes that need no escape, written in one call */
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; i < n;) {
         unsigned char c = (unsigned char)p[i];
-        if (c != '"' && c != '\\' && c >= 0x20 && c != 0x7f && (c < 0x80 || !ascii))
+        if (c != '"' && c != '\\' && c >= 0x20 && c != 0x7f && c < 0x80) {
+            i++;
             continue;
+        }
+        if (c >= 0x80 && mode == 0) {
+            i++;
+            continue;
+        }
+        if (c >= 0x80 && mode == 2) {
+            size_t k = utf8_seq_len((const unsigned char *)p + i, n - i);
+            if (k) {
+                i += k;
+                continue;
+            }
+        }
         if (i > run)
-            fwrite(p + run, 1, i - run, out);
+            put(ctx, p + run, i - run);
         run = i + 1;
         switch (c) {
-        case '"': fputs("\\\"", out); break;
-        case '\\': fputs("\\\\", out); break;
-        case '\n': fputs("\\n", out); break;
-        case '\r': fputs("\\r", out); break;
-        case '\t': fputs("\\t", out); break;
-        default: fprintf(out, "\\u%04x", c);
+        case '"': put(ctx, "\\\"", 2); break;
+        case '\\': put(ctx, "\\\\", 2); break;
+        case '\n': put(ctx, "\\n", 2); break;
+        case '\r': put(ctx, "\\r", 2); break;
+        case '\t': put(ctx, "\\t", 2); break;
+        default: {
+            static const char hex[] = "0123456789abcdef";
+            char u[6] = { '\\', 'u', '0', '0', hex[c >> 4], hex[c & 15] };
+            put(ctx, u, 6);
         }
+        }
+        i++;
     }
     if (n > run) /* p may be NULL when n is 0 */
-        fwrite(p + run, 1, n - run, out);
-    putc('"', out);
+        put(ctx, p + run, n - run);
+    put(ctx, "\"", 1);
+}
+
+static void json_put_file(void *ctx, const char *p, size_t n) { fwrite(p, 1, n, (FILE *)ctx); }
+
+void wf_json_str_write(FILE *out, const char *p, size_t n, bool ascii)
+{
+    json_str_escape(json_put_file, out, p, n, ascii ? 1 : 0);
+}
+
+typedef struct {
+    wf_buf_t *b;
+    int err;
+} json_buf_ctx_t;
+
+static void json_put_buf(void *ctx, const char *p, size_t n)
+{
+    json_buf_ctx_t *c = ctx;
+    if (!c->err)
+        c->err = wf_buf_append(c->b, p, n);
+}
+
+int wf_json_str_append(wf_buf_t *out, const char *p, size_t n)
+{
+    json_buf_ctx_t c = { out, 0 };
+    json_str_escape(json_put_buf, &c, p, n, 2);
+    return c.err;
 }
