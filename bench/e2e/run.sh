@@ -122,7 +122,9 @@ part() { case " $PARTS " in *" $1 "*) return 0 ;; esac; return 1; }
 
 # --- what this needs, from Debian's packages -----------------------------------------------------------------
 missing=""
-command -v "$NGINX" >/dev/null || missing="$missing nginx-light"
+if [ "$UPSTREAM" != python ] || has modsec || has nginx; then
+    command -v "$NGINX" >/dev/null || missing="$missing nginx-light"
+fi
 command -v "$WRK" >/dev/null || missing="$missing wrk"
 command -v "$OPENSSL" >/dev/null || missing="$missing openssl"
 if has modsec; then
@@ -136,7 +138,7 @@ if [ -n "$missing" ]; then
         apt-get update -qq && apt-get install -y -qq --no-install-recommends $missing >/dev/null
     else
         log "missing:$missing (and no apt-get, or INSTALL=0)"
-        [ "$UPSTREAM" = python ] || exit 2
+        exit 2
     fi
 fi
 [ -x "$WAFER_BIN" ] || { log "no wafer at $WAFER_BIN (./scripts/build)"; exit 2; }
