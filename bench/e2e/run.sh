@@ -144,6 +144,8 @@ fi
 [ -x "$WAFER_BIN" ] || { log "no wafer at $WAFER_BIN (./scripts/build)"; exit 2; }
 WAFER_BIN=$(readlink -f "$WAFER_BIN")
 MODEL=$(readlink -f "$MODEL")
+# the GPU ring's scheduler kernel spins: modules must be loaded before it starts (docs/ring.md)
+[ "$BACKEND" = cpu ] || export CUDA_MODULE_LOADING=${CUDA_MODULE_LOADING:-EAGER}
 
 dir=$(mktemp -d /tmp/wafer-e2e.XXXXXX)
 pids=()
