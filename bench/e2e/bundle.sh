@@ -15,8 +15,9 @@
 #                                                                       # every tool from the bundle; any of run.sh's
 #                                                                       # variables can be set
 #
-# BUILD_DIR needs wafer and wafer-cuda.so (./scripts/build on a machine with nvcc). The archive is about 27 MB
-# (70 MB unpacked, most of it Debian's OpenBLAS), under the 64 MiB that a GPU machine call carries.
+# BUILD_DIR needs wafer and wafer-cuda.so (./scripts/build on a machine with nvcc). The archive is about 39 MB
+# with the large sample (110 MB unpacked, most of it OpenBLAS and ICU data), under the 64 MiB that a GPU machine
+# call carries with the working tree (8 MB).
 set -eu
 build=$1
 tgz=$(readlink -f "$2")
@@ -40,8 +41,10 @@ cp "$build/wafer" /usr/sbin/nginx /usr/bin/wrk /usr/bin/openssl "$out/libexec/"
 cp /usr/lib/nginx/modules/ngx_http_modsecurity_module.so "$out/libexec/"
 cc -O2 -o "$out/libexec/tlsload" "$src/bench/e2e/tlsload.c" -lssl -lcrypto -lpthread
 for b in "$out"/libexec/*; do
-    ldd "$b" | awk '/=> \// {print $3}' | grep -v -e cuda -e libcublas -e 'libc\.so' -e 'libm\.so' -e libstdc++ \
-        -e libgcc_s -e libdl -e libpthread -e librt -e ld-linux -e libresolv
+    # by file name: the C and C++ runtimes and CUDA's libraries stay the target's own (a substring test would also
+    # drop libicudata and librtmp, which the target may not have)
+    ldd "$b" | awk '/=> \// {print $3}' | grep -v -E \
+        '/(libc|libm|libdl|libpthread|librt|libresolv|libstdc\+\+|libgcc_s|ld-linux-x86-64|libcuda|libcudart|libcublas|libcublasLt|libnvrtc|libnvJitLink)\.so'
 done | sort -u | while read -r l; do cp -L "$l" "$out/lib/"; done
 for b in wafer nginx wrk openssl tlsload; do
     cat >"$out/bin/$b" <<EOF
