@@ -120,6 +120,13 @@ log() { echo "e2e: $*" >&2; }
 has() { case " $SYSTEMS " in *" $1 "*) return 0 ;; esac; return 1; }
 part() { case " $PARTS " in *" $1 "*) return 0 ;; esac; return 1; }
 
+for s in $SYSTEMS; do
+    case $s in wafer|modsec|nginx) ;; *) log "unknown system $s (SYSTEMS: wafer modsec nginx)"; exit 2 ;; esac
+done
+for p in $PARTS; do
+    case $p in mix|tls) ;; *) log "unknown part $p (PARTS: mix tls)"; exit 2 ;; esac
+done
+
 # --- what this needs, from Debian's packages -----------------------------------------------------------------
 missing=""
 if [ "$UPSTREAM" != python ] || has modsec || has nginx; then
