@@ -568,9 +568,10 @@ keys = sorted(best, key=lambda k: (k[2] != "mix", k[2], int(k[1]), order.get(k[0
 for k in keys:
     r = best[k]
     s, w, t = k
+    name = names.get(s, s) if t == "mix" else s  # the TLS rows are plain proxies on both sides
     note = r[11] if len(r) > 11 else ""
     if not r[4]:
-        print("| %s | %s | %s | | | | | | | %s |" % (names.get(s, s), w, t, note))
+        print("| %s | %s | %s | | | | | | | %s |" % (name, w, t, note))
         continue
     n = sum(int(x or 0) for x in (r[7], r[8], r[9]))
     share = "%.2f%%" % (100.0 * int(r[8]) / n) if t == "mix" and n and r[8] != "" else ""
@@ -595,7 +596,7 @@ for k in keys:
         if c["other"] or c["errors"]:
             extra.append("check: other statuses %s, errors %d" % (dict(c["other"]), c["errors"]))
     unit = " handshakes/s" if t.endswith("handshakes") else ""
-    print("| %s | %s | %s | %.0f%s | %s | %s | %s | %s | %s | %s |" % (names.get(s, s), w, t, float(r[4]), unit, r[5],
+    print("| %s | %s | %s | %.0f%s | %s | %s | %s | %s | %s | %s |" % (name, w, t, float(r[4]), unit, r[5],
           r[6], share, att, ben, "; ".join(extra)))
 print()
 for k in keys:
