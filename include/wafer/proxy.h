@@ -65,7 +65,8 @@ typedef struct {
     wf_http_limits_t http;      /* request limits for the parser, from the above */
     wf_http_limits_t http_resp; /* response limits (no body limit) */
 
-    wf_admin_conf_t admin;      /* the `admin:` section (wafer/admin.h) */
+    wf_admin_conf_t admin;      /* the `admin:` section (wafer/admin.h); its defaults come with
+                                 * wf_server_conf_parse (all zero, i.e. off, after _defaults alone) */
     wf_secops_conf_t *events;   /* the `events:` section (never NULL after parsing) */
 } wf_server_conf_t;
 

@@ -24,12 +24,23 @@ def get(w, path, headers=None):
         return c.request("GET", path, headers=list((headers or {}).items()), host="admin")
 
 
+def wait_ready(w, timeout=5.0):
+    """The data port accepts (the kernel queues connections) a moment before
+    the workers run and /ready turns 200."""
+    deadline = time.monotonic() + timeout
+    while True:
+        r = get(w, "/ready")
+        if r.status == 200 or time.monotonic() > deadline:
+            return r
+        time.sleep(0.02)
+
+
 def test_health_ready_version_and_routing(start_wafer, pyup):
     w = start_wafer(pyup.address)
     r = get(w, "/health")
     assert r.status == 200 and r.json() == {"status": "ok"}
     assert r.header("content-type") == "application/json"
-    r = get(w, "/ready")
+    r = wait_ready(w)
     assert r.status == 200 and r.json()["status"] == "ready"
 
     v = get(w, "/version").json()
@@ -160,7 +171,7 @@ def test_data_plane_unaffected_by_admin_load(start_wafer, pyup):
 def test_not_ready_during_graceful_shutdown(start_wafer, pyup):
     w = start_wafer(pyup.address, shutdown_timeout="5s")
     w.expect_exit = True
-    assert get(w, "/ready").status == 200
+    assert wait_ready(w).status == 200
     done = {}
 
     def slow():

@@ -119,8 +119,10 @@ int main(int argc, char **argv)
     wf_conf_t *c = NULL;
     wf_conf_err_t err;
     wf_secops_conf_t *sc = NULL;
-    if (wf_conf_load_file(argv[1], &c, &err) || wf_secops_conf_parse(c, wf_conf_get(wf_conf_root(c), "events"), &sc, &err)) {
+    if (wf_conf_load_file(argv[1], &c, &err) ||
+        wf_secops_conf_parse(c, wf_conf_get(wf_conf_root(c), "events"), &sc, &err)) {
         fprintf(stderr, "%s\n", err.msg);
+        wf_conf_free(c);
         return 2;
     }
     wf_conf_free(c);
