@@ -4,6 +4,7 @@ reload, routing errors, the token, hostile requests, and that none of it
 touches the data plane."""
 
 import json
+import re
 import signal
 import socket
 import subprocess
@@ -12,7 +13,7 @@ import time
 
 import pytest
 
-from harness import HTTP, free_port, wafer_bin, wafer_config, to_yaml
+from harness import HTTP, free_port, run_check, wafer_bin, wafer_config, to_yaml
 
 
 def admin(w, timeout=5.0):
@@ -218,3 +219,15 @@ def test_disabled_and_address_in_use(start_wafer, pyup, tmp_path):
         assert b"admin.address" in r.stderr and b"in use" in r.stderr.lower(), r.stderr
     finally:
         holder.close()
+
+
+def test_admin_configuration_errors(tmp_path):
+    cases = [({"adress": "127.0.0.1:1"}, "adress"), ({"address": "nowhere"}, "expected host:port"),
+             ({"token": "has space"}, "a token is"), ({"max_connections": 0}, "max_connections"),
+             ({"timeout": "soon"}, "timeout")]
+    for adm, what in cases:
+        cfg = wafer_config(free_port(), "127.0.0.1:9", str(tmp_path), admin=adm)
+        p = tmp_path / "w.yaml"
+        p.write_text(to_yaml(cfg) + "\n")
+        rc, out = run_check(str(p))
+        assert rc == 1 and what in out and re.search(r"w\.yaml:\d+:\d+: admin\.", out), (adm, out)
