@@ -619,17 +619,20 @@ static void add_observable(json_t *obs, const char *type, const char *data, cons
 {
     if (!data || !*data)
         return;
+    json_t *d = jstr(data); /* compared as sent: two invalid byte sequences may read the same */
     size_t i;
     json_t *o;
     json_array_foreach(obs, i, o)
     {
         if (!strcmp(json_string_value(json_object_get(o, "dataType")), type) &&
-            !strcmp(json_string_value(json_object_get(o, "data")), data))
+            json_equal(json_object_get(o, "data"), d)) {
+            json_decref(d);
             return; /* TheHive refuses an alert with the same observable twice */
+        }
     }
     o = json_object();
     json_object_set_new(o, "dataType", json_string(type));
-    json_object_set_new(o, "data", jstr(data));
+    json_object_set_new(o, "data", d);
     if (msg)
         json_object_set_new(o, "message", json_string(msg));
     if (tags)

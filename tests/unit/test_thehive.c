@@ -98,7 +98,7 @@ TEST(hostile_bytes_make_a_valid_alert)
     pthread_create(&t, NULL, srv_main, &s);
 
     char yaml[256];
-    snprintf(yaml, sizeof(yaml), "thehive: {url: \"http://%s\", api_key: k, window: 1h, samples: 1}\n", addr);
+    snprintf(yaml, sizeof(yaml), "thehive: {url: \"http://%s\", api_key: k, window: 1h, samples: 2}\n", addr);
     wf_conf_t *c = NULL;
     wf_conf_err_t err;
     wf_thehive_conf_t tc;
@@ -129,11 +129,14 @@ TEST(hostile_bytes_make_a_valid_alert)
     snprintf(ev.misp_event[0], sizeof(ev.misp_event[0]), "42");
     snprintf(ev.misp_event[1], sizeof(ev.misp_event[1]), "42](http://x)"); /* not an id: left out */
     CHECK_EQ_INT(wf_thehive_add(th, &ev), 0);
+    /* different bytes, the same text once made valid: one observable, not two */
+    WF_SECEV_SET(&ev, user_agent, WF_STR("ua\xed\xa0\x81x"));
+    CHECK_EQ_INT(wf_thehive_add(th, &ev), 0);
     wf_thehive_finish(th, wf_now_ms() + 5000);
     wf_thehive_stats_t st;
     wf_thehive_stats(th, &st);
     CHECK_EQ_INT(st.created, 1);
-    CHECK_EQ_INT(st.events, 1);
+    CHECK_EQ_INT(st.events, 2);
     pthread_join(t, NULL);
     close(s.lfd);
     wf_thehive_free(th);
@@ -146,14 +149,14 @@ TEST(hostile_bytes_make_a_valid_alert)
         return;
     }
     CHECK_EQ_INT(json_integer_value(json_object_get(doc, "severity")), 1);
-    CHECK_EQ_STR(json_string_value(json_object_get(doc, "title")), "wafer: path\"traversal from 2001:db8::7 (1 request)");
+    CHECK_EQ_STR(json_string_value(json_object_get(doc, "title")), "wafer: path\"traversal from 2001:db8::7 (2 requests)");
     const char *d = json_string_value(json_object_get(doc, "description"));
     CHECK(d && strstr(d, "GET /a\xef\xbf\xbd\xef\xbf\xbd/\xc3\xa9/\x01\"\\") != NULL);
     CHECK(d && strstr(d, "MISP events: 42.") != NULL);
     CHECK(d && !strstr(d, "http://x"));
     json_t *obs = json_object_get(doc, "observables"), *o;
     size_t i;
-    int urls = 0, hosts = 0;
+    int urls = 0, hosts = 0, uas = 0;
     json_array_foreach(obs, i, o)
     {
         const char *dt = json_string_value(json_object_get(o, "dataType"));
@@ -163,11 +166,14 @@ TEST(hostile_bytes_make_a_valid_alert)
             CHECK(!strncmp(data, "http://[2001:db8::1]:8443/a", 27));
         }
         hosts += !strcmp(dt, "hostname"); /* an address literal is no hostname */
-        if (!strcmp(dt, "user-agent"))
+        if (!strcmp(dt, "user-agent")) {
+            uas++;
             CHECK_EQ_STR(data, "ua\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbdx");
+        }
     }
     CHECK_EQ_INT(urls, 1);
     CHECK_EQ_INT(hosts, 0);
+    CHECK_EQ_INT(uas, 1);
     json_decref(doc);
 }
 
