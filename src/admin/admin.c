@@ -831,6 +831,8 @@ static void admin_collect(wf_metrics_t *m, void *arg)
     wf_metrics_sample(m, NULL, "reason", "timeout", NULL, (double)a->n_timeouts);
     wf_metrics_family(m, "wafer_admin_connections", WF_METRIC_GAUGE, "Open admin connections.");
     wf_metrics_value(m, (double)a->nconns);
+    wf_metrics_family(m, "wafer_ready", WF_METRIC_GAUGE, "1 when /ready answers 200 (serving, not shutting down).");
+    wf_metrics_value(m, wf_admin_ready() ? 1 : 0);
 }
 
 /* Copies what reconfigure may change; caller holds a->lock (or owns a). */

@@ -59,6 +59,7 @@ def test_exposition_counts_and_passes_promtool(start_wafer, pyup, tmp_path):
     version = subprocess.run([wafer_bin(), "--version"], stdout=subprocess.PIPE, timeout=10).stdout.split()[1]
     assert re.search(r'^wafer_build_info\{version="%s",cuda="(true|false)"\} 1$' % re.escape(version.decode()),
                      after, re.M)
+    assert sample(after, "wafer_ready") == 1
     assert sample(after, "process_resident_memory_bytes") > 1e6
     assert sample(after, "process_open_fds") > 3
     assert abs(sample(after, "process_start_time_seconds") - time.time()) < 120
