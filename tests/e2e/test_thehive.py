@@ -359,3 +359,40 @@ def test_bad_configuration_is_reported(tmp_path):
     r = subprocess.run([feed_bin(), str(p), "--max-ms", "0"], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                        stderr=subprocess.PIPE, timeout=20)
     assert r.returncode == 0, r.stderr
+
+
+def test_blocked_requests_of_a_running_wafer_become_alerts(hive, start_wafer, pyup, tmp_path):
+    """The whole way: requests classified by the default model in the proxy,
+    security events through the hub, alerts in TheHive at wafer's exit."""
+    from harness import ROOT
+    h = hive()
+    sink = {"type": "thehive", "name": "hive", "url": "http://127.0.0.1:%d" % h.port, "api_key": API_KEY,
+            "window": "1h", "timeout": "2s", "flush_timeout": "8s", "samples": 2}
+    w = start_wafer(pyup.address,
+                    detection={"model": os.path.join(ROOT, "models", "default"), "backend": "cpu", "threads": 1,
+                               "timeout": "3s"},
+                    policy={"mode": "block", "ban": {"detections": 0}}, events={"sinks": [sink]})
+    w.expect_exit = True
+    sqli = "1%20UNION%20SELECT%20username,password%20FROM%20users--"
+    xss = "%3Cscript%3Ealert(document.cookie)%3C%2Fscript%3E"
+    with w.connect() as c:
+        for i in range(3):
+            r = c.request("GET", "/shop/%d?id=%s" % (i, sqli), [("User-Agent", "evil-bot/1.0")])
+            assert r.status == 403
+        assert c.request("GET", "/search?q=" + xss).status == 403
+        assert c.request("GET", "/search?q=best+pizza").status == 200
+    # groups are open for the hour: nothing is sent before wafer stops
+    time.sleep(0.3)
+    assert not h.requests
+    assert w.stop() == 0
+    assert not h.errors, h.errors
+    alerts = {a["title"].split(" from ")[0]: a for a in h.alerts.values()}
+    assert set(alerts) == {"wafer: sqli", "wafer: xss"}, list(alerts)
+    a = alerts["wafer: sqli"]
+    assert "(3 requests)" in a["title"] and a["severity"] == 4
+    assert "class:sqli" in a["tags"] and "action:block" in a["tags"]
+    obs = {(o["dataType"], o["data"]) for o in a["observables"]}
+    assert ("ip", "127.0.0.1") in obs and ("user-agent", "evil-bot/1.0") in obs
+    assert any(t == "url" and "/shop/0?id=1%20UNION" in d for t, d in obs)
+    assert "UNION SELECT" in a["description"]
+    assert "(1 request)" in alerts["wafer: xss"]["title"]
