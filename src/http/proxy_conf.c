@@ -41,7 +41,6 @@ void wf_server_conf_defaults(wf_server_conf_t *sc)
     sc->idle_timeout_ms = 75000;
     sc->send_timeout_ms = 60000;
     sc->shutdown_timeout_ms = 30000;
-    wf_admin_conf_defaults(&sc->admin);
 }
 
 void wf_server_conf_free(wf_server_conf_t *sc)

@@ -65,6 +65,7 @@ typedef struct wf_sink_mod {
 extern const wf_sink_mod_t wf_sink_file;
 extern const wf_sink_mod_t wf_sink_syslog;
 extern const wf_sink_mod_t wf_sink_forward;
+extern const wf_sink_mod_t wf_sink_thehive;
 
 typedef struct {
     char *name;
