@@ -702,9 +702,7 @@ static bool cc_access_denied(cconn_t *cc, const wf_http_request_t *req)
         any = pol->routes[i].access != NULL;
     if (!any)
         return false;
-    /* matched on the path as the upstream will read it; cc->rh is free until a response head is made */
-    size_t pn = wf_http_path_normalize(req->path, cc->rh);
-    const wf_route_t *route = wf_policy_route(pol, req->host, wf_str(cc->rh, pn));
+    const wf_route_t *route = wf_policy_route(pol, req->host, req->path); /* matched on the normalised path */
     bool verified = cc->c.tls && wf_tls_conn_peer_verified(&cc->c);
     wf_str_t id = verified ? wf_tls_conn_identity(&cc->c) : WF_STR("");
     if (wf_tls_access_allows(route->access, verified, id))

@@ -1,5 +1,6 @@
 /* The firewall policy: the `policy:` section, routes, thresholds and exclusions (include/wafer/policy.h). */
 #include "wafer/policy.h"
+#include "wafer/http.h"
 #include "wafer/tls.h"
 #include "wafer/core.h"
 
@@ -637,52 +638,6 @@ static bool path_matches(const struct wf_route_ix *x, wf_str_t path)
     return x->dir || path.n == n || path.p[n] == '/';
 }
 
-static int hexval(char c)
-{
-    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
-}
-
-/* The path as an upstream resolves it: percent-escapes decoded once (%2F too: a separator for some
- * upstreams, so it is one here), repeated slashes merged, "." and ".." segments resolved. out has room for
- * n bytes; the result is never longer. */
-static size_t norm_path(const char *in, size_t n, char *out)
-{
-    size_t o = 0, i = 0;
-    while (i <= n) {
-        bool end = i == n;
-        char c;
-        if (end) {
-            c = '/'; /* ends the last segment, so that a last "." or ".." resolves; not written */
-            i++;
-        } else if (in[i] == '%' && i + 2 < n && hexval(in[i + 1]) >= 0 && hexval(in[i + 2]) >= 0) {
-            c = (char)(hexval(in[i + 1]) * 16 + hexval(in[i + 2]));
-            i += 3;
-        } else {
-            c = in[i++];
-        }
-        if (c != '/') {
-            out[o++] = c;
-            continue;
-        }
-        size_t seg = o; /* the segment just ended is out[seg..o) */
-        while (seg && out[seg - 1] != '/')
-            seg--;
-        size_t len = o - seg;
-        if (seg && len == 1 && out[seg] == '.') {
-            o = seg;
-        } else if (seg && len == 2 && out[seg] == '.' && out[seg + 1] == '.') {
-            o = seg - 1;
-            while (o && out[o - 1] != '/')
-                o--;
-            if (!o)
-                out[o++] = '/';
-        } else if (!end && !(o && out[o - 1] == '/')) {
-            out[o++] = '/';
-        }
-    }
-    return o;
-}
-
 /* Routes are matched on the normalised path; this buffer holds it (a longer path: a per-thread buffer). */
 #define ROUTE_PATH_BUF 8192
 
@@ -694,18 +649,19 @@ const wf_route_t *wf_policy_route(const wf_policy_t *p, wf_str_t host, wf_str_t 
     wf_str_t path = raw_path;
     if (raw_path.n) {
         char *out = buf;
-        if (raw_path.n > sizeof(buf)) {
-            if (bigcap < raw_path.n) {
-                char *nb = realloc(big, raw_path.n);
+        size_t need = raw_path.n + 2; /* wf_http_path_normalize's room */
+        if (need > sizeof(buf)) {
+            if (bigcap < need) {
+                char *nb = realloc(big, need);
                 if (nb) {
                     big = nb;
-                    bigcap = raw_path.n;
+                    bigcap = need;
                 }
             }
-            out = bigcap >= raw_path.n ? big : NULL;
+            out = bigcap >= need ? big : NULL;
         }
         if (out)
-            path = wf_str(out, norm_path(raw_path.p, raw_path.n, out));
+            path = wf_str(out, wf_http_path_normalize(raw_path, out));
     }
     wf_str_t h = host_name(host);
     for (size_t i = 0; i < p->nroutes; i++) {
