@@ -19,7 +19,7 @@
 
 wf_secops_t *wf_secops_global;
 
-static const wf_sink_mod_t *const sink_mods[] = { &wf_sink_file };
+static const wf_sink_mod_t *const sink_mods[] = { &wf_sink_file, &wf_sink_syslog, &wf_sink_forward };
 
 /* ---- the queue ---- */
 

@@ -5,6 +5,7 @@
 #ifndef WAFER_SECOPS_INT_H
 #define WAFER_SECOPS_INT_H
 
+#include "wafer/net.h"
 #include "wafer/secops.h"
 
 #include <pthread.h>
@@ -116,6 +117,31 @@ void wf_secev_sanitize(wf_secev_t *ev);
 
 /* crc32c (Castagnoli) */
 uint32_t wf_crc32c(uint32_t crc, const void *p, size_t n);
+
+/* ---- client connections of the network sinks (conn.c) ---- */
+struct ssl_st;
+typedef struct {
+    int fd;
+    struct ssl_st *ssl;   /* NULL: plain TCP */
+    uint64_t timeout_ms;  /* deadline of each write */
+} wf_sconn_t;
+
+/* A TLS client context: verifies the server against the CA file (default
+ * paths when NULL); cert/key: an optional client certificate (PEM). */
+int wf_sconn_tls_ctx(const char *ca, const char *cert, const char *key, void **out, char *err, size_t errlen);
+void wf_sconn_tls_ctx_free(void *ctx);
+/* Connects (and with tls_ctx, handshakes, checking the certificate against
+ * server_name: a host name or an address literal) within timeout_ms. */
+int wf_sconn_open(wf_sconn_t *c, const wf_sockaddr_t *addr, void *tls_ctx, const char *server_name, uint64_t timeout_ms,
+                  char *err, size_t errlen);
+/* Writes all of p within the connection's timeout. 0 or a negative error. */
+int wf_sconn_write(wf_sconn_t *c, const void *p, size_t n);
+/* Reads what is there (waiting up to timeout_ms): bytes, 0 at end of stream, or a negative error. */
+ssize_t wf_sconn_read(wf_sconn_t *c, void *p, size_t n, uint64_t timeout_ms);
+/* False when the peer has closed or reset the connection (checked without
+ * waiting): a sink reconnects instead of writing into a dead connection. */
+bool wf_sconn_usable(wf_sconn_t *c);
+void wf_sconn_close(wf_sconn_t *c);
 
 /* Severity for syslog and Fluentd: 0 (emergency) .. 7 (debug) */
 int wf_secev_severity(wf_secev_action_t a);
