@@ -655,4 +655,43 @@ TEST(spool_order_limit_and_restart)
     rm_rf(dir);
 }
 
+TEST(conf_network_sinks)
+{
+    wf_conf_err_t err;
+    int rc;
+    wf_secops_conf_t *sc = conf_from("events:\n  sinks:\n    - {type: syslog, transport: tcp, address: 127.0.0.1:514, "
+                                     "facility: local3, hostname: waf-1}\n    - {type: forward, address: 127.0.0.1:24224, "
+                                     "mode: forward, ack: false, shared_key: k, tag: a.b}\n",
+                                     &err, &rc);
+    CHECK(sc != NULL);
+    if (sc)
+        CHECK_EQ_INT(sc->nsinks, 2);
+    wf_secops_conf_free(sc);
+    static const struct {
+        const char *yaml, *want;
+    } bad[] = {
+        { "events:\n  sinks:\n    - {type: syslog}\n", "needs an address" },
+        { "events:\n  sinks:\n    - {type: syslog, address: nowhere}\n", "host:port" },
+        { "events:\n  sinks:\n    - {type: syslog, address: 127.0.0.1:514, facility: local9}\n", "facility" },
+        { "events:\n  sinks:\n    - {type: syslog, address: 127.0.0.1:514, transport: sctp}\n", "transport" },
+        { "events:\n  sinks:\n    - {type: syslog, address: 127.0.0.1:514, ca: /x}\n", "only for transport: tls" },
+        { "events:\n  sinks:\n    - {type: syslog, address: 127.0.0.1:514, hostname: \"a b\"}\n", "printable" },
+        { "events:\n  sinks:\n    - {type: syslog, address: 127.0.0.1:514, max_datagram: 100}\n", "max_datagram" },
+        { "events:\n  sinks:\n    - {type: forward}\n", "needs an address" },
+        { "events:\n  sinks:\n    - {type: forward, address: 127.0.0.1:1, mode: compressed}\n", "mode" },
+        { "events:\n  sinks:\n    - {type: forward, address: 127.0.0.1:1, username: u}\n", "set shared_key too" },
+        { "events:\n  sinks:\n    - {type: forward, address: 127.0.0.1:1, tag: \"\"}\n", "tag" },
+        { "events:\n  sinks:\n    - {type: forward, address: 127.0.0.1:1, path: /x}\n", "unknown key" },
+    };
+    for (size_t i = 0; i < WF_ARRAY_LEN(bad); i++) {
+        sc = conf_from(bad[i].yaml, &err, &rc);
+        CHECK(sc == NULL && rc != 0);
+        if (sc || !strstr(err.msg, bad[i].want) || !strstr(err.msg, "w.yaml:3:"))
+            fprintf(stderr, "  case %zu: %s\n", i, err.msg);
+        CHECK(strstr(err.msg, bad[i].want) != NULL);
+        CHECK(strstr(err.msg, "w.yaml:3:") != NULL);
+        wf_secops_conf_free(sc);
+    }
+}
+
 TEST_MAIN()
