@@ -9,5 +9,6 @@ int wf_cmd_check(int argc, char **argv); /* wafer -t -c FILE */
 int wf_cmd_classify(int argc, char **argv);
 int wf_cmd_extract(int argc, char **argv);
 int wf_cmd_scan(int argc, char **argv);
+int wf_cmd_misp(int argc, char **argv);
 
 #endif

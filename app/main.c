@@ -18,6 +18,8 @@ static void usage(FILE *fp)
             "                                           exit 0 nothing found, 1 attack found, 2 error\n"
             "       wafer extract [--format raw|lines|jsonl|nginx|json-log] [--json] [--all] [FILE|-]...\n"
             "                                           print the model input text of every inspection unit\n"
+            "       wafer misp -c wafer.yaml [--rounds N] [--interval MS] [--ip A] [--host H] [--url TARGET] [--ua UA]\n"
+            "                  [--sightings]             import MISP indicators now and look values up\n"
             "       wafer --help | --version\n");
 }
 
@@ -31,6 +33,7 @@ static const struct command commands[] = {
     { "classify", wf_cmd_classify },
     { "extract", wf_cmd_extract },
     { "scan", wf_cmd_scan },
+    { "misp", wf_cmd_misp },
 };
 
 int main(int argc, char **argv)

@@ -27,8 +27,12 @@ typedef struct {
     uint64_t timeout_ms;     /* per request (10s) */
 } wf_admin_conf_t;
 
-/* Parses the `admin` section (node may be NULL: defaults). */
+/* Parses the `admin` section (node may be NULL: defaults). *out is
+ * overwritten: free what it held first. Unknown keys are errors. */
 int wf_admin_conf_parse(const wf_conf_t *c, const wf_conf_node_t *node, wf_admin_conf_t *out, wf_conf_err_t *err);
+/* Fills the defaults (allocates address); 0 or -ENOMEM. */
+int wf_admin_conf_defaults(wf_admin_conf_t *ac);
+/* Frees the strings ac holds (not ac itself) and zeroes it. */
 void wf_admin_conf_free(wf_admin_conf_t *ac);
 
 typedef struct {
@@ -56,6 +60,20 @@ int wf_admin_handle(const char *method, const char *prefix, wf_admin_fn fn, void
 /* Readiness: the data plane says when it can serve (model loaded, workers
  * listening). /ready answers 503 until then, and again during shutdown. */
 void wf_admin_set_ready(bool ready);
+bool wf_admin_ready(void);
+
+/* What /version shows besides wafer's own version: string values under
+ * keys, one dot at most grouping them ("config.generation",
+ * "config.file", "config.loaded", "model.id", "model.backend"; the parts
+ * that know them set them). value NULL removes the key. Thread-safe; keys
+ * are at most 63 bytes, values are cut at 1023. Returns 0, -EINVAL (bad
+ * key) or -WF_ELIMIT (32 keys). */
+int wf_admin_set_info(const char *key, const char *value);
+
+/* Appends s as a JSON string literal (quotes included) for handlers that
+ * write JSON. Bytes that are not valid UTF-8 are written as \u00XX.
+ * Returns 0 or the wf_buf_append error. */
+int wf_admin_json_str(wf_buf_t *b, wf_str_t s);
 
 typedef struct wf_admin wf_admin_t;
 
@@ -64,6 +82,10 @@ typedef struct wf_admin wf_admin_t;
 int wf_admin_start(const wf_admin_conf_t *conf, wf_admin_t **out, char *err, size_t errlen);
 /* Applies a reloaded configuration: a new address rebinds; the token changes at once. */
 int wf_admin_reconfigure(wf_admin_t *a, const wf_admin_conf_t *conf, char *err, size_t errlen);
+/* Closes the listener and every admin connection and joins the thread. */
 void wf_admin_stop(wf_admin_t *a);
+/* The address the listener is bound to ("127.0.0.1:9901"; the real port
+ * when the configuration said port 0). Returns its length. */
+size_t wf_admin_address(wf_admin_t *a, char *out, size_t outlen);
 
 #endif

@@ -71,4 +71,11 @@ void wf_metrics_unregister(void *arg);
  * -WF_ELIMIT when out cannot hold it. */
 int wf_metrics_render(wf_buf_t *out);
 
+/* Registers (once; later calls do nothing) the process collector:
+ * wafer_build_info{version,cuda}, process_cpu_seconds_total,
+ * process_start_time_seconds, process_resident_memory_bytes,
+ * process_virtual_memory_bytes, process_open_fds, process_max_fds.
+ * wf_admin_start calls it. */
+void wf_metrics_process_register(void);
+
 #endif

@@ -98,6 +98,9 @@ typedef struct wf_route {
     wf_exclusion_t *excl;
     size_t nexcl;
     bool inherit_exclusions;                  /* the top-level exclusions apply too (default true) */
+    char *where;       /* "file:line:col: policy.routes[N]", for wf_policy_bind's messages */
+    /* Parts that keep per-route settings add their fields here and their keys
+     * to route_keys[] in src/policy/policy.c (one parse function per key). */
 } wf_route_t;
 
 /* An IPv4 or IPv6 network (an address is a /32 or /128). */
@@ -107,15 +110,30 @@ typedef struct {
     uint8_t addr[16];
 } wf_cidr_t;
 
-/* Parses "192.0.2.0/24", "2001:db8::/32" or a bare address. 0 or -EINVAL. */
+/* Parses "192.0.2.0/24", "2001:db8::/32" or a bare address. 0 or -EINVAL.
+ * Host bits past the prefix are cleared ("192.0.2.7/24" is 192.0.2.0/24). An
+ * IPv4-mapped IPv6 network (::ffff:0:0/96 and longer) is stored as the IPv4
+ * network it covers. */
 int wf_cidr_parse(const char *s, wf_cidr_t *out);
+/* Whether the address is in the network. An IPv4-mapped IPv6 client
+ * (::ffff:a.b.c.d, from a dual-stack socket) is matched as the IPv4 address
+ * a.b.c.d; ::/0 therefore covers IPv6 clients only (write 0.0.0.0/0 too for
+ * every client). */
 bool wf_cidr_match(const wf_cidr_t *net, const wf_sockaddr_t *a);
+/* Formats "addr/bits" into out (at least 50 bytes); returns its length. */
+size_t wf_cidr_format(const wf_cidr_t *net, char *out, size_t outlen);
+/* The client's address as a family and 4 or 16 bytes, an IPv4-mapped IPv6
+ * address turned into IPv4. Returns the address length (4 or 16), or 0 when
+ * the sockaddr is neither AF_INET nor AF_INET6. */
+int wf_sockaddr_key(const wf_sockaddr_t *a, uint8_t *family, uint8_t addr[16]);
 
 typedef struct {
     uint32_t detections;   /* detections within `window` that ban a client (5; 0: bans off) */
     uint64_t window_ms;    /* 60s */
     uint64_t duration_ms;  /* how long a ban lasts (10m) */
     uint32_t max_clients;  /* clients tracked (detections and bans); the oldest are forgotten past it (65536) */
+    bool fixed_window;     /* count in fixed windows from a client's first detection; default false: a sliding
+                              window (the previous window's count weighted by its overlap with the last `window`) */
 } wf_ban_conf_t;
 
 typedef struct wf_policy {
@@ -132,7 +150,9 @@ typedef struct wf_policy {
     wf_ban_conf_t ban;
     wf_route_t *routes;
     size_t nroutes;
-    wf_route_t root;       /* the top level as a route: matches everything, last */
+    wf_route_t root;       /* the top level as a route: matches everything, last; named "default". Its
+                              thresholds and exclusions are the arrays above (owned by the policy) */
+    size_t *order;         /* route indexes, most specific first (wf_policy_route takes the first match) */
     int nlabels;           /* set by wf_policy_bind */
     bool bound;
 } wf_policy_t;
@@ -147,7 +167,21 @@ void wf_policy_free(wf_policy_t *p);
 int wf_policy_bind(wf_policy_t *p, const char *const *labels, const float *model_thresholds, int nlabels,
                    char *err, size_t errlen);
 
-/* The route for a request (never NULL: the top level when none matches). */
+/* The route for a request (never NULL: the top level when none matches).
+ *
+ * host is the Host header (or the absolute-form authority): a port is
+ * ignored ("api.example.com:8443", "[::1]:80"), so is one trailing dot, and
+ * names compare case-insensitively. "*.example.com" matches any name that
+ * ends in ".example.com" (a.example.com, a.b.example.com), not example.com
+ * itself; among wildcards the longest suffix wins.
+ *
+ * path must be the decoded, normalised path (percent-decoding and dot
+ * segments resolved, as the upstream will see it): a raw path such as
+ * "/%61dmin" or "/x/../admin" would otherwise escape the route of "/admin".
+ * A route's path matches at a segment boundary: "/api" matches "/api",
+ * "/api/" and "/api/v1", not "/apix"; a path that ends in '/' ("/api/")
+ * matches what starts with it, and not "/api" itself. Paths compare
+ * case-sensitively. */
 const wf_route_t *wf_policy_route(const wf_policy_t *p, wf_str_t host, wf_str_t path);
 
 typedef enum { WF_CLIENT_DEFAULT, WF_CLIENT_ALLOW, WF_CLIENT_DENY } wf_client_list_t;
@@ -177,6 +211,12 @@ int wf_bans_record(wf_bans_t *b, const wf_sockaddr_t *client, uint64_t now_ms, u
 int wf_bans_add(wf_bans_t *b, const wf_sockaddr_t *client, uint64_t now_ms, uint64_t duration_ms);
 /* Lifts a ban (and forgets the client's detections). Returns 1 if one was lifted. */
 int wf_bans_remove(wf_bans_t *b, const wf_sockaddr_t *client);
+/* Looks a client up without counting anything: whether it is banned at
+ * now_ms, with the ban's end and the detections that started it (0 for a
+ * manual ban). */
+bool wf_bans_get(wf_bans_t *b, const wf_sockaddr_t *client, uint64_t now_ms, uint64_t *until_ms, uint32_t *detections);
+/* The configured ban duration (the admin endpoint's default). */
+uint64_t wf_bans_duration_ms(wf_bans_t *b);
 /* Calls fn for every active ban (under the table's lock: fn must not call back). */
 void wf_bans_foreach(wf_bans_t *b, uint64_t now_ms,
                      void (*fn)(const wf_sockaddr_t *client, uint64_t until_ms, uint32_t detections, void *arg), void *arg);
@@ -191,5 +231,22 @@ void wf_bans_stats(wf_bans_t *b, uint64_t now_ms, wf_bans_stats_t *out);
 
 /* The process-wide table (created by the server at start). */
 extern wf_bans_t *wf_bans_global;
+
+/* ---- the admin endpoints for bans (src/policy/bans_admin.c, docs/admin.md) ---- */
+
+#include "wafer/admin.h"
+
+/* Registers the three handlers below on the admin listener, with b as their
+ * argument. Call before wf_admin_start. Returns 0 or wf_admin_handle's error. */
+int wf_bans_admin_register(wf_bans_t *b);
+/* GET /bans: a JSON array of the active bans, most recent first per shard:
+ *   [{"client":"192.0.2.1","until":"2026-11-21T10:00:00.000Z","seconds_left":598,"detections":5}, ...]
+ * GET /bans/<ip>: that one object, or 404. */
+void wf_bans_admin_get(const wf_admin_req_t *req, wf_admin_resp_t *resp, void *bans);
+/* DELETE /bans/<ip>: lifts the ban (200 with {"client":...,"lifted":true}), or 404 when not banned. */
+void wf_bans_admin_delete(const wf_admin_req_t *req, wf_admin_resp_t *resp, void *bans);
+/* POST /bans/<ip>?duration=10m: bans the address for the duration (default:
+ * the configured ban duration; at most 365 days); 200 with the ban's object. */
+void wf_bans_admin_post(const wf_admin_req_t *req, wf_admin_resp_t *resp, void *bans);
 
 #endif

@@ -9,6 +9,7 @@
 #ifndef WAFER_PROXY_H
 #define WAFER_PROXY_H
 
+#include "wafer/admin.h"
 #include "wafer/common.h"
 #include "wafer/conf.h"
 #include "wafer/http.h"
@@ -64,6 +65,7 @@ typedef struct {
     wf_http_limits_t http;      /* request limits for the parser, from the above */
     wf_http_limits_t http_resp; /* response limits (no body limit) */
 
+    wf_admin_conf_t admin;      /* the `admin:` section (wafer/admin.h) */
     wf_secops_conf_t *events;   /* the `events:` section (never NULL after parsing) */
 } wf_server_conf_t;
 

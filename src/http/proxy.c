@@ -304,6 +304,8 @@ static void cc_log(cconn_t *cc)
     int st = cc->status;
     if (st >= 100 && st < 600) {
         WF_STAT_INC(&w->stats, responses);
+        if (cc->t_req_ns)
+            wf_hist_observe(&w->latency, (double)(wf_now_ns() - cc->t_req_ns) * 1e-9);
         switch (st / 100) {
         case 1: WF_STAT_INC(&w->stats, status_1xx); break;
         case 2: WF_STAT_INC(&w->stats, status_2xx); break;

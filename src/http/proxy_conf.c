@@ -37,6 +37,7 @@ void wf_server_conf_defaults(wf_server_conf_t *sc)
     sc->idle_timeout_ms = 75000;
     sc->send_timeout_ms = 60000;
     sc->shutdown_timeout_ms = 30000;
+    wf_admin_conf_defaults(&sc->admin);
 }
 
 void wf_server_conf_free(wf_server_conf_t *sc)
@@ -54,6 +55,7 @@ void wf_server_conf_free(wf_server_conf_t *sc)
         free(sc->servers[i].address);
     free(sc->servers);
     free(sc->request_id_header);
+    wf_admin_conf_free(&sc->admin);
     wf_secops_conf_free(sc->events);
     free(sc);
 }
@@ -111,7 +113,7 @@ static int parse_header_name(const wf_conf_t *c, const wf_conf_node_t *map, cons
 int wf_server_conf_parse(const wf_conf_t *c, wf_server_conf_t *sc, wf_conf_err_t *err)
 {
     static const char *const top_keys[] = { "workers", "pid_file", "log", "listen", "upstream", "proxy",
-                                            "limits", "timeouts", "shutdown_timeout", "events", NULL };
+                                            "limits", "timeouts", "shutdown_timeout", "admin", "events", NULL };
     static const char *const log_keys[] = { "level", "error_log", "access_log", NULL };
     static const char *const listen_keys[] = { "address", "backlog", NULL };
     static const char *const up_keys[] = { "servers", "keepalive", "connect_timeout", "timeout", "idle_timeout", NULL };
@@ -271,6 +273,9 @@ int wf_server_conf_parse(const wf_conf_t *c, wf_server_conf_t *sc, wf_conf_err_t
             return rc;
     }
     if ((rc = wf_conf_duration_ms(c, root, "shutdown_timeout", 0, DAY_MS, &sc->shutdown_timeout_ms, err)))
+        return rc;
+    wf_admin_conf_free(&sc->admin);
+    if ((rc = wf_admin_conf_parse(c, wf_conf_get(root, "admin"), &sc->admin, err)))
         return rc;
     wf_secops_conf_free(sc->events);
     sc->events = NULL;

@@ -289,6 +289,8 @@ static int workers_start(wf_gen_t *g)
         if ((rc = worker_size_scratch(w, g->conf)))
             return rc;
         wf_stats_register(&w->stats);
+        wf_http_latency_init(&w->latency);
+        wf_http_latency_register(&w->latency);
         if ((rc = pthread_create(&w->thread, NULL, worker_main, w)) != 0)
             return -rc;
     }
@@ -388,6 +390,35 @@ static void detach_stdio(bool keep_stdout)
 /* ---- main thread ---- */
 
 static wf_gen_t *cur_gen;
+static wf_admin_t *admin;
+
+/* /version shows the generation in use, where it came from and when. */
+static void admin_info(const wf_gen_t *g)
+{
+    char v[32], t[40];
+    snprintf(v, sizeof(v), "%llu", (unsigned long long)g->id);
+    wf_time_rfc3339(wf_wall_us(), t, sizeof(t));
+    wf_admin_set_info("config.generation", v);
+    wf_admin_set_info("config.file", g->conf->file);
+    wf_admin_set_info("config.loaded", t);
+}
+
+/* Starts, moves or stops the admin listener as sc says. */
+static int admin_apply(const wf_server_conf_t *sc, char *msg, size_t len)
+{
+    int rc = 0;
+    if (!sc->admin.enabled) {
+        wf_admin_stop(admin);
+        admin = NULL;
+    } else if (admin) {
+        rc = wf_admin_reconfigure(admin, &sc->admin, msg, len);
+    } else if ((rc = wf_admin_start(&sc->admin, &admin, msg, len)) == 0) {
+        char a[80];
+        wf_admin_address(admin, a, sizeof(a));
+        wf_info("admin listener on %s", a);
+    }
+    return rc;
+}
 
 static void reload(const char *path)
 {
@@ -424,6 +455,9 @@ static void reload(const char *path)
     }
     wf_gen_t *prev = cur_gen;
     cur_gen = g;
+    if (admin_apply(nc, msg, sizeof(msg)))
+        wf_error("reload: %s (the admin listener keeps its previous configuration)", msg);
+    admin_info(g);
     /* wait until every worker switched, so that a next reload starts from
      * the sockets the workers really hold */
     for (int tries = 0; tries < 5000; tries++) {
@@ -512,6 +546,12 @@ int wf_server_run(const char *conf_path, bool daemon_mode)
         pid_written = true;
     }
     char *pid_file = sc->pid_file ? strdup(sc->pid_file) : NULL;
+    wf_http_metrics_register();
+    if (admin_apply(sc, msg, sizeof(msg))) {
+        wf_error("%s", msg);
+        return 1;
+    }
+    admin_info(cur_gen);
     /* the hub lives as long as the process: a reload keeps it (events: needs a restart) */
     wf_secops_conf_t *evconf = sc->events;
     sc->events = NULL;
@@ -523,6 +563,8 @@ int wf_server_run(const char *conf_path, bool daemon_mode)
         wf_error("cannot start workers: %s", wf_strerror(rc));
         return 1;
     }
+    /* the listening sockets exist (gen_new) and the workers poll them */
+    wf_admin_set_ready(true);
     {
         char lst[512] = "";
         size_t k = 0;
@@ -592,6 +634,7 @@ int wf_server_run(const char *conf_path, bool daemon_mode)
                 default: /* SIGTERM, SIGINT */
                     if (!shutting) {
                         shutting = true;
+                        wf_admin_set_ready(false);
                         deadline = wf_now_ms() + cur_gen->conf->shutdown_timeout_ms;
                         wf_info("shutting down: no new connections; waiting up to %llums for requests in flight",
                                 (unsigned long long)cur_gen->conf->shutdown_timeout_ms);
@@ -614,8 +657,12 @@ int wf_server_run(const char *conf_path, bool daemon_mode)
     for (int i = 0; i < nworkers; i++) {
         pthread_join(workers[i].thread, NULL);
         wf_stats_unregister(&workers[i].stats);
+        wf_http_latency_unregister(&workers[i].latency);
     }
     log_stats("counters:");
+    wf_admin_set_ready(false);
+    wf_admin_stop(admin);
+    admin = NULL;
     wf_secops_t *hub = wf_secops_global;
     wf_secops_global = NULL;
     wf_secops_stop(hub);

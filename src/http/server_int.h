@@ -5,6 +5,7 @@
 
 #include "wafer/core.h"
 #include "wafer/event.h"
+#include "wafer/metrics.h"
 #include "wafer/net.h"
 #include "wafer/proxy.h"
 #include "wafer/stats.h"
@@ -77,6 +78,7 @@ typedef struct wf_worker {
     size_t alog_len, alog_cap;
 
     wf_stats_t stats;
+    wf_hist_t latency;             /* request duration, seconds (metrics.c) */
 } wf_worker_t;
 
 /* proxy.c */
@@ -90,6 +92,14 @@ void wf_proxy_worker_init(wf_worker_t *w);
 void wf_proxy_worker_free(wf_worker_t *w);
 /* Re-enables accepting when below the connection limit. */
 void wf_worker_listeners_pause(wf_worker_t *w, bool pause);
+
+/* metrics.c: the data plane's Prometheus collector (registered once) and
+ * the per-worker latency histograms it merges at scrape time. */
+void wf_http_metrics_register(void);
+void wf_http_latency_init(wf_hist_t *h);
+int wf_http_latency_register(wf_hist_t *h);
+/* Keeps h's observations in the merged sum after the worker exits. */
+void wf_http_latency_unregister(wf_hist_t *h);
 
 /* access log (accesslog.c) */
 int wf_access_log_open(const wf_server_conf_t *sc);

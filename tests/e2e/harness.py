@@ -172,6 +172,9 @@ def wafer_config(port, upstream_addr, tmpdir, **over):
                    "max_connections": 1000, "buffer_size": "64k"},
         "timeouts": {"header": "2s", "body": "2s", "idle": "2s", "send": "5s"},
         "shutdown_timeout": "3s",
+        # the admin listener is on by default: a port of its own per wafer, so
+        # that tests running side by side do not collide on 127.0.0.1:9901
+        "admin": {"address": "127.0.0.1:%d" % free_port()},
     }
     return merge(base, over)
 
@@ -314,6 +317,14 @@ http {{
                 if ppid == self.proc.pid:
                     total += hwm(int(d))
         return total
+
+    @property
+    def admin_port(self):
+        """The admin listener's port (None when the configuration has none)."""
+        adm = self.config.get("admin", {}) if isinstance(self.config, dict) else {}
+        if not adm.get("address"):
+            return None
+        return int(adm["address"].rpartition(":")[2])
 
     def url(self, path="/"):
         host = "[%s]" % self.host if ":" in self.host else self.host
