@@ -13,6 +13,7 @@
 #include <linux/futex.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -237,25 +238,28 @@ static int sink_conf_parse(const wf_conf_t *c, const wf_conf_node_t *n, wf_sink_
 
 int wf_secops_conf_parse(const wf_conf_t *c, const wf_conf_node_t *node, wf_secops_conf_t **out, wf_conf_err_t *err)
 {
-    static const char *const keys[] = { "queue", "sinks", "stop_timeout", NULL };
+    static const char *const keys[] = { "queue", "sinks", "stop_timeout", "sink_nice", NULL };
     *out = NULL;
     wf_secops_conf_t *sc = calloc(1, sizeof(*sc));
     if (!sc)
         return -ENOMEM;
     sc->queue = 4096;
     sc->stop_timeout_ms = 5000;
+    sc->sink_nice = 10;
     int rc = 0;
     if (node) {
-        int64_t q = sc->queue;
+        int64_t q = sc->queue, nice_ = sc->sink_nice;
         if (node->type != WF_CONF_MAP) {
-            rc = wf_conf_errorf(c, node, err, "expected a mapping (queue, sinks, stop_timeout)");
+            rc = wf_conf_errorf(c, node, err, "expected a mapping (queue, sinks, stop_timeout, sink_nice)");
             goto fail;
         }
         if ((rc = wf_conf_check_keys(c, node, keys, err)) ||
             (rc = wf_conf_int(c, node, "queue", 1, 1 << 22, &q, err)) ||
-            (rc = wf_conf_duration_ms(c, node, "stop_timeout", 0, 3600000, &sc->stop_timeout_ms, err)))
+            (rc = wf_conf_duration_ms(c, node, "stop_timeout", 0, 3600000, &sc->stop_timeout_ms, err)) ||
+            (rc = wf_conf_int(c, node, "sink_nice", 0, 19, &nice_, err)))
             goto fail;
         sc->queue = (uint32_t)q;
+        sc->sink_nice = (int)nice_;
         const wf_conf_node_t *sinks = wf_conf_get(node, "sinks");
         if (sinks) {
             if (sinks->type != WF_CONF_SEQ) {
@@ -460,6 +464,10 @@ static void *sink_main(void *arg)
 {
     sink_t *s = arg;
     wf_secops_t *h = s->hub;
+    /* below the workers: formatting and replaying a spool take CPU that
+     * requests must not wait for (an unprivileged thread may lower itself) */
+    if (h->conf->sink_nice && setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), h->conf->sink_nice) < 0)
+        wf_debug("events: sink %s: setpriority: %s", s->conf->name, strerror(errno));
     for (;;) {
         if (atomic_exchange(&s->reopen, false) && s->conf->mod->reopen)
             s->conf->mod->reopen(s->st);

@@ -83,6 +83,7 @@ typedef struct {
 struct wf_secops_conf {
     uint32_t queue;
     uint64_t stop_timeout_ms;
+    int sink_nice;               /* added to the sink threads' nice value */
     wf_sink_conf_t *sinks;
     size_t nsinks;
 };

@@ -348,7 +348,9 @@ TEST(conf_errors)
     CHECK_EQ_INT(wf_secops_start(sc, &h, e, sizeof(e)), 0);
     CHECK(h == NULL);
     wf_secops_conf_free(sc);
-    sc = conf_from("events:\n  queue: 100\n  stop_timeout: 2s\n  sinks:\n    - type: file\n      name: a\n"
+    sc = conf_from("events:\n  sink_nice: 20\n", &err, &rc);
+    CHECK(sc == NULL && strstr(err.msg, "sink_nice"));
+    sc = conf_from("events:\n  queue: 100\n  stop_timeout: 2s\n  sink_nice: 3\n  sinks:\n    - type: file\n      name: a\n"
                    "      path: /tmp/a\n      queue: 10\n      batch: 5\n      fsync: batch\n"
                    "      spool: {dir: /tmp/s, max_bytes: 1m, segment_bytes: 64k, fsync: true}\n"
                    "      retry: {initial: 100ms, max: 2s}\n",
@@ -357,6 +359,7 @@ TEST(conf_errors)
     if (sc) {
         CHECK_EQ_INT(sc->queue, 100);
         CHECK_EQ_INT(sc->stop_timeout_ms, 2000);
+        CHECK_EQ_INT(sc->sink_nice, 3);
         CHECK_EQ_INT(sc->nsinks, 1);
         CHECK_EQ_STR(sc->sinks[0].name, "a");
         CHECK_EQ_INT(sc->sinks[0].queue, 10);
