@@ -235,6 +235,26 @@ def test_forward_receiver_down_then_up_exactly_once(tmp_path, receiver):
     assert len(withheld) == 2 and all(c in acked for c in withheld)  # resent with the same chunk id
 
 
+def test_forward_without_spool_waits_in_memory(tmp_path, receiver):
+    """No spool: a failed batch is retried from memory, later events wait in the
+    sink's queue; nothing is lost while the queue has room."""
+    sink = {"type": "forward", "address": "127.0.0.1:%d" % receiver.port, "queue": 1000,
+            "retry": {"initial": "50ms", "max": "100ms"}}
+    conf = write_conf(tmp_path, [sink])
+    p = subprocess.Popen([drive_bin(), "-c", conf, "-n", "300", "-r", "1000", "-p", "mem", "-w", "10"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        time.sleep(0.5)  # all 300 emitted while the receiver is down
+        receiver.start()
+        out, err = p.communicate(timeout=30)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    s = json.loads(out.decode().strip().splitlines()[-1])["sinks"][0]
+    assert s["delivered"] == 300 and s["dropped"] == 0 and s["spooled"] == 0 and s["retried"] > 0, s
+    assert receiver.request_ids() == ["mem-%06d" % i for i in range(300)]
+
+
 def test_forward_spool_survives_restart(tmp_path, receiver):
     sink = {"type": "forward", "address": "127.0.0.1:%d" % receiver.port,
             "spool": {"dir": str(tmp_path / "spool")}, "retry": {"initial": "50ms", "max": "100ms"}}
@@ -292,3 +312,39 @@ def test_wafer_rejects_bad_events_section(tmp_path):
     assert p.returncode == 1
     err = p.stderr.decode()
     assert "wafer.yaml:10:7: events.sinks[0].acks: unknown key" in err, err
+
+
+def test_wafer_runs_the_hub(start_wafer, pyup, tmp_path, receiver):
+    """wafer run with an events section: the sinks start with the server, their
+    counters are on /metrics (and pass promtool), SIGUSR1 reopens a file sink,
+    SIGTERM stops the hub after the workers."""
+    import shutil
+    from harness import HTTP
+    path = tmp_path / "events.jsonl"
+    w = start_wafer(pyup.address, events={"sinks": [
+        {"type": "file", "name": "local", "path": str(path)},
+        {"type": "forward", "name": "fluentd", "address": "127.0.0.1:%d" % receiver.port,
+         "spool": {"dir": str(tmp_path / "spool")}}]})
+    with w.connect() as c:
+        assert c.request("GET", "/x").status == 200
+    with HTTP(w.admin_port) as c:
+        r = c.request("GET", "/metrics", host="admin")
+    assert r.status == 200
+    text = r.body.decode()
+    for series in ('wafer_sink_delivered_total{sink="local",type="file"} 0',
+                   'wafer_sink_dropped_total{sink="fluentd",type="forward"} 0',
+                   'wafer_sink_spool_bytes{sink="fluentd",type="forward"} 0',
+                   'wafer_sink_up{sink="local",type="file"} 1', "wafer_events_dropped_total 0"):
+        assert series in text, text
+    promtool = shutil.which("promtool")
+    if promtool:
+        p = subprocess.run([promtool, "check", "metrics"], input=r.body, stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, timeout=30)
+        assert p.returncode == 0 and not p.stdout.strip(), p.stdout.decode()  # no lint remark either
+    assert path.exists()
+    os.rename(str(path), str(path) + ".1")
+    w.send_signal(signal.SIGUSR1)
+    deadline = time.monotonic() + 5
+    while not path.exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert path.exists(), "SIGUSR1 did not reopen the file sink"
