@@ -557,7 +557,7 @@ int wf_server_run(const char *conf_path, bool daemon_mode)
     sc->events = NULL;
     if (evconf && (rc = wf_secops_start(evconf, &wf_secops_global, msg, sizeof(msg)))) {
         wf_error("%s", msg);
-        if (pid_written)
+        if (pid_written && pid_file)
             unlink(pid_file);
         return 1;
     }

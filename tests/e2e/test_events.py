@@ -348,3 +348,12 @@ def test_wafer_runs_the_hub(start_wafer, pyup, tmp_path, receiver):
     while not path.exists() and time.monotonic() < deadline:
         time.sleep(0.02)
     assert path.exists(), "SIGUSR1 did not reopen the file sink"
+
+
+def test_wafer_stops_when_a_sink_cannot_open(tmp_path):
+    conf = tmp_path / "wafer.yaml"
+    conf.write_text("listen:\n  - address: 127.0.0.1:0\nupstream:\n  servers:\n    - address: 127.0.0.1:9\n"
+                    "events:\n  sinks:\n    - {type: file, name: audit, path: %s/no/such/dir/ev.jsonl}\n" % tmp_path)
+    p = subprocess.run([wafer_bin(), "run", "-c", str(conf)], capture_output=True, timeout=30)
+    assert p.returncode == 1
+    assert "events: sink audit: %s/no/such/dir/ev.jsonl: No such file or directory" % tmp_path in p.stderr.decode()
