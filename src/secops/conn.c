@@ -88,6 +88,40 @@ static int ssl_wait(wf_sconn_t *c, int r, uint64_t deadline_ms)
     return -EPROTO;
 }
 
+void wf_sconn_close(wf_sconn_t *c);
+
+/* In TLS 1.3 the client's handshake is done before the server has checked
+ * the client's certificate (or its absence): a server that refuses it says so
+ * with an alert after, and whatever was written by then is lost without an
+ * error. So a new connection waits briefly for the server's first records:
+ * session tickets (it accepted) or an alert (it did not). */
+#define TLS13_SETTLE_MS 250
+
+static int tls13_settle(wf_sconn_t *c, uint64_t wait_ms, char *err, size_t errlen)
+{
+    if (SSL_version(c->ssl) < TLS1_3_VERSION)
+        return 0;
+    uint64_t deadline = wf_now_ms() + wait_ms;
+    char buf[256];
+    for (;;) {
+        if (wait_fd(c->fd, POLLIN, deadline) != 0)
+            return 0; /* nothing came: the server has nothing to object to */
+        int r = SSL_read(c->ssl, buf, sizeof(buf));
+        if (r > 0)
+            continue; /* a syslog or forward server sends nothing unasked; ignore it */
+        int e = SSL_get_error(c->ssl, r);
+        if (e == SSL_ERROR_WANT_READ) {
+            ERR_clear_error();
+            if (SSL_SESSION_is_resumable(SSL_get0_session(c->ssl)))
+                return 0; /* a session ticket: the server accepted us */
+            continue;
+        }
+        ssl_err(err, errlen, "TLS: the server refused the connection after the handshake (client certificate?)");
+        wf_sconn_close(c);
+        return -EACCES;
+    }
+}
+
 void wf_sconn_close(wf_sconn_t *c)
 {
     if (c->ssl) {
@@ -142,7 +176,7 @@ int wf_sconn_open(wf_sconn_t *c, const wf_sockaddr_t *addr, void *tls_ctx, const
     for (;;) {
         int r = SSL_connect(c->ssl);
         if (r == 1)
-            return 0;
+            return tls13_settle(c, WF_MIN(timeout_ms, (uint64_t)TLS13_SETTLE_MS), err, errlen);
         long vr = SSL_get_verify_result(c->ssl);
         int e = SSL_get_error(c->ssl, r);
         if (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE) {

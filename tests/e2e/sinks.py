@@ -233,13 +233,19 @@ def make_certs(d):
         f.write("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
     run("openssl", "x509", "-req", "-in", "srv.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
         "-out", "srv.pem", "-days", "2", "-extfile", "ext.cnf")
+    run("openssl", "req", "-newkey", "rsa:2048", "-nodes", "-keyout", "cli.key", "-out", "cli.csr",
+        "-subj", "/CN=waf-1")
+    run("openssl", "x509", "-req", "-in", "cli.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+        "-out", "cli.pem", "-days", "2")
     return {k: os.path.join(d, v) for k, v in
-            {"ca": "ca.pem", "other_ca": "other.pem", "cert": "srv.pem", "key": "srv.key"}.items()}
+            {"ca": "ca.pem", "other_ca": "other.pem", "cert": "srv.pem", "key": "srv.key",
+             "client_cert": "cli.pem", "client_key": "cli.key"}.items()}
 
 
 class Rsyslog:
     """rsyslogd -n with its own configuration: imudp and imtcp (plain) on one port,
-    imtcp with the ossl driver (TLS, server certificate from make_certs) on another."""
+    imtcp with the ossl driver (TLS, server certificate from make_certs) on another,
+    and on a third TLS that demands a client certificate signed by the CA."""
 
     def __init__(self, d, certs):
         self.dir = d
@@ -247,6 +253,7 @@ class Rsyslog:
         os.makedirs(self.work, exist_ok=True)
         self.port = free_port()
         self.tls_port = free_port()
+        self.mtls_port = free_port()
         self.raw = os.path.join(d, "raw.log")
         self.parts = os.path.join(d, "parts.log")
         self.conf = os.path.join(d, "rsyslog.conf")
@@ -261,6 +268,8 @@ input(type="imudp" port="{self.port}" address="127.0.0.1")
 input(type="imtcp" port="{self.port}" address="127.0.0.1")
 input(type="imtcp" port="{self.tls_port}" address="127.0.0.1" streamDriver.name="ossl" streamDriver.mode="1"
       streamDriver.authMode="anon")
+input(type="imtcp" port="{self.mtls_port}" address="127.0.0.1" streamDriver.name="ossl" streamDriver.mode="1"
+      streamDriver.authMode="x509/certvalid")
 template(name="raw" type="string" string="%rawmsg%\\n")
 template(name="parts" type="list") {{
   property(name="pri") constant(value="\\t") property(name="timereported" dateFormat="rfc3339")
@@ -281,9 +290,9 @@ action(type="omfile" file="{self.parts}" template="parts" flushOnTXEnd="on")
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             try:
-                with socket.create_connection(("127.0.0.1", self.tls_port), timeout=0.5):
-                    with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
-                        return self
+                for port in (self.tls_port, self.mtls_port, self.port):
+                    socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                return self
             except OSError:
                 time.sleep(0.05)
         raise RuntimeError("rsyslogd did not start")

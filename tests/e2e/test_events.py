@@ -109,6 +109,23 @@ def test_syslog_tls_refuses_unverified_server(tmp_path, rsyslog, certs):
     assert rsyslog.lines(rsyslog.parts) == []
 
 
+def test_syslog_tls_client_certificate(tmp_path, rsyslog, certs):
+    """A server that demands a client certificate: refused without one, accepted with it."""
+    base = {"type": "syslog", "transport": "tls", "address": "127.0.0.1:%d" % rsyslog.mtls_port,
+            "ca": certs["ca"], "retry": {"initial": "50ms", "max": "100ms"}}
+    stats, err = drive(write_conf(tmp_path, [base]), n=2, prefix="nocert", wait=1)
+    s = stats["sinks"][0]
+    assert s["delivered"] == 0 and s["retried"] >= 2 and not s["up"], (stats, err)
+    assert "refused the connection after the handshake" in err, err
+    sink = dict(base, cert=certs["client_cert"], key=certs["client_key"])
+    stats, err = drive(write_conf(tmp_path, [sink], name="w2.yaml"), n=5, prefix="cert")
+    assert stats["sinks"][0]["delivered"] == 5, err
+    assert rsyslog.wait_lines(rsyslog.parts, 5)
+    got = [l for l in rsyslog.lines(rsyslog.parts) if 'request_id="cert-' in l]
+    assert len(got) == 5
+    assert not [l for l in rsyslog.lines(rsyslog.parts) if 'request_id="nocert-' in l]
+
+
 def test_syslog_tcp_outage_spools_and_delivers_once(tmp_path, rsyslog):
     """rsyslog down: events spool; up again: each delivered once, in order."""
     port = rsyslog.port
