@@ -19,6 +19,7 @@ import json
 import os
 import select
 import shutil
+import signal
 import socket
 import subprocess
 import threading
@@ -321,3 +322,90 @@ action(type="omfile" file="{self.parts}" template="parts" flushOnTXEnd="on")
 
 def have(cmd):
     return shutil.which(cmd) is not None
+
+
+class ForwardReceiverProcess:
+    """A ForwardReceiver in a process of its own (for load tests: its decoding
+    must not compete with the load clients for the test process's GIL).
+    Records go to a JSON-lines file (request id, chunk); SIGUSR1 makes it
+    withhold every ack from then on, SIGUSR2 acknowledge again."""
+
+    def __init__(self, d, port=None):
+        self.port = port or free_port()
+        self.out = os.path.join(d, "forward-records.jsonl")
+        self.err = os.path.join(d, "forward-errors.txt")
+        self.proc = None
+
+    def start(self):
+        self._log = open(self.err + ".stderr", "ab")
+        self.proc = spawn(["/usr/bin/python3", os.path.abspath(__file__), "receiver", str(self.port), self.out,
+                           self.err], subprocess.DEVNULL, self._log)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
+                return self
+            except OSError:
+                time.sleep(0.02)
+        raise RuntimeError("receiver did not start")
+
+    def stop(self):
+        if self.proc:
+            reap(self.proc)
+            self.proc = None
+            self._log.close()
+
+    def hang(self, on=True):
+        os.kill(self.proc.pid, signal.SIGUSR1 if on else signal.SIGUSR2)
+
+    def request_ids(self):
+        try:
+            with open(self.out) as f:
+                return [json.loads(l)["id"] for l in f if l.endswith("\n")]
+        except FileNotFoundError:
+            return []
+
+    def errors(self):
+        try:
+            with open(self.err) as f:
+                return f.read().splitlines()
+        except FileNotFoundError:
+            return []
+
+    def wait_for(self, n, timeout=20):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if len(set(self.request_ids())) >= n:
+                return True
+            time.sleep(0.05)
+        return False
+
+
+def _receiver_main(port, out, err):
+    r = ForwardReceiver(port=int(port))
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *a: stop.set())
+    signal.signal(signal.SIGUSR1, lambda *a: setattr(r, "withhold_acks", 10 ** 9))
+    signal.signal(signal.SIGUSR2, lambda *a: setattr(r, "withhold_acks", 0))
+    r.start()
+    done = 0
+    with open(out, "a") as f:
+        while not stop.is_set():
+            time.sleep(0.02)
+            with r.lock:
+                recs = r.records[done:]
+                done = len(r.records)
+            for chunk, rec in recs:
+                f.write(json.dumps({"id": rec.get("http", {}).get("request", {}).get("id"), "chunk": chunk}) + "\n")
+            f.flush()
+            if r.errors:
+                with open(err, "a") as e:
+                    e.write("\n".join(r.errors) + "\n")
+                r.errors.clear()
+    r.stop()
+
+
+if __name__ == "__main__":
+    import sys
+    if len(sys.argv) == 5 and sys.argv[1] == "receiver":
+        _receiver_main(*sys.argv[2:])
