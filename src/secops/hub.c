@@ -314,11 +314,11 @@ typedef struct {
     wf_secev_t *batch;  /* conf->batch events: the one being delivered */
     size_t nbatch;
     uint64_t backoff_ms, next_try_ms;
+    uint64_t spool_err_next_ms;
     uint64_t rng;
     _Atomic bool reopen;
     _Atomic bool up;
     _Atomic uint64_t queued, delivered, retried, spooled, dropped;
-    char lasterr[128];
 } sink_t;
 
 struct wf_secops {
@@ -403,8 +403,13 @@ static void sink_spool(sink_t *s, const wf_secev_t *evs, size_t n)
         return;
     int k = wf_spool_append(s->spool, evs, n);
     if (k < 0) {
-        wf_error("events: sink %s: spool %s: %s; %zu events dropped", s->conf->name, s->conf->spool_dir,
-                 wf_strerror(k), n);
+        /* a full or failing disk fails every batch: one line per 10 s */
+        uint64_t now = wf_now_ms();
+        if (now >= s->spool_err_next_ms) {
+            wf_error("events: sink %s: spool %s: %s; events are dropped (counted) until it can be written",
+                     s->conf->name, s->conf->spool_dir, wf_strerror(k));
+            s->spool_err_next_ms = now + 10000;
+        }
         k = 0;
     }
     atomic_fetch_add_explicit(&s->spooled, (uint64_t)k, memory_order_relaxed);
