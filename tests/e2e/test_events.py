@@ -370,6 +370,7 @@ def test_wafer_runs_the_hub(start_wafer, pyup, tmp_path, receiver):
 def test_wafer_stops_when_a_sink_cannot_open(tmp_path):
     conf = tmp_path / "wafer.yaml"
     conf.write_text("listen:\n  - address: 127.0.0.1:0\nupstream:\n  servers:\n    - address: 127.0.0.1:9\n"
+                    "admin:\n  enabled: false\n"
                     "events:\n  sinks:\n    - {type: file, name: audit, path: %s/no/such/dir/ev.jsonl}\n" % tmp_path)
     p = subprocess.run([wafer_bin(), "run", "-c", str(conf)], capture_output=True, timeout=30)
     assert p.returncode == 1
