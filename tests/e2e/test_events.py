@@ -109,6 +109,14 @@ def test_syslog_tls_refuses_unverified_server(tmp_path, rsyslog, certs):
     assert rsyslog.lines(rsyslog.parts) == []
 
 
+def test_syslog_tls_checks_the_address_by_default(tmp_path, rsyslog, certs):
+    """Without server_name the certificate must carry the address's host: here the IP 127.0.0.1."""
+    sink = {"type": "syslog", "transport": "tls", "address": "127.0.0.1:%d" % rsyslog.tls_port, "ca": certs["ca"]}
+    stats, err = drive(write_conf(tmp_path, [sink]), n=3, prefix="ip")
+    assert stats["sinks"][0]["delivered"] == 3, err
+    assert rsyslog.wait_lines(rsyslog.parts, 3)
+
+
 def test_syslog_tls_client_certificate(tmp_path, rsyslog, certs):
     """A server that demands a client certificate: refused without one, accepted with it."""
     base = {"type": "syslog", "transport": "tls", "address": "127.0.0.1:%d" % rsyslog.mtls_port,
