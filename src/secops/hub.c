@@ -24,15 +24,18 @@ static const wf_sink_mod_t *const sink_mods[] = { &wf_sink_file, &wf_sink_syslog
 
 /* ---- the queue ---- */
 
-int wf_evq_init(wf_evq_t *q, size_t cap)
+int wf_evq_init(wf_evq_t *q, size_t cap, size_t wake_depth)
 {
     memset(q, 0, sizeof(*q));
     if (!cap)
         return -EINVAL;
-    q->cells = aligned_alloc(64, WF_ALIGN_UP(cap * sizeof(wf_evq_cell_t), 64));
+    size_t bytes = WF_ALIGN_UP(cap * sizeof(wf_evq_cell_t), 64);
+    q->cells = aligned_alloc(64, bytes);
     if (!q->cells)
         return -ENOMEM;
+    memset(q->cells, 0, bytes); /* no page faults on the data path later */
     q->cap = cap;
+    q->wake_depth = WF_MAX(wake_depth, (size_t)1);
     for (size_t i = 0; i < cap; i++)
         atomic_init(&q->cells[i].seq, i);
     atomic_init(&q->enq, 0);
@@ -73,7 +76,8 @@ bool wf_evq_push(wf_evq_t *q, const wf_secev_t *ev)
     atomic_store_explicit(&cell->seq, pos + 1, memory_order_release);
     /* pairs with the consumer's store of `sleeping` then load of enq in wf_evq_wait */
     atomic_thread_fence(memory_order_seq_cst);
-    if (atomic_load_explicit(&q->sleeping, memory_order_relaxed)) {
+    if (atomic_load_explicit(&q->sleeping, memory_order_relaxed) &&
+        (q->wake_depth == 1 || wf_evq_depth(q) >= q->wake_depth)) {
         atomic_fetch_add(&q->wake, 1);
         futex_wake_all(&q->wake);
     }
@@ -343,6 +347,12 @@ int wf_secops_emit(wf_secops_t *h, const wf_secev_t *ev)
     return 0;
 }
 
+/* The dispatcher looks at an idle event queue this often; workers wake it
+ * (a system call) only when the queue is an eighth full. So an event waits
+ * at most this long before its sinks see it, and a worker that emits one
+ * makes no system call. */
+#define DISPATCH_POLL_MS 5
+
 static void *dispatcher_main(void *arg)
 {
     wf_secops_t *h = arg;
@@ -356,7 +366,7 @@ static void *dispatcher_main(void *arg)
         if (!got) {
             if (atomic_load(&h->stopping) && wf_evq_depth(&h->q) == 0)
                 break;
-            wf_evq_wait(&h->q, 1000);
+            wf_evq_wait(&h->q, DISPATCH_POLL_MS);
             continue;
         }
         for (size_t i = 0; i < h->nsinks; i++) {
@@ -581,7 +591,7 @@ int wf_secops_start(const wf_secops_conf_t *conf, wf_secops_t **out, char *err, 
     if (!h)
         return -ENOMEM;
     h->conf = conf;
-    int rc = wf_evq_init(&h->q, conf->queue);
+    int rc = wf_evq_init(&h->q, conf->queue, conf->queue / 8);
     if (rc) {
         free(h);
         snprintf(err, errlen, "events: queue of %u: %s", conf->queue, wf_strerror(rc));
@@ -600,7 +610,7 @@ int wf_secops_start(const wf_secops_conf_t *conf, wf_secops_t **out, char *err, 
         s->conf = c;
         s->rng = wf_now_ns() ^ ((uint64_t)i << 32) ^ (uint64_t)getpid();
         atomic_init(&s->up, true);
-        if ((rc = wf_evq_init(&s->q, c->queue)) || !(s->batch = malloc(c->batch * sizeof(*s->batch)))) {
+        if ((rc = wf_evq_init(&s->q, c->queue, 1)) || !(s->batch = malloc(c->batch * sizeof(*s->batch)))) {
             rc = rc ? rc : -ENOMEM;
             snprintf(err, errlen, "events: sink %s: %s", c->name, wf_strerror(rc));
             hub_free(h);

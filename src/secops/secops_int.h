@@ -29,9 +29,14 @@ typedef struct {
     _Alignas(64) _Atomic size_t deq;
     _Alignas(64) _Atomic uint32_t wake;  /* futex word, bumped by wakers */
     _Atomic uint32_t sleeping;            /* the consumer is (about to be) asleep */
+    size_t wake_depth;                    /* a push wakes a sleeping consumer only from this depth on */
 } wf_evq_t;
 
-int wf_evq_init(wf_evq_t *q, size_t cap);
+/* wake_depth 1: every push wakes a sleeping consumer (a futex system call
+ * each time); more: pushes below that depth leave the consumer to find the
+ * events when its wait times out, so that a producer on the data path
+ * rarely makes a system call. The memory is touched here, at start-up. */
+int wf_evq_init(wf_evq_t *q, size_t cap, size_t wake_depth);
 void wf_evq_free(wf_evq_t *q);
 /* false when full */
 bool wf_evq_push(wf_evq_t *q, const wf_secev_t *ev);

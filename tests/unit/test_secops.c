@@ -228,7 +228,7 @@ TEST(set_cuts_at_utf8_boundary)
 TEST(queue_full)
 {
     wf_evq_t q;
-    CHECK_EQ_INT(wf_evq_init(&q, 3), 0);
+    CHECK_EQ_INT(wf_evq_init(&q, 3, 1), 0);
     wf_secev_t *ev = malloc(sizeof(*ev));
     wf_secev_init(ev);
     for (int i = 0; i < 3; i++) {
@@ -275,7 +275,7 @@ static void *producer(void *arg)
 TEST(queue_many_producers)
 {
     wf_evq_t q;
-    CHECK_EQ_INT(wf_evq_init(&q, 64), 0);
+    CHECK_EQ_INT(wf_evq_init(&q, 64, 16), 0); /* wakes only from 16 queued: the consumer's waits time out too */
     pthread_t t[NPROD];
     prod_arg_t args[NPROD];
     for (int i = 0; i < NPROD; i++) {
