@@ -142,7 +142,8 @@ def test_sink_outage_during_load(tmp_path, pyup):
                for name, xs in (("sink_up", up), ("sink_hung", hung), ("sink_down", down), ("sink_back", back))}
     with open(os.path.join(str(tmp_path), "latency.json"), "w") as f:
         json.dump(summary, f)
-    print("\nlatency by phase:", json.dumps(summary))
+    print("\nlatency by phase:", json.dumps(summary), "requests blocked:", len(blocked), "events received:",
+          len(ids), "distinct:", len(set(ids)))
     base50, base90 = summary["sink_up"]["p50_ms"], summary["sink_up"]["p90_ms"]
     for phase in ("sink_up", "sink_hung", "sink_down", "sink_back"):
         s = summary[phase]
