@@ -323,6 +323,7 @@ typedef struct {
     _Atomic bool reopen;
     _Atomic bool up;
     _Atomic uint64_t queued, delivered, retried, spooled, dropped;
+    _Atomic uint64_t spool_bytes; /* the spool's size, published for other threads */
 } sink_t;
 
 struct wf_secops {
@@ -423,6 +424,7 @@ static void sink_spool(sink_t *s, const wf_secev_t *evs, size_t n)
         k = 0;
     }
     atomic_fetch_add_explicit(&s->spooled, (uint64_t)k, memory_order_relaxed);
+    atomic_store_explicit(&s->spool_bytes, wf_spool_bytes(s->spool), memory_order_relaxed);
     sink_drop(s, n - (size_t)k);
 }
 
@@ -446,6 +448,7 @@ static bool sink_try(sink_t *s, bool from_spool)
             int arc = wf_spool_advance(s->spool, done);
             if (arc < 0)
                 wf_error("events: sink %s: spool %s: %s", s->conf->name, s->conf->spool_dir, wf_strerror(arc));
+            atomic_store_explicit(&s->spool_bytes, wf_spool_bytes(s->spool), memory_order_relaxed);
         }
         memmove(s->batch, s->batch + done, (s->nbatch - done) * sizeof(*s->batch));
         s->nbatch -= done;
@@ -505,6 +508,7 @@ static void *sink_main(void *arg)
                 continue;
             }
             int k = wf_spool_peek(s->spool, s->batch, s->conf->batch);
+            atomic_store_explicit(&s->spool_bytes, wf_spool_bytes(s->spool), memory_order_relaxed);
             if (k <= 0) {
                 if (k < 0 || !wf_spool_empty(s->spool)) {
                     wf_error("events: sink %s: spool %s: %s", s->conf->name, s->conf->spool_dir,
@@ -624,6 +628,7 @@ int wf_secops_start(const wf_secops_conf_t *conf, wf_secops_t **out, char *err, 
                 hub_free(h);
                 return rc;
             }
+            atomic_init(&s->spool_bytes, wf_spool_bytes(s->spool));
             if (!wf_spool_empty(s->spool))
                 wf_info("events: sink %s: %llu bytes left in the spool by an earlier run; delivering them first",
                         c->name, (unsigned long long)wf_spool_bytes(s->spool));
@@ -718,7 +723,7 @@ size_t wf_secops_sink_stats(const wf_secops_t *h, wf_secops_sink_stats_t *out, s
         o->retried = atomic_load_explicit(&s->retried, memory_order_relaxed);
         o->spooled = atomic_load_explicit(&s->spooled, memory_order_relaxed);
         o->dropped = atomic_load_explicit(&s->dropped, memory_order_relaxed);
-        o->spool_bytes = s->spool ? wf_spool_bytes(s->spool) : 0;
+        o->spool_bytes = atomic_load_explicit(&s->spool_bytes, memory_order_relaxed);
         o->depth = wf_evq_depth(&s->q);
     }
     return h->nsinks;
