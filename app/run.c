@@ -58,6 +58,12 @@ int wf_cmd_check(int argc, char **argv)
         fprintf(stderr, "wafer: %s\n", err.msg);
         return 1;
     }
+    char msg[800];
+    if (wf_server_conf_check(sc, msg, sizeof(msg))) {
+        fprintf(stderr, "wafer: %s\n", msg);
+        wf_server_conf_free(sc);
+        return 1;
+    }
     wf_server_conf_free(sc);
     printf("wafer: configuration %s is valid\n", conf);
     return 0;

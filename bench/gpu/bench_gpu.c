@@ -2,7 +2,7 @@
  * bench_gpu: the CUDA backend's throughput (units/s) and submit-to-verdict
  * latency (p50/p99) per batch size, host-launched graph mode.
  *
- *   bench_gpu [-m mobilebert,bert-small] [-l 128,64] [-b 1,2,4,...] [-s SECONDS] [-k DIR]
+ *   bench_gpu [-m mobilebert,bert-small] [-l 128,64] [-b 1,2,4,...] [-s SECONDS] [-k DIR] [-v 1]
  *
  * -m models (tests/common/rand_model.h: the exact google/mobilebert-uncased
  * architecture, random weights; a compact BERT standing in for the default
@@ -54,6 +54,8 @@ int main(int argc, char **argv)
             secs = atof(argv[i + 1]);
         else if (!strcmp(argv[i], "-k"))
             snprintf(keep, sizeof(keep), "%s", argv[i + 1]);
+        else if (!strcmp(argv[i], "-v")) /* -v 1: debug log (each graph's node count) */
+            wf_log_set_level(atoi(argv[i + 1]) ? WF_LOG_DEBUG : WF_LOG_INFO);
     }
     char why[256];
     if (!wf_cuda_probe(why, sizeof(why))) {

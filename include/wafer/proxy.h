@@ -65,6 +65,8 @@ typedef struct {
     wf_http_limits_t http;      /* request limits for the parser, from the above */
     wf_http_limits_t http_resp; /* response limits (no body limit) */
 
+    struct wf_policy *policy;        /* the `policy` section (always set: defaults when absent) */
+    struct wf_detect_conf *detect;   /* the `detection` section (enabled false when absent) */
     wf_admin_conf_t admin;      /* the `admin:` section (wafer/admin.h) */
     wf_secops_conf_t *events;   /* the `events:` section (never NULL after parsing) */
 } wf_server_conf_t;
@@ -77,6 +79,9 @@ int wf_server_conf_parse(const wf_conf_t *c, wf_server_conf_t *sc, wf_conf_err_t
 /* Loads a file: wf_conf_load_file + wf_server_conf_parse. *out is set on success. */
 int wf_server_conf_load(const char *path, wf_server_conf_t **out, wf_conf_err_t *err);
 void wf_server_conf_free(wf_server_conf_t *sc);
+/* What `wafer -t` checks beyond the file: the detection model loads and the
+ * policy's class names exist in it. Returns 0, or -1 with a message. */
+int wf_server_conf_check(wf_server_conf_t *sc, char *err, size_t errlen);
 
 /* ---- header rewriting ---- */
 

@@ -51,7 +51,24 @@
     X(oom, "requests refused for lack of buffers (503)")                                                     \
     X(bytes_in, "bytes read from clients")                                                                   \
     X(bytes_out, "bytes written to clients")                                                                 \
-    X(access_log_dropped, "access log lines dropped (buffer full and write failed)")
+    X(access_log_dropped, "access log lines dropped (buffer full and write failed)")                         \
+    X(inspected, "requests classified by the model (verdict reached)")                                      \
+    X(blocked, "requests refused with 403 by a detection (mode block)")                                      \
+    X(monitored, "detections forwarded unchanged (mode monitor)")                                            \
+    X(tagged, "detections forwarded with X-Wafer-Verdict (mode tag)")                                        \
+    X(overload_open, "requests forwarded uninspected because detection could not keep up (fail_open)")      \
+    X(overload_closed, "requests refused with 503 because detection could not keep up (fail_closed)")       \
+    X(verdict_timeouts, "requests whose verdict did not come within detection.timeout")                      \
+    X(body_over_limit, "request bodies longer than the inspection limit")                                    \
+    X(units_extracted, "inspection units extracted from requests")                                          \
+    X(units_safe, "units skipped by the fast path")                                                         \
+    X(units_cached, "units whose probabilities came from the worker's cache")                               \
+    X(units_model, "units submitted to the model")                                                          \
+    X(allowlisted, "requests from allow-listed clients (not inspected)")                                    \
+    X(denied, "connections and requests refused: deny-listed client")                                       \
+    X(banned, "connections and requests refused: banned client")                                            \
+    X(bans_started, "clients banned after repeated detections")                                              \
+    X(events_dropped, "security events dropped (event queue full or no event hub)")
 
 typedef struct {
 #define WF_STATS_DECL(name, help) uint64_t name;

@@ -17,6 +17,7 @@
  * connection fires at the earliest deadline (early firing re-arms), so that
  * reads and writes do not touch the timer heap.
  */
+#include "inspect_hook.h"
 #include "server_int.h"
 #include "wafer/http.h"
 
@@ -38,7 +39,7 @@ typedef struct {
     uint32_t end;   /* end of bytes received */
 } pbuf_t;
 
-enum { PH_HEAD, PH_PROXY, PH_SEND_CLOSE, PH_LINGER, PH_DEAD };
+enum { PH_HEAD, PH_PROXY, PH_SEND_CLOSE, PH_LINGER, PH_INSPECT, PH_DEAD };
 enum { BODY_NONE, BODY_CL, BODY_CHUNKED, BODY_UNTIL_CLOSE };
 
 struct upconn {
@@ -103,6 +104,12 @@ struct cconn {
     uint8_t ip_len;
     uint16_t port;
     bool v6;
+
+    /* inspection (inspect_hook.c): PH_INSPECT reads the body (insp_limit bytes) or waits for the verdict */
+    wf_sockaddr_t peer;
+    wf_insp_req_t *insp;
+    size_t insp_limit;
+    bool insp_parked, insp_json;
 };
 
 static void cc_drive(cconn_t *cc);
@@ -252,6 +259,8 @@ static void cc_waits(cconn_t *cc)
             upw = u->connecting || (pending_out && !u->writable) ||
                   ((cc->req_sent || cc->resp_started) && !cc->resp_done && (cc->ub.end < cc->ub.cap || cc->ub.start > 0));
         }
+    } else if (cc->phase == PH_INSPECT) {
+        rd = !cc->insp_parked && !cc->req_done && !cc->readable;
     } else if (cc->phase == PH_SEND_CLOSE) {
         wr = true;
     } else if (cc->phase == PH_LINGER) {
@@ -443,6 +452,7 @@ static void cc_up_release(cconn_t *cc, bool reusable)
 }
 
 static void cc_send_error(cconn_t *cc, int status);
+static void cc_insp_apply(cconn_t *cc, wf_insp_action_t a);
 
 /* Attaches an upstream connection: a pooled one to the next server in
  * round-robin order if there is one (unless fresh), else a new connect. */
@@ -535,8 +545,18 @@ static void cc_abort(cconn_t *cc, int log_status)
     cc_close(cc);
 }
 
+static void cc_insp_drop(cconn_t *cc)
+{
+    if (cc->insp) {
+        wf_insp_cancel(cc->insp);
+        cc->insp = NULL;
+    }
+    cc->insp_parked = false;
+}
+
 static void cc_send_error(cconn_t *cc, int status)
 {
+    cc_insp_drop(cc);
     if (cc->resp_started) {
         WF_STAT_INC(&cc->w->stats, response_aborted);
         cc_abort(cc, status);
@@ -602,7 +622,7 @@ static void cc_scan_body(cconn_t *cc)
 {
     uint32_t f0 = cc->in.fwd;
     cc_scan_body_(cc);
-    if (cc->phase == PH_PROXY)
+    if (cc->phase == PH_PROXY || cc->phase == PH_INSPECT)
         cc->bytes_in += cc->in.fwd - f0;
 }
 
@@ -699,10 +719,161 @@ static void cc_start(cconn_t *cc, wf_http_request_t *req, size_t head_len)
         cc_send_error(cc, 501);
         return;
     }
+    wf_insp_start_t ist = {
+        .owner = cc, .peer = &cc->peer, .ip = wf_str(cc->ip, cc->ip_len), .port = cc->port,
+        .rid = wf_str(cc->rid, cc->rid_len), .req = req, .head = cc->in.p + cc->in.start - head_len,
+        .head_len = head_len, .has_body = !cc->req_done, .buf_cap = cc->in.cap,
+    };
+    cc->insp_json = wf_insp_accept_json(req);
+    wf_insp_action_t a = wf_insp_begin(w, &ist, &cc->insp, &cc->insp_limit);
+    if (a == WF_INSP_BODY && cc->req_body == BODY_CL && req->content_length > cc->insp_limit &&
+        wf_insp_reject_oversize(cc->insp))
+        a = WF_INSP_TOO_LARGE;
+    if (a != WF_INSP_PASS || cc->insp) {
+        cc_insp_apply(cc, a);
+        return;
+    }
     cc_scan_body(cc);
     if (cc->phase != PH_PROXY)
         return;
     cc_up_acquire(cc, false);
+}
+
+/* Acts on what inspection says (see inspect_hook.h). */
+static void cc_insp_apply(cconn_t *cc, wf_insp_action_t a)
+{
+    wf_worker_t *w = cc->w;
+    if (a == WF_INSP_BODY || a == WF_INSP_WAIT) {
+        cc->phase = PH_INSPECT;
+        cc->insp_parked = a == WF_INSP_WAIT;
+        return;
+    }
+    cc->insp_parked = false;
+    if (a == WF_INSP_TAG && cc->insp) {
+        int n = wf_insp_tag_head(cc->insp, cc->rq, cc->rq_len, cc->rq_cap);
+        if (n < 0) {
+            cc_send_error(cc, 503);
+            return;
+        }
+        cc->rq_len = (uint32_t)n;
+    }
+    if (cc->insp) {
+        wf_insp_end(cc->insp);
+        cc->insp = NULL;
+    }
+    cc->phase = PH_PROXY;
+    switch (a) {
+    case WF_INSP_BLOCK:
+    case WF_INSP_REFUSE: {
+        bool keep = cc->req_done && cc->req_keepalive && !w->shutting_down;
+        int n = wf_insp_block_response(cc->insp_json, wf_str(cc->rid, cc->rid_len), keep, cc->rh, cc->rh_cap);
+        if (n < 0) {
+            cc_close(cc);
+            return;
+        }
+        cc->status = 403;
+        cc->rh_ptr = cc->rh;
+        cc->rh_len = (uint32_t)n;
+        cc->rh_off = 0;
+        cc->resp_started = true;
+        cc->client_close = !keep;
+        cc->phase = PH_SEND_CLOSE;
+        cc->t_wr = 0;
+        return;
+    }
+    case WF_INSP_UNAVAILABLE:
+        cc->req_keepalive = false;
+        cc_send_error(cc, 503);
+        return;
+    case WF_INSP_TOO_LARGE:
+        cc->req_keepalive = false;
+        cc->req_done = true; /* stop reading: the connection closes */
+        cc_send_error(cc, 413);
+        return;
+    default: /* PASS, TAG */
+        cc_scan_body(cc);
+        if (cc->phase != PH_PROXY)
+            return;
+        cc_up_acquire(cc, false);
+        return;
+    }
+}
+
+/* PH_INSPECT: reads the body up to the inspection limit (sending 100
+ * Continue if the client waits for it), then hands it to inspection; a
+ * parked request does nothing until its verdict. */
+static bool cc_step_inspect(cconn_t *cc)
+{
+    wf_worker_t *w = cc->w;
+    if (cc->insp_parked)
+        return false;
+    bool progress = false;
+    if (cc->expect_continue && !cc->continue_sent && cc->rh_len == 0) {
+        static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+        cc->rh_ptr = cont;
+        cc->rh_len = sizeof(cont) - 1;
+        cc->rh_off = 0;
+        cc->continue_sent = true;
+        WF_STAT_INC(&w->stats, expect_continue);
+    }
+    if (cc->rh_off < cc->rh_len && cc->writable) {
+        ssize_t n = wf_conn_write(&cc->c, cc->rh_ptr + cc->rh_off, cc->rh_len - cc->rh_off);
+        if (n > 0) {
+            cc->rh_off += (uint32_t)n;
+            cc->bytes_out += (uint64_t)n;
+            WF_STAT_ADD(&w->stats, bytes_out, (uint64_t)n);
+            if (cc->rh_off == cc->rh_len)
+                cc->rh_len = cc->rh_off = 0;
+            progress = true;
+        } else if (n == -EAGAIN) {
+            cc->writable = false;
+        } else {
+            WF_STAT_INC(&w->stats, client_aborted);
+            cc_abort(cc, 499);
+            return false;
+        }
+    }
+    cc_scan_body(cc);
+    if (cc->phase != PH_INSPECT)
+        return false;
+    uint32_t have = cc->in.fwd - cc->in.start;
+    bool full = !cc->req_done && (have >= cc->insp_limit || (cc->in.end == cc->in.cap && cc->in.start == 0));
+    if (!cc->req_done && !full && cc->readable) {
+        uint32_t space = pbuf_space(&cc->in);
+        ssize_t n = space ? wf_conn_read(&cc->c, cc->in.p + cc->in.end, space) : 0;
+        if (n > 0) {
+            if ((size_t)n < space && !cc->rdhup)
+                cc->readable = false;
+            cc->in.end += (uint32_t)n;
+            WF_STAT_ADD(&w->stats, bytes_in, (uint64_t)n);
+            cc->t_rd = 0;
+            return true;
+        } else if (n == -EAGAIN) {
+            cc->readable = false;
+        } else if (space) {
+            WF_STAT_INC(&w->stats, client_aborted);
+            wf_debug("client %.*s:%u: closed during the request body", cc->ip_len, cc->ip, cc->port);
+            cc_abort(cc, 499);
+            return false;
+        }
+        return progress;
+    }
+    if (!cc->req_done && !full)
+        return progress;
+    wf_str_t raw = wf_str(cc->in.p + cc->in.start, WF_MIN((size_t)have, cc->insp_limit));
+    wf_insp_action_t a = wf_insp_body(cc->insp, raw, cc->req_body == BODY_CHUNKED, cc->req_done && have <= cc->insp_limit);
+    cc_insp_apply(cc, a);
+    return true;
+}
+
+void wf_proxy_insp_done(void *owner, wf_insp_action_t a)
+{
+    cconn_t *cc = owner;
+    if (cc->phase != PH_INSPECT || !cc->insp_parked)
+        return;
+    cc_insp_apply(cc, a);
+    if (cc->phase != PH_DEAD)
+        cc_drive(cc);
 }
 
 /* The upstream connection failed before a response began: retry on a fresh
@@ -1218,6 +1389,9 @@ static void cc_drive(cconn_t *cc)
         case PH_LINGER:
             progress = cc_step_linger(cc);
             break;
+        case PH_INSPECT:
+            progress = cc_step_inspect(cc);
+            break;
         default:
             return;
         }
@@ -1248,7 +1422,7 @@ static void cc_event(wf_loop_t *loop, wf_io_t *io, unsigned ev)
     }
     if (ev & WF_IO_ERR) {
         cc->readable = cc->writable = true;
-        if (cc->phase == PH_PROXY || cc->phase == PH_SEND_CLOSE) {
+        if (cc->phase == PH_PROXY || cc->phase == PH_SEND_CLOSE || cc->phase == PH_INSPECT) {
             /* reset by the client: stop the upstream exchange now rather than at the first write */
             WF_STAT_INC(&cc->w->stats, client_aborted);
             wf_debug("client %.*s:%u: connection reset", cc->ip_len, cc->ip, cc->port);
@@ -1346,6 +1520,7 @@ static void cc_close(cconn_t *cc)
         return;
     if (cc->up)
         cc_up_release(cc, false);
+    cc_insp_drop(cc);
     cc->phase = PH_DEAD;
     cc_block_release(cc);
     wf_loop_timer_cancel(w->loop, &cc->timer);
@@ -1397,6 +1572,10 @@ void wf_proxy_accept(wf_worker_t *w, int lfd)
         int fd = wf_net_accept(lfd, &peer);
         if (fd == -EAGAIN)
             return;
+        if (fd >= 0 && wf_insp_refuse_conn(w, &peer)) {
+            close(fd); /* banned or deny-listed: no parsing, no answer */
+            continue;
+        }
         if (fd < 0) {
             if (fd == -ECONNABORTED || fd == -EINTR)
                 continue;
@@ -1423,6 +1602,7 @@ void wf_proxy_accept(wf_worker_t *w, int lfd)
         wf_timer_init(&cc->timer, cc_timer, cc);
         cc->ip_len = (uint8_t)wf_sockaddr_ip(&peer, cc->ip, sizeof(cc->ip), &cc->port);
         cc->v6 = peer.ss.ss_family == AF_INET6;
+        cc->peer = peer;
         cc_reset_exchange(cc);
         cc->phase = PH_HEAD;
         cc->writable = true;
@@ -1450,6 +1630,8 @@ void wf_proxy_worker_init(wf_worker_t *w)
     wf_pool_init(&w->up_pool, sizeof(upconn_t), 0);
     w->blocks.maxfree = 256;
     wf_timer_init(&w->accept_timer, accept_resume, w);
+    if (wf_insp_worker_init(w))
+        wf_error("worker %d: out of memory for inspection: requests are not inspected", w->id);
 }
 
 void wf_proxy_shutdown_begin(wf_worker_t *w)
@@ -1480,6 +1662,7 @@ void wf_proxy_worker_free(wf_worker_t *w)
 {
     wf_proxy_close_all(w);
     wf_loop_run_once(w->loop, 0); /* runs the deferred frees */
+    wf_insp_worker_free(w);
     wf_pool_free(&w->cc_pool);
     wf_pool_free(&w->up_pool);
     while (w->blocks.free) {

@@ -1,5 +1,7 @@
 /* The server configuration: YAML sections into wf_server_conf_t (see wafer/proxy.h). */
 #include "wafer/core.h"
+#include "wafer/detect.h"
+#include "wafer/policy.h"
 #include "wafer/proxy.h"
 
 #include <stdio.h>
@@ -55,6 +57,8 @@ void wf_server_conf_free(wf_server_conf_t *sc)
         free(sc->servers[i].address);
     free(sc->servers);
     free(sc->request_id_header);
+    wf_policy_free(sc->policy);
+    wf_detect_conf_free(sc->detect);
     wf_admin_conf_free(&sc->admin);
     wf_secops_conf_free(sc->events);
     free(sc);
@@ -113,7 +117,8 @@ static int parse_header_name(const wf_conf_t *c, const wf_conf_node_t *map, cons
 int wf_server_conf_parse(const wf_conf_t *c, wf_server_conf_t *sc, wf_conf_err_t *err)
 {
     static const char *const top_keys[] = { "workers", "pid_file", "log", "listen", "upstream", "proxy",
-                                            "limits", "timeouts", "shutdown_timeout", "admin", "events", NULL };
+                                            "limits", "timeouts", "shutdown_timeout", "admin", "events", "detection",
+                                            "policy", NULL };
     static const char *const log_keys[] = { "level", "error_log", "access_log", NULL };
     static const char *const listen_keys[] = { "address", "backlog", NULL };
     static const char *const up_keys[] = { "servers", "keepalive", "connect_timeout", "timeout", "idle_timeout", NULL };
@@ -280,6 +285,10 @@ int wf_server_conf_parse(const wf_conf_t *c, wf_server_conf_t *sc, wf_conf_err_t
     wf_secops_conf_free(sc->events);
     sc->events = NULL;
     if ((rc = wf_secops_conf_parse(c, wf_conf_get(root, "events"), &sc->events, err)))
+        return rc;
+
+    if ((rc = wf_detect_conf_parse(c, wf_conf_get(root, "detection"), sc->file, &sc->detect, err)) ||
+        (rc = wf_policy_parse(c, wf_conf_get(root, "policy"), &sc->policy, err)))
         return rc;
 
     wf_http_limits_default(&sc->http);

@@ -4,6 +4,8 @@
  * only handles signals: SIGTERM/SIGINT graceful shutdown, SIGHUP reload,
  * SIGUSR1 log reopening, SIGUSR2 counters to the error log.
  */
+#include "inspect_hook.h"
+#include "wafer/policy.h"
 #include "server_int.h"
 
 #include <fcntl.h>
@@ -437,7 +439,12 @@ static void reload(const char *path)
         (!nc->pid_file || !cur_gen->conf->pid_file || strcmp(nc->pid_file, cur_gen->conf->pid_file)))
         wf_warn("reload: pid_file changes take effect at the next start");
     wf_gen_t *g = NULL;
-    char msg[600];
+    char msg[800];
+    if (wf_insp_prepare(nc, false, msg, sizeof(msg))) {
+        wf_error("reload refused, the running configuration stays: %s", msg);
+        wf_server_conf_free(nc);
+        return;
+    }
     rc = gen_new(nc, cur_gen, nworkers, &g, msg, sizeof(msg));
     if (rc) {
         wf_error("reload refused, the running configuration stays: %s", msg);
@@ -530,6 +537,11 @@ int wf_server_run(const char *conf_path, bool daemon_mode)
         wf_server_conf_free(sc);
         return 1;
     }
+    if (wf_insp_prepare(sc, true, msg, sizeof(msg))) {
+        wf_error("%s", msg);
+        wf_server_conf_free(sc);
+        return 1;
+    }
     int rc = gen_new(sc, NULL, sc->workers, &cur_gen, msg, sizeof(msg));
     if (rc) {
         wf_error("%s", msg);
@@ -547,6 +559,8 @@ int wf_server_run(const char *conf_path, bool daemon_mode)
     }
     char *pid_file = sc->pid_file ? strdup(sc->pid_file) : NULL;
     wf_http_metrics_register();
+    if (wf_bans_global)
+        wf_bans_admin_register(wf_bans_global);
     if (admin_apply(sc, msg, sizeof(msg))) {
         wf_error("%s", msg);
         return 1;
@@ -669,6 +683,7 @@ int wf_server_run(const char *conf_path, bool daemon_mode)
     wf_secops_global = NULL;
     wf_secops_stop(hub);
     wf_secops_conf_free(evconf);
+    wf_insp_shutdown();
     for (int i = 0; i < nworkers; i++) {
         wf_gen_t *p = atomic_exchange(&workers[i].pending, NULL);
         if (p)

@@ -77,6 +77,8 @@ typedef struct wf_worker {
     char *alog;                    /* access log lines waiting for the before-sleep flush */
     size_t alog_len, alog_cap;
 
+    struct wf_insp *insp;          /* inspection state (inspect_hook.c) */
+
     wf_stats_t stats;
     wf_hist_t latency;             /* request duration, seconds (metrics.c) */
 } wf_worker_t;

@@ -2,7 +2,8 @@
 # The GPU checks and benchmarks in one go, for one call on a GPU machine:
 #   tests/gpu/run.sh BUNDLE_DIR OUT_DIR [what...]
 # BUNDLE_DIR is made by tests/gpu/bundle.sh (binaries built elsewhere, their C libraries, fixtures, scripts);
-# logs go to OUT_DIR. what: agree ring bench torch (default: all), in that order. Exit status: 1 if a check failed.
+# logs go to OUT_DIR. what: agree ring bench torch fused (default: all but fused), in the order given. Exit status: 1
+# if a check failed.
 set -u
 b=$(cd "$1" && pwd)
 out=$2
@@ -41,6 +42,18 @@ for w in $what; do
         echo "== bench_gpu with the tensor-core attention kernel (WAFER_CUDA_ATTN_TC=1)"
         WAFER_CUDA_ATTN_TC=1 timeout 60 "$b/bin/bench_gpu" -m mobilebert,bert-small -l 128,64 -b 1,64,1024,4096 \
             -s "${BENCH_SECS:-0.3}" 2>&1 | tee -a "$out/bench.log"
+        ;;
+    fused)
+        echo "== the fused kernels (WAFER_CUDA_FUSED=1): agreement with every bucket fused, bench, soak"
+        WAFER_CUDA_FUSED=1 WAFER_CUDA_FUSED_MAX_TOKENS=1000000 timeout 120 "$b/bin/gpu_agree" 8 2>&1 | tee "$out/agree_fused.log"
+        [ "${PIPESTATUS[0]}" = 0 ] || { echo "agreement (fused kernels): FAILED"; fail=1; }
+        WAFER_CUDA_FUSED=1 WAFER_CUDA_FUSED_MAX_TOKENS=1000000 timeout 120 "$b/bin/bench_gpu" -v 1 \
+            -b 1,2,4,8,16,32,64,128,256,1024 -s "${BENCH_SECS:-0.3}" 2>&1 | tee "$out/bench_fused.log"
+        echo "== the fused kernels without programmatic dependent launch (WAFER_CUDA_PDL=0)"
+        WAFER_CUDA_FUSED=1 WAFER_CUDA_FUSED_MAX_TOKENS=1000000 WAFER_CUDA_PDL=0 timeout 40 "$b/bin/bench_gpu" -b 1,8 \
+            -s "${BENCH_SECS:-0.3}" 2>&1 | tee -a "$out/bench_fused.log"
+        WAFER_CUDA_FUSED=1 CUDA_MODULE_LOADING=EAGER timeout 90 "$b/bin/ring_test" "${SOAK:-1000000}" 2>&1 | tee "$out/ring_fused.log"
+        [ "${PIPESTATUS[0]}" = 0 ] || { echo "ring (fused kernels): FAILED"; fail=1; }
         ;;
     torch)
         echo "== PyTorch on the same weights"

@@ -1,6 +1,8 @@
 /* The server configuration: defaults, every section, and errors that name
  * file:line:col and the key. */
 #include "test.h"
+#include "wafer/detect.h"
+#include "wafer/policy.h"
 #include "wafer/proxy.h"
 
 static int load(const char *text, wf_server_conf_t **out, wf_conf_err_t *err)
@@ -158,6 +160,10 @@ TEST(shipped_configuration_is_valid)
         return;
     CHECK_EQ_STR(sc->listen[0].address, "127.0.0.1:8080");
     CHECK_EQ_STR(sc->servers[0].address, "127.0.0.1:8081");
+    /* the product: inspection on, in block mode, with the shipped model */
+    CHECK(sc->detect && sc->detect->enabled);
+    CHECK(sc->detect && strstr(sc->detect->model_dir, "conf/../models/default") != NULL);
+    CHECK(sc->policy && sc->policy->mode == WF_MODE_BLOCK);
     wf_server_conf_free(sc);
 }
 

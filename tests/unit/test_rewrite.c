@@ -2,12 +2,14 @@
  * fields named in Connection), X-Forwarded-For / Forwarded / Via, request
  * ids, absolute-form targets, response heads and generated errors. */
 #include "test.h"
+#include "wafer/admin.h"
 #include "wafer/proxy.h"
 
 static wf_server_conf_t conf(void)
 {
     wf_server_conf_t sc;
     wf_server_conf_defaults(&sc);
+    wf_admin_conf_free(&sc.admin); /* not used here; the tests free only what they change */
     wf_http_limits_default(&sc.http);
     return sc;
 }

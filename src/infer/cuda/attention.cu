@@ -37,6 +37,8 @@ static __global__ void __launch_bounds__(ATTN_WARPS * 32)
     __shared__ float ks[ATTN_KT][ATTN_DMAX + 1];
     __shared__ float vs[ATTN_KT][ATTN_DMAX + 1];
     __shared__ float qs[ATTN_WARPS][WF_CU_ATTN_QB / ATTN_WARPS][ATTN_DMAX];
+    asm volatile("griddepcontrol.wait;" ::: "memory"); /* no-op unless launched with pdl */
+    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
     if ((int)blockIdx.x >= *nitems)
         return;
     int it = items[blockIdx.x], seq = it >> 16, q0 = (it & 0xffff) * WF_CU_ATTN_QB;
@@ -145,6 +147,8 @@ static __global__ void __launch_bounds__(ATTN_TC_WARPS * 32)
               int heads, int dh, int lmax)
 {
     extern __shared__ __align__(128) unsigned char sm[];
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
     int seq = blockIdx.x, hd = blockIdx.y;
     int base = start[seq], L = start[seq + 1] - base;
     if (L == 0 || L > lmax)
@@ -242,20 +246,34 @@ int wf_cu_attention_tc_lmax(int dh, int lmax)
 }
 
 void wf_cu_attention(const float *qkv, bf16 *ctx, const int32_t *start, const int32_t *items, const int32_t *nitems,
-                     int grid_items, int nb, int heads, int dh, int tc_lmax, cudaStream_t st)
+                     int grid_items, int nb, int heads, int dh, int tc_lmax, int pdl, cudaStream_t st)
 {
+    cudaLaunchConfig_t cfg = {};
+    cudaLaunchAttribute at[1];
+    at[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    at[0].val.programmaticStreamSerializationAllowed = 1;
+    cfg.attrs = at;
+    cfg.numAttrs = pdl ? 1 : 0;
+    cfg.stream = st;
     if (tc_lmax > 0) {
-        size_t smem = tc_smem(tc_lmax, dh);
-        dim3 g2(nb, heads);
-        attn_tc_k<<<g2, ATTN_TC_WARPS * 32, smem, st>>>(qkv, ctx, start, nb, heads, dh, tc_lmax);
+        cfg.gridDim = dim3(nb, heads);
+        cfg.blockDim = dim3(ATTN_TC_WARPS * 32);
+        cfg.dynamicSmemBytes = tc_smem(tc_lmax, dh);
+        cudaLaunchKernelEx(&cfg, attn_tc_k, qkv, ctx, start, nb, heads, dh, tc_lmax);
     }
-    dim3 grid(grid_items, heads);
-    attn_k<<<grid, ATTN_WARPS * 32, 0, st>>>(qkv, ctx, start, items, nitems, heads, dh, tc_lmax);
+    cfg.gridDim = dim3(grid_items, heads);
+    cfg.blockDim = dim3(ATTN_WARPS * 32);
+    cfg.dynamicSmemBytes = 0;
+    cudaLaunchKernelEx(&cfg, attn_k, qkv, ctx, start, items, nitems, heads, dh, tc_lmax);
 }
 
 /* Raises the tensor-core kernel's shared-memory limit (host, once, outside any capture). */
 cudaError_t wf_cu_attention_setup(void)
 {
-    return cudaFuncSetAttribute(attn_tc_k, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                (int)tc_smem(ATTN_TC_LMAX, 64));
+    cudaError_t e = cudaFuncSetAttribute(attn_tc_k, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                         (int)tc_smem(ATTN_TC_LMAX, 64));
+    /* the fused products run with all shared memory: so does this, so that no reconfiguration separates them */
+    if (e == cudaSuccess)
+        e = cudaFuncSetAttribute(attn_k, cudaFuncAttributePreferredSharedMemoryCarveout, 100);
+    return e;
 }

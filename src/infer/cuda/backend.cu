@@ -104,6 +104,10 @@ typedef struct {
 } layer_t;
 
 #define MAX_BUCKETS 32
+/* With WAFER_CUDA_FUSED=1, buckets up to this many tokens run the fused kernels (fewer graph nodes), larger ones
+ * cuBLASLt. Opt-in: measured on an H200 they are slower than the unfused path at every batch size so far
+ * (docs/benchmarks.md, "GPU backend", "Fused kernels"); they pass tests/gpu/gpu_agree. */
+#define FUSE_MAX_TOKENS 2048
 
 typedef struct {
     wf_cuda_bucket_t pub;
@@ -135,6 +139,10 @@ typedef struct {
     float *h_logits;
     size_t in_words;
     int max_tokens, max_batch, tmax, bmax;
+    int fused; /* our fused products where shapes allow (WAFER_CUDA_FUSED=1; else cuBLASLt everywhere) */
+    int fuse_max; /* ... in buckets of up to this many tokens (WAFER_CUDA_FUSED_MAX_TOKENS) */
+    int pdl;   /* programmatic dependent launches in the graphs (WAFER_CUDA_PDL=0: off) */
+    int dpdl;  /* the same, in the graphs for device launch */
     bucket_t b[MAX_BUCKETS];
     int nb;
     std::mutex mu; /* bucket building */
@@ -246,8 +254,11 @@ extern "C" void wf_cuda_pack(const wf_batch_t *b, int tokens, int seqs, int32_t 
     blk[l.nitems] = ni;
 }
 
-/* Enqueues the forward pass of bucket k on st (eager or under capture). */
-static cublasStatus_t forward(cu_t *c, const bucket_t *bk, cudaStream_t st)
+/* Enqueues the forward pass of bucket k on st (eager or under capture). Where c->fused and the shapes allow,
+ * each product and what follows it up to the next norm is one kernel of ours (linear.cu, linear_norm.cu,
+ * ffn_norm.cu), launched as programmatic dependent launches when pdl; elsewhere cuBLASLt and the separate
+ * norm/activation kernels. MobileBERT: 9 kernels a layer fused, 21 not. */
+static cublasStatus_t forward(cu_t *c, const bucket_t *bk, cudaStream_t st, int pdl)
 {
     const wf_arch_dims_t *d = &c->d;
     int T = bk->pub.tokens, nb = bk->pub.seqs;
@@ -255,6 +266,7 @@ static cublasStatus_t forward(cu_t *c, const bucket_t *bk, cudaStream_t st)
     const int32_t *ids = c->d_in + bk->lay.ids, *posid = c->d_in + bk->lay.posid, *start = c->d_in + bk->lay.start,
                   *nitems = c->d_in + bk->lay.nitems, *items = c->d_in + bk->lay.items;
     bool ln = d->norm == WF_NORM_LAYER_NORM;
+    bool fz = c->fused && T <= c->fuse_max;
     cublasStatus_t s;
 #define G(...)                                                                         \
     do {                                                                               \
@@ -262,8 +274,44 @@ static cublasStatus_t forward(cu_t *c, const bucket_t *bk, cudaStream_t st)
         if (s != CUBLAS_STATUS_SUCCESS)                                                \
             return s;                                                                  \
     } while (0)
+#define K(x)                                                                           \
+    do {                                                                               \
+        if ((x) != cudaSuccess)                                                        \
+            return CUBLAS_STATUS_EXECUTION_FAILED;                                     \
+    } while (0)
     wf_cu_norm_args_t na;
 #define NORM_BEGIN() memset(&na, 0, sizeof(na)), na.nseg = 1, na.layernorm = ln, na.rows = T
+    /* y = X W^T + b, then the norm na describes (na.y set by this macro on the unfused path) */
+#define LIN_NORM(X, ldx, Lp)                                                           \
+    do {                                                                               \
+        if (fz && wf_cu_linear_norm_ok((Lp)->in, (Lp)->out, &na)) {                    \
+            K(wf_cu_linear_norm(X, ldx, (Lp)->in, (Lp)->w, (Lp)->b32, (Lp)->out, &na, pdl, st)); \
+        } else {                                                                       \
+            G(X, ldx, T, Lp, c->g, true, (Lp)->out, EPI_BIAS);                         \
+            na.y = c->g;                                                               \
+            na.ldy = (Lp)->out;                                                        \
+            wf_cu_norm(&na, st);                                                       \
+        }                                                                              \
+    } while (0)
+    epi_t act_epi = c->cfg.hidden_act == WF_ACT_RELU       ? EPI_RELU
+                    : c->cfg.hidden_act == WF_ACT_GELU_NEW ? EPI_GELU_TANH
+                                                           : EPI_BIAS;
+    bool act_kernel = act_epi == EPI_BIAS;
+    /* norm(act(X Wi^T + bi) Wo^T + bo + na.res) */
+#define FFN_NORM(X, Li, Lo)                                                            \
+    do {                                                                               \
+        if (fz && (Lo)->out == I && wf_cu_ffn_norm_ok(I, F, &na)) {                    \
+            K(wf_cu_ffn_norm(X, I, I, (Li)->w, (Li)->b32, F, c->cfg.hidden_act, (Lo)->w, (Lo)->b32, &na, pdl, st)); \
+        } else {                                                                       \
+            G(X, I, T, Li, c->h16, false, F, act_epi);                                 \
+            if (act_kernel)                                                            \
+                wf_cu_act_bf16(c->h16, (long)T * F, c->cfg.hidden_act, st);            \
+            G(c->h16, F, T, Lo, c->g, true, (Lo)->out, EPI_BIAS);                      \
+            na.y = c->g;                                                               \
+            na.ldy = (Lo)->out;                                                        \
+            wf_cu_norm(&na, st);                                                       \
+        }                                                                              \
+    } while (0)
 
     float *x32 = c->x32, *x2_32 = c->x2_32;
     bf16 *x16 = c->x16, *x2_16 = c->x2_16;
@@ -281,27 +329,18 @@ static cublasStatus_t forward(cu_t *c, const bucket_t *bk, cudaStream_t st)
     na.ld16 = H;
     if (d->emb_in) {
         wf_cu_embed_gather(ids, posid, T, c->word, c->cfg.embedding_size, c->cfg.trigram_input, c->e16, st);
-        G(c->e16, d->emb_in, T, &c->emb_t, c->g, true, H, EPI_BIAS);
-        na.y = c->g;
-        na.ldy = H;
+        LIN_NORM(c->e16, d->emb_in, &c->emb_t);
     } else {
         na.gword = c->word;
         na.ids = ids;
+        wf_cu_norm(&na, st);
     }
-    wf_cu_norm(&na, st);
 
-    epi_t act_epi = c->cfg.hidden_act == WF_ACT_RELU       ? EPI_RELU
-                    : c->cfg.hidden_act == WF_ACT_GELU_NEW ? EPI_GELU_TANH
-                                                           : EPI_BIAS;
-    bool act_kernel = act_epi == EPI_BIAS;
     int tc_lmax = wf_cu_attention_tc_lmax(d->head_dim, T < c->cfg.max_position_embeddings ? T : c->cfg.max_position_embeddings);
     for (int l = 0; l < c->cfg.num_hidden_layers; l++) {
         const layer_t *L = &c->L[l];
         if (d->bottleneck) {
-            G(x16, H, T, &L->bott, c->g, true, L->bott.out, EPI_BIAS);
             NORM_BEGIN();
-            na.y = c->g;
-            na.ldy = L->bott.out;
             na.nseg = d->kq_shared ? 2 : 1;
             na.width = I;
             na.w[0] = L->bn_in.w;
@@ -313,20 +352,24 @@ static cublasStatus_t forward(cu_t *c, const bucket_t *bk, cudaStream_t st)
             na.ld32 = 2 * I;
             na.o16 = c->bt16;
             na.ld16 = 2 * I;
-            wf_cu_norm(&na, st);
+            LIN_NORM(x16, H, &L->bott);
         }
         const bf16 *src[3] = { x16, c->bt16, c->bt16 + I };
         const int lds[3] = { H, 2 * I, 2 * I };
-        G(src[L->src0], lds[L->src0], T, &L->proj0, c->qkv, true, 3 * I, EPI_BIAS);
-        if (L->proj1.out)
-            G(src[L->src1], lds[L->src1], T, &L->proj1, c->qkv + L->proj0.out, true, 3 * I, EPI_BIAS);
+        wf_cu_lin_t p0 = { src[L->src0], L->proj0.w, L->proj0.b32, c->qkv, lds[L->src0], L->proj0.in, L->proj0.out, 3 * I };
+        wf_cu_lin_t p1 = { src[L->src1], L->proj1.w, L->proj1.b32, c->qkv + L->proj0.out, lds[L->src1], L->proj1.in,
+                           L->proj1.out, 3 * I };
+        if (fz && wf_cu_linear_ok(&p0) && (!L->proj1.out || wf_cu_linear_ok(&p1))) {
+            K(wf_cu_linear(&p0, L->proj1.out ? &p1 : NULL, T, pdl, st));
+        } else {
+            G(src[L->src0], lds[L->src0], T, &L->proj0, c->qkv, true, 3 * I, EPI_BIAS);
+            if (L->proj1.out)
+                G(src[L->src1], lds[L->src1], T, &L->proj1, c->qkv + L->proj0.out, true, 3 * I, EPI_BIAS);
+        }
         wf_cu_attention(c->qkv, c->ctx16, start, items, nitems, T / WF_CU_ATTN_QB + nb, nb, d->heads, d->head_dim,
-                        tc_lmax, st);
+                        tc_lmax, pdl && fz, st);
 
-        G(c->ctx16, I, T, &L->ao, c->g, true, I, EPI_BIAS);
         NORM_BEGIN();
-        na.y = c->g;
-        na.ldy = I;
         na.res = d->bottleneck ? c->bt32 : x32;
         na.ldr = d->bottleneck ? 2 * I : H;
         na.w[0] = L->ao_n.w;
@@ -337,17 +380,11 @@ static cublasStatus_t forward(cu_t *c, const bucket_t *bk, cudaStream_t st)
         na.ld32 = I;
         na.o16 = c->a16;
         na.ld16 = I;
-        wf_cu_norm(&na, st);
+        LIN_NORM(c->ctx16, I, &L->ao);
         float *a32 = c->a32, *a2_32 = c->a2_32;
         bf16 *a16 = c->a16, *a2_16 = c->a2_16;
         for (int f = 0; f < d->nffn; f++) {
-            G(a16, I, T, &L->fi[f], c->h16, false, F, act_epi);
-            if (act_kernel)
-                wf_cu_act_bf16(c->h16, (long)T * F, c->cfg.hidden_act, st);
-            G(c->h16, F, T, &L->fo[f], c->g, true, I, EPI_BIAS);
             NORM_BEGIN();
-            na.y = c->g;
-            na.ldy = I;
             na.res = a32;
             na.ldr = I;
             na.w[0] = L->fn[f].w;
@@ -358,7 +395,7 @@ static cublasStatus_t forward(cu_t *c, const bucket_t *bk, cudaStream_t st)
             na.ld32 = I;
             na.o16 = a2_16;
             na.ld16 = I;
-            wf_cu_norm(&na, st);
+            FFN_NORM(a16, &L->fi[f], &L->fo[f]);
             float *t32 = a32;
             a32 = a2_32;
             a2_32 = t32;
@@ -366,13 +403,7 @@ static cublasStatus_t forward(cu_t *c, const bucket_t *bk, cudaStream_t st)
             a16 = a2_16;
             a2_16 = t16;
         }
-        G(a16, I, T, &L->in, c->h16, false, F, act_epi);
-        if (act_kernel)
-            wf_cu_act_bf16(c->h16, (long)T * F, c->cfg.hidden_act, st);
-        G(c->h16, F, T, &L->out, c->g, true, L->out.out, EPI_BIAS);
         NORM_BEGIN();
-        na.y = c->g;
-        na.ldy = L->out.out;
         na.res = a32;
         na.ldr = I;
         na.w[0] = L->out_n.w;
@@ -384,23 +415,26 @@ static cublasStatus_t forward(cu_t *c, const bucket_t *bk, cudaStream_t st)
             na.ld32 = I;
             na.o16 = a2_16;
             na.ld16 = I;
-            wf_cu_norm(&na, st);
-            G(a2_16, I, T, &L->ob, c->g, true, H, EPI_BIAS);
+            FFN_NORM(a16, &L->in, &L->out);
             NORM_BEGIN();
-            na.y = c->g;
-            na.ldy = H;
             na.res = x32;
             na.ldr = H;
             na.w[0] = L->ob_n.w;
             na.b[0] = L->ob_n.b;
             na.width = H;
             na.eps = d->eps;
+            na.o32 = x2_32;
+            na.ld32 = H;
+            na.o16 = x2_16;
+            na.ld16 = H;
+            LIN_NORM(a2_16, I, &L->ob);
+        } else {
+            na.o32 = x2_32;
+            na.ld32 = H;
+            na.o16 = x2_16;
+            na.ld16 = H;
+            FFN_NORM(a16, &L->in, &L->out);
         }
-        na.o32 = x2_32;
-        na.ld32 = H;
-        na.o16 = x2_16;
-        na.ld16 = H;
-        wf_cu_norm(&na, st);
         float *t32 = x32;
         x32 = x2_32;
         x2_32 = t32;
@@ -416,13 +450,16 @@ static cublasStatus_t forward(cu_t *c, const bucket_t *bk, cudaStream_t st)
         wf_cu_head(NULL, x32, start, nb, H, c->cls.w32, c->cls.b32, c->C, c->logits, c->probs, st);
     }
 #undef G
+#undef K
 #undef NORM_BEGIN
+#undef LIN_NORM
+#undef FFN_NORM
     return CUBLAS_STATUS_SUCCESS;
 }
 
 /* ------------------------------------------------------------- buckets */
 
-static wf_status_t capture(cu_t *c, bucket_t *bk, bool host, cudaGraphExec_t *out, wf_err_t *err)
+static wf_status_t capture(cu_t *c, bucket_t *bk, bool host, int pdl, cudaGraphExec_t *out, wf_err_t *err)
 {
     cudaGraph_t g = NULL;
     cudaError_t e = WF_CU(cudaStreamBeginCapture(c->st, cudaStreamCaptureModeThreadLocal));
@@ -430,7 +467,7 @@ static wf_status_t capture(cu_t *c, bucket_t *bk, bool host, cudaGraphExec_t *ou
         ERR(WF_ERR_BACKEND, "cuda: cannot begin graph capture: %s", cu_err_str(e));
     if (host)
         WF_CU(cudaMemcpyAsync(c->d_in, c->h_in, bk->lay.total * sizeof(int32_t), cudaMemcpyHostToDevice, c->st));
-    cublasStatus_t s = forward(c, bk, c->st);
+    cublasStatus_t s = forward(c, bk, c->st, pdl);
     if (host)
         WF_CU(cudaMemcpyAsync(c->h_logits, c->logits, sizeof(float) * (size_t)bk->pub.seqs * c->C,
                               cudaMemcpyDeviceToHost, c->st));
@@ -440,6 +477,13 @@ static wf_status_t capture(cu_t *c, bucket_t *bk, bool host, cudaGraphExec_t *ou
             WF_CU(cudaGraphDestroy(g));
         ERR(WF_ERR_BACKEND, "cuda: graph capture of the %d-token bucket failed: %s / cuBLASLt %d", bk->pub.tokens,
             cu_err_str(e), (int)s);
+    }
+    if (wf_log_get_level() <= WF_LOG_DEBUG) {
+        size_t n = 0;
+        if (WF_CU(cudaGraphGetNodes(g, NULL, &n)) == cudaSuccess)
+            wf_debug("cuda: %d-token bucket, %s graph: %zu nodes (%s, %s)", bk->pub.tokens,
+                     host ? "host-launched" : "device-launched", n, c->fused ? "fused" : "unfused",
+                     pdl ? "programmatic dependent launch" : "plain launches");
     }
     e = WF_CU(cudaGraphInstantiateWithFlags(out, g, host ? 0 : cudaGraphInstantiateFlagDeviceLaunch));
     WF_CU(cudaGraphDestroy(g));
@@ -454,25 +498,42 @@ static wf_status_t capture(cu_t *c, bucket_t *bk, bool host, cudaGraphExec_t *ou
     return WF_OK;
 }
 
+/* With programmatic dependent launches where the session uses them; should a graph with them fail to
+ * capture or instantiate (device launch, say), again without, and without from then on. */
+static wf_status_t capture_any(cu_t *c, bucket_t *bk, bool host, cudaGraphExec_t *out, wf_err_t *err)
+{
+    int *pdl = host ? &c->pdl : &c->dpdl;
+    if (*pdl) {
+        wf_err_t e1;
+        if (capture(c, bk, host, 1, out, &e1) == WF_OK)
+            return WF_OK;
+        (void)WF_CU(cudaGetLastError());
+        wf_warn("cuda: %s; capturing %s graphs without programmatic dependent launch", e1.msg,
+                host ? "host-launched" : "device-launched");
+        *pdl = 0;
+    }
+    return capture(c, bk, host, 0, out, err);
+}
+
 static wf_status_t bucket_build(cu_t *c, bucket_t *bk, bool dev, wf_err_t *err)
 {
     if (!bk->built) {
         /* Warm-up (module loading, cuBLASLt's first-use work) on an all-empty input. */
         cudaError_t e = WF_CU(cudaMemsetAsync(c->d_in, 0, bk->lay.total * sizeof(int32_t), c->st));
-        cublasStatus_t s = e == cudaSuccess ? forward(c, bk, c->st) : CUBLAS_STATUS_EXECUTION_FAILED;
+        cublasStatus_t s = e == cudaSuccess ? forward(c, bk, c->st, c->pdl) : CUBLAS_STATUS_EXECUTION_FAILED;
         if (e == cudaSuccess)
             e = WF_CU(cudaStreamSynchronize(c->st));
         if (e != cudaSuccess || s != CUBLAS_STATUS_SUCCESS)
             ERR(WF_ERR_BACKEND, "cuda: warm-up of the %d-token bucket failed: %s / cuBLASLt %d", bk->pub.tokens,
                 cu_err_str(e), (int)s);
-        wf_status_t st = capture(c, bk, true, &bk->exec, err);
+        wf_status_t st = capture_any(c, bk, true, &bk->exec, err);
         if (st != WF_OK)
             return st;
         bk->pub.graph_exec = bk->exec;
         bk->built = 1;
     }
     if (dev && !bk->dbuilt) {
-        wf_status_t st = capture(c, bk, false, &bk->dexec, err);
+        wf_status_t st = capture_any(c, bk, false, &bk->dexec, err);
         if (st != WF_OK)
             return st;
         bk->pub.dev_graph_exec = bk->dexec;
@@ -799,6 +860,16 @@ static wf_status_t cu_init(const wf_model_t *m, const wf_session_opts_t *o, void
     CK(cudaSetDevice(0), "cannot use GPU 0");
     CK(cudaStreamCreateWithFlags(&c->st, cudaStreamNonBlocking), "cannot create a stream");
     CK(wf_cu_attention_setup(), "cannot size the attention kernel's shared memory");
+    CK(wf_cu_linear_setup(), "cannot size the fused kernels' shared memory");
+    CK(wf_cu_linear_norm_setup(), "cannot size the fused kernels' shared memory");
+    CK(wf_cu_ffn_norm_setup(), "cannot size the fused kernels' shared memory");
+    {
+        const char *f = getenv("WAFER_CUDA_FUSED"), *p = getenv("WAFER_CUDA_PDL");
+        c->fused = f && !strcmp(f, "1");
+        c->pdl = c->dpdl = c->fused && !(p && !strcmp(p, "0"));
+        const char *m = getenv("WAFER_CUDA_FUSED_MAX_TOKENS");
+        c->fuse_max = m && atoi(m) > 0 ? atoi(m) : FUSE_MAX_TOKENS;
+    }
     if (WF_CU(cublasLtCreate(&c->lt)) != CUBLAS_STATUS_SUCCESS) {
         c->lt = NULL;
         cu_free(c);

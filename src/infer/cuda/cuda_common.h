@@ -56,6 +56,37 @@ void wf_cu_norm(const wf_cu_norm_args_t *a, cudaStream_t st);
  * for (erf GELU, tanh). kind: wf_act_t. */
 void wf_cu_act_bf16(bf16 *x, long n, int kind, cudaStream_t st);
 
+/* ---- linear.cu, linear_norm.cu, ffn_norm.cu: the fused products (tile.cuh) ----
+ * bf16 inputs and weights, fp32 accumulation, K a multiple of 32, N a multiple of 16; each _ok says whether a
+ * shape fits (else use cuBLASLt and the separate kernels). pdl: launch as a programmatic dependent launch
+ * (the kernel may start before its predecessor ends, and waits for it before reading activations).
+ * Each _setup raises the kernels' shared-memory limit (host, once, outside any capture). */
+typedef struct {
+    const bf16 *x;  /* (rows, K), ldx */
+    const bf16 *w;  /* (N, K) */
+    const float *b; /* (N) */
+    float *out;     /* (rows, N), ldo */
+    int ldx, K, N, ldo;
+} wf_cu_lin_t;
+/* out = x W^T + b for one or two products (p1 may be NULL) over the same rows, one launch. */
+int wf_cu_linear_ok(const wf_cu_lin_t *p);
+cudaError_t wf_cu_linear(const wf_cu_lin_t *p0, const wf_cu_lin_t *p1, int rows, int pdl, cudaStream_t st);
+cudaError_t wf_cu_linear_setup(void);
+
+/* norm(X W^T + bias + a->res [+ a->pos, a->type0]) per a (a->y and a->gword NULL: the product is the input;
+ * N == a->nseg * a->width, at most 512), a->rows rows. */
+int wf_cu_linear_norm_ok(int K, int N, const wf_cu_norm_args_t *a);
+cudaError_t wf_cu_linear_norm(const bf16 *X, int ldx, int K, const bf16 *W, const float *bias, int N,
+                              const wf_cu_norm_args_t *a, int pdl, cudaStream_t st);
+cudaError_t wf_cu_linear_norm_setup(void);
+
+/* norm(act(X Wi^T + bi) Wo^T + bo + a->res): a feed-forward block, the hidden state (bf16) never leaving the
+ * chip. X (rows, I), Wi (F, I), Wo (I, F); act: wf_act_t. */
+int wf_cu_ffn_norm_ok(int I, int F, const wf_cu_norm_args_t *a);
+cudaError_t wf_cu_ffn_norm(const bf16 *X, int ldx, int I, const bf16 *Wi, const float *bi, int F, int act,
+                           const bf16 *Wo, const float *bo, const wf_cu_norm_args_t *a, int pdl, cudaStream_t st);
+cudaError_t wf_cu_ffn_norm_setup(void);
+
 /* ---- attention.cu ---- */
 /* Varlen self-attention over packed tokens. qkv: (T, 3I) fp32 rows [q | k | v];
  * ctx: (T, I) bf16. items[i] = (sequence << 16 | first query row / QB) for
@@ -65,10 +96,12 @@ void wf_cu_act_bf16(bf16 *x, long n, int kind, cudaStream_t st);
 /* Sequences of up to tc_lmax tokens (wf_cu_attention_tc_lmax: 0 when the
  * tensor-core kernel does not apply to this head size) go to the tensor-core
  * kernel, one block per (sequence, head) over nb sequences; longer ones to
- * the general kernel. */
+ * the general kernel. pdl: launched as programmatic dependent launches (the
+ * kernels wait for their predecessor before reading anything), as the fused
+ * products are. */
 int wf_cu_attention_tc_lmax(int dh, int lmax);
 void wf_cu_attention(const float *qkv, bf16 *ctx, const int32_t *start, const int32_t *items, const int32_t *nitems,
-                     int grid_items, int nb, int heads, int dh, int tc_lmax, cudaStream_t st);
+                     int grid_items, int nb, int heads, int dh, int tc_lmax, int pdl, cudaStream_t st);
 cudaError_t wf_cu_attention_setup(void);
 
 /* ---- head.cu ---- */
