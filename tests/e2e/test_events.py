@@ -383,3 +383,41 @@ def test_wafer_stops_when_a_sink_cannot_open(tmp_path):
     p = subprocess.run([wafer_bin(), "run", "-c", str(conf)], capture_output=True, timeout=30)
     assert p.returncode == 1
     assert "events: sink audit: %s/no/such/dir/ev.jsonl: No such file or directory" % tmp_path in p.stderr.decode()
+
+
+def test_wafer_blocked_request_event_in_file(start_wafer, pyup, tmp_path):
+    """A request blocked by the model: its event, as wafer writes it, names the request, the client, the unit
+    that decided and the model."""
+    from harness import ROOT
+    path = tmp_path / "events.jsonl"
+    w = start_wafer(pyup.address,
+                    detection={"model": os.path.join(ROOT, "models", "default"), "backend": "cpu", "threads": 1,
+                               "timeout": "3s"},
+                    policy={"mode": "block", "ban": {"detections": 0}},
+                    proxy={"trust_request_id": True, "request_id_header": "X-Request-Id",
+                           "x_forwarded_for": True, "forwarded": False, "via": True},
+                    events={"sinks": [{"type": "file", "path": str(path), "fsync": "batch"}]})
+    with w.connect() as c:
+        r = c.request("GET", "/search?q=1%20UNION%20SELECT%20username,password%20FROM%20users--",
+                      headers=[("X-Request-Id", "evt-file-1"), ("User-Agent", "evil/1.0 \u00e9".encode().decode())])
+        assert r.status == 403
+        assert c.request("GET", "/search?q=best+pizza", headers=[("X-Request-Id", "evt-file-2")]).status == 200
+    deadline = time.monotonic() + 5
+    lines = []
+    while time.monotonic() < deadline:
+        lines = path.read_text().splitlines() if path.exists() else []
+        if lines:
+            break
+        time.sleep(0.02)
+    assert len(lines) == 1, lines
+    ev = json.loads(lines[0])
+    assert ev["event"]["action"] == "block" and ev["event"]["reason"] == "model"
+    assert ev["http"]["request"] == {"id": "evt-file-1", "method": "GET"}
+    assert ev["http"]["response"]["status_code"] == 403
+    assert ev["source"]["ip"] == "127.0.0.1" and ev["source"]["port"] > 0
+    assert ev["url"]["path"] == "/search" and "UNION" in ev["url"]["query"]
+    assert ev["user_agent"]["original"] == "evil/1.0"
+    assert ev["wafer"]["class"] != "benign" and 0.5 < ev["wafer"]["score"] <= 1
+    u = ev["wafer"]["units"][0]
+    assert u["kind"] == "query" and u["name"] == "q" and "UNION SELECT" in u["text"]
+    assert ev["wafer"]["model"]
