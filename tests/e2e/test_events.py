@@ -399,7 +399,7 @@ def test_wafer_blocked_request_event_in_file(start_wafer, pyup, tmp_path):
                     events={"sinks": [{"type": "file", "path": str(path), "fsync": "batch"}]})
     with w.connect() as c:
         r = c.request("GET", "/search?q=1%20UNION%20SELECT%20username,password%20FROM%20users--",
-                      headers=[("X-Request-Id", "evt-file-1"), ("User-Agent", "evil/1.0 \u00e9".encode().decode())])
+                      headers=[("X-Request-Id", "evt-file-1"), ("User-Agent", "evil/1.0 \u00e9")])
         assert r.status == 403
         assert c.request("GET", "/search?q=best+pizza", headers=[("X-Request-Id", "evt-file-2")]).status == 200
     deadline = time.monotonic() + 5
@@ -416,7 +416,7 @@ def test_wafer_blocked_request_event_in_file(start_wafer, pyup, tmp_path):
     assert ev["http"]["response"]["status_code"] == 403
     assert ev["source"]["ip"] == "127.0.0.1" and ev["source"]["port"] > 0
     assert ev["url"]["path"] == "/search" and "UNION" in ev["url"]["query"]
-    assert ev["user_agent"]["original"] == "evil/1.0"
+    assert ev["user_agent"]["original"] == "evil/1.0 \u00e9"  # sent as one byte 0xe9 or as UTF-8: either reads so
     assert ev["wafer"]["class"] != "benign" and 0.5 < ev["wafer"]["score"] <= 1
     u = ev["wafer"]["units"][0]
     assert u["kind"] == "query" and u["name"] == "q" and "UNION SELECT" in u["text"]
