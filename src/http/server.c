@@ -422,6 +422,8 @@ static int admin_apply(const wf_server_conf_t *sc, char *msg, size_t len)
     return rc;
 }
 
+static const wf_secops_conf_t *running_events; /* the hub's, kept from the start */
+
 static void reload(const char *path)
 {
     wf_conf_err_t err;
@@ -438,6 +440,8 @@ static void reload(const char *path)
     if ((nc->pid_file || cur_gen->conf->pid_file) &&
         (!nc->pid_file || !cur_gen->conf->pid_file || strcmp(nc->pid_file, cur_gen->conf->pid_file)))
         wf_warn("reload: pid_file changes take effect at the next start");
+    if (!wf_secops_conf_same(running_events, nc->events))
+        wf_warn("reload: events changes take effect at the next start");
     wf_gen_t *g = NULL;
     char msg[800];
     if (wf_insp_prepare(nc, false, msg, sizeof(msg))) {
@@ -569,6 +573,7 @@ int wf_server_run(const char *conf_path, bool daemon_mode)
     /* the hub lives as long as the process: a reload keeps it (events: needs a restart) */
     wf_secops_conf_t *evconf = sc->events;
     sc->events = NULL;
+    running_events = evconf;
     if (evconf && (rc = wf_secops_start(evconf, &wf_secops_global, msg, sizeof(msg)))) {
         wf_error("%s", msg);
         if (pid_written && pid_file)
@@ -682,6 +687,7 @@ int wf_server_run(const char *conf_path, bool daemon_mode)
     wf_secops_t *hub = wf_secops_global;
     wf_secops_global = NULL;
     wf_secops_stop(hub);
+    running_events = NULL;
     wf_secops_conf_free(evconf);
     wf_insp_shutdown();
     for (int i = 0; i < nworkers; i++) {

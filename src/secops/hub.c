@@ -240,6 +240,25 @@ static int sink_conf_parse(const wf_conf_t *c, const wf_conf_node_t *n, wf_sink_
     return s->mod->conf_parse(c, n, &s->mconf, err);
 }
 
+static uint64_t node_digest(const wf_conf_node_t *n, uint64_t h)
+{
+    if (!n)
+        return h;
+    h = wf_hash64(&n->type, sizeof(n->type), h);
+    if (n->key)
+        h = wf_hash64(n->key, strlen(n->key) + 1, h);
+    if (n->value)
+        h = wf_hash64(n->value, strlen(n->value) + 1, h);
+    for (size_t i = 0; i < n->nitems; i++)
+        h = node_digest(n->items[i], h);
+    return wf_hash64(&n->nitems, sizeof(n->nitems), h);
+}
+
+bool wf_secops_conf_same(const wf_secops_conf_t *a, const wf_secops_conf_t *b)
+{
+    return (a ? a->digest : 0) == (b ? b->digest : 0);
+}
+
 int wf_secops_conf_parse(const wf_conf_t *c, const wf_conf_node_t *node, wf_secops_conf_t **out, wf_conf_err_t *err)
 {
     static const char *const keys[] = { "queue", "sinks", "stop_timeout", "sink_nice", NULL };
@@ -250,6 +269,7 @@ int wf_secops_conf_parse(const wf_conf_t *c, const wf_conf_node_t *node, wf_seco
     sc->queue = 4096;
     sc->stop_timeout_ms = 5000;
     sc->sink_nice = 10;
+    sc->digest = node_digest(node, 0);
     int rc = 0;
     if (node) {
         int64_t q = sc->queue, nice_ = sc->sink_nice;

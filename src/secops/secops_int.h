@@ -89,6 +89,7 @@ struct wf_secops_conf {
     uint32_t queue;
     uint64_t stop_timeout_ms;
     int sink_nice;               /* added to the sink threads' nice value */
+    uint64_t digest;             /* of the section as written (wf_secops_conf_same) */
     wf_sink_conf_t *sinks;
     size_t nsinks;
 };

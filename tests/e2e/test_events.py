@@ -421,3 +421,24 @@ def test_wafer_blocked_request_event_in_file(start_wafer, pyup, tmp_path):
     u = ev["wafer"]["units"][0]
     assert u["kind"] == "query" and u["name"] == "q" and "UNION SELECT" in u["text"]
     assert ev["wafer"]["model"]
+
+
+def test_reload_keeps_the_hub_and_says_so(start_wafer, pyup, tmp_path):
+    path = tmp_path / "events.jsonl"
+    w = start_wafer(pyup.address, events={"sinks": [{"type": "file", "path": str(path)}]})
+
+    def reload_and_wait(cfg):
+        n = w.stderr().count("reload")
+        w.write_config(cfg)
+        w.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and w.stderr().count("reload") == n:
+            time.sleep(0.02)
+        time.sleep(0.2)
+    reload_and_wait(w.config)  # the same section: nothing to say
+    assert "events changes" not in w.stderr()
+    changed = dict(w.config, events={"sinks": [{"type": "file", "path": str(tmp_path / "other.jsonl")}]})
+    reload_and_wait(changed)
+    assert "reload: events changes take effect at the next start" in w.stderr()
+    with w.connect() as c:
+        assert c.request("GET", "/after-reload").status == 200

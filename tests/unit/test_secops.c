@@ -341,6 +341,16 @@ TEST(conf_errors)
     CHECK(sc == NULL && strstr(err.msg, "queue"));
     sc = conf_from("events:\n  extra: 1\n", &err, &rc);
     CHECK(sc == NULL && strstr(err.msg, "w.yaml:2:") && strstr(err.msg, "extra"));
+    wf_secops_conf_t *a = conf_from("events:\n  queue: 10\n", &err, &rc), *b = conf_from("events: {queue: 10}\n", &err, &rc),
+                     *d = conf_from("events:\n  queue: 11\n", &err, &rc), *none = conf_from("x: 1\n", &err, &rc);
+    CHECK(a && b && d && none);
+    CHECK(wf_secops_conf_same(a, b));  /* flow or block style: the same section */
+    CHECK(!wf_secops_conf_same(a, d));
+    CHECK(!wf_secops_conf_same(a, none));
+    wf_secops_conf_free(a);
+    wf_secops_conf_free(b);
+    wf_secops_conf_free(d);
+    wf_secops_conf_free(none);
     sc = conf_from("other: 1\n", &err, &rc); /* no section: defaults, no sink */
     CHECK(sc != NULL && sc->queue == 4096 && sc->nsinks == 0);
     wf_secops_t *h = (wf_secops_t *)1;
