@@ -13,7 +13,8 @@
  *
  * NoNorm models of MobileBERT's layout run folded (fold_decide, place_folded, forward_folded): NoNorm is
  * x * g + b, linear, so each one goes into the weights of the products around it at load time, every residual
- * add is a product's C matrix (beta = 1), and a layer is 13 cuBLASLt products and the attention, no norm kernel.
+ * add is a product's C matrix (beta = 1), and a layer is 11 cuBLASLt products and the attention, no norm kernel
+ * (q and k composed with the attention bottleneck: one product gives [bn_in | q | k | v]).
  * The residual stream is then bf16 (cuBLASLt's C and D share a type, and the next product reads it).
  *
  * Buckets: a batch of T tokens runs in the smallest bucket of Tb >= T tokens
@@ -139,7 +140,7 @@ typedef struct {
     lin_t pooler, cls;
     /* activations */
     float *x32, *x2_32, *g, *qkv, *bt32, *a32, *a2_32, *pooled, *logits, *probs;
-    bf16 *x16, *x2_16, *e16, *bt16, *ctx16, *a16, *a2_16, *h16, *cls16;
+    bf16 *x16, *x2_16, *e16, *bt16, *ctx16, *a16, *a2_16, *h16, *cls16, *xq16;
     int32_t *d_in, *h_in;
     float *h_logits;
     size_t in_words;
@@ -301,14 +302,12 @@ static cublasStatus_t forward_folded(cu_t *c, const bucket_t *bk, cudaStream_t s
     int tc_lmax = wf_cu_attention_tc_lmax(d->head_dim, T < c->cfg.max_position_embeddings ? T : c->cfg.max_position_embeddings);
     for (int l = 0; l < c->cfg.num_hidden_layers; l++) {
         const layer_t *L = &c->L[l];
-        /* both bottlenecks with their NoNorms: values, not representations */
-        GC(x16, H, T, &L->bott, c->bt16, false, 2 * I, EPI_BIAS, NULL, 0);
-        GC(c->bt16 + I, 2 * I, T, &L->proj0, c->qkv, true, 3 * I, EPI_BIAS, NULL, 0);
-        GC(x16, H, T, &L->proj1, c->qkv + L->proj0.out, true, 3 * I, EPI_BIAS, NULL, 0);
-        wf_cu_attention(c->qkv, c->ctx16, start, items, nitems, T / WF_CU_ATTN_QB + nb, nb, d->heads, d->head_dim,
-                        tc_lmax, 0, st);
+        /* [bn_in | q | k | v] in one product (xq_place): values, not representations */
+        GC(x16, H, T, &L->bott, c->xq16, false, 4 * I, EPI_BIAS, NULL, 0);
+        wf_cu_attention_bf16(c->xq16 + I, 4 * I, c->ctx16, start, items, nitems, T / WF_CU_ATTN_QB + nb, nb,
+                             d->heads, d->head_dim, tc_lmax, 0, st);
         bf16 *a16 = c->a16, *a2_16 = c->a2_16;
-        GC(c->ctx16, I, T, &L->ao, a16, false, I, EPI_BIAS, c->bt16, 2 * I);
+        GC(c->ctx16, I, T, &L->ao, a16, false, I, EPI_BIAS, c->xq16, 4 * I);
         for (int f = 0; f <= d->nffn; f++) {
             const lin_t *Li = f < d->nffn ? &L->fi[f] : &L->in, *Lo = f < d->nffn ? &L->fo[f] : &L->out;
             GC(a16, I, T, Li, c->h16, false, F, act_epi, NULL, 0);
@@ -334,7 +333,7 @@ static cublasStatus_t forward_folded(cu_t *c, const bucket_t *bk, cudaStream_t s
 /* Enqueues the forward pass of bucket k on st (eager or under capture). Where c->fused and the shapes allow,
  * each product and what follows it up to the next norm is one kernel of ours (linear.cu, linear_norm.cu,
  * ffn_norm.cu), launched as programmatic dependent launches when pdl; elsewhere cuBLASLt and the separate
- * norm/activation kernels. MobileBERT: 9 kernels a layer fused, 21 not, 14 folded (c->fold: forward_folded). */
+ * norm/activation kernels. MobileBERT: 9 kernels a layer fused, 21 not, 12 folded (c->fold: forward_folded). */
 static cublasStatus_t forward(cu_t *c, const bucket_t *bk, cudaStream_t st, int pdl)
 {
     const wf_arch_dims_t *d = &c->d;
@@ -756,6 +755,43 @@ typedef struct {
     const float *s, *t, *m, *a;
 } fold_t;
 
+/* One product's rows folded per f (f->m, f->a indexed from row) into W (out, in) and B (out), floats. */
+static wf_status_t fold_rows(const wf_lin_params_t *l, const fold_t *f, size_t row, int in, float *W, float *B)
+{
+    int o = (int)l->w.t->shape[0];
+    wf_status_t st = wf_tensor_to_f32(l->w.t, W, (size_t)o * in);
+    if (st == WF_OK)
+        st = wf_tensor_to_f32(l->b.t, B, (size_t)o);
+    if (st != WF_OK)
+        return st;
+    for (int r = 0; r < o; r++) {
+        float *wr = W + (size_t)r * in;
+        double acc = B[r];
+        if (f->t)
+            for (int j = 0; j < in; j++)
+                acc += (double)wr[j] * f->t[j];
+        double m = f->m ? f->m[row + r] : 1.0;
+        for (int j = 0; j < in; j++)
+            wr[j] = (float)(m * wr[j] * (f->s ? f->s[j] : 1.0f));
+        B[r] = (float)(m * acc + (f->a ? f->a[row + r] : 0.0f));
+    }
+    return WF_OK;
+}
+
+/* Rows [row, row + o) of a placed product from floats: weights bf16, bias fp32 and bf16. */
+static void store_rows(place_t *p, size_t aw, size_t ab32, size_t ab16, size_t row, int o, int in, const float *W,
+                       const float *B)
+{
+    uint16_t *w16 = (uint16_t *)(p->host + aw) + row * in, *b16 = (uint16_t *)(p->host + ab16) + row;
+    float *b32 = (float *)(p->host + ab32) + row;
+    for (size_t i = 0; i < (size_t)o * in; i++)
+        w16[i] = f2bf(W[i]);
+    for (int r = 0; r < o; r++) {
+        b32[r] = B[r];
+        b16[r] = f2bf(B[r]);
+    }
+}
+
 /* Stores the product(s) ls (stacked by output row, so f->m and f->a index the stacked rows) folded per f. */
 static void put_folded(place_t *p, wf_lin_params_t **ls, int n, const fold_t *f, int in, size_t aw, size_t ab32,
                        size_t ab16)
@@ -764,35 +800,79 @@ static void put_folded(place_t *p, wf_lin_params_t **ls, int n, const fold_t *f,
     for (int i = 0; i < n && p->st == WF_OK; i++) {
         int o = (int)ls[i]->w.t->shape[0];
         float *W = (float *)malloc(sizeof(float) * (size_t)o * in), *B = (float *)malloc(sizeof(float) * (size_t)o);
-        if (!W || !B) {
-            free(W);
-            free(B);
-            p->st = WF_ERR_NOMEM;
-            return;
-        }
-        wf_status_t st = wf_tensor_to_f32(ls[i]->w.t, W, (size_t)o * in);
+        wf_status_t st = W && B ? fold_rows(ls[i], f, row, in, W, B) : WF_ERR_NOMEM;
         if (st == WF_OK)
-            st = wf_tensor_to_f32(ls[i]->b.t, B, (size_t)o);
-        if (st != WF_OK)
+            store_rows(p, aw, ab32, ab16, row, o, in, W, B);
+        else
             p->st = st;
-        uint16_t *w16 = (uint16_t *)(p->host + aw) + row * in, *b16 = (uint16_t *)(p->host + ab16) + row;
-        float *b32 = (float *)(p->host + ab32) + row;
-        for (int r = 0; r < o; r++) {
-            const float *wr = W + (size_t)r * in;
-            double acc = B[r];
-            if (f->t)
-                for (int j = 0; j < in; j++)
-                    acc += (double)wr[j] * f->t[j];
-            double m = f->m ? f->m[row + r] : 1.0;
-            for (int j = 0; j < in; j++)
-                w16[(size_t)r * in + j] = f2bf((float)(m * wr[j] * (f->s ? f->s[j] : 1.0f)));
-            b32[r] = (float)(m * acc + (f->a ? f->a[row + r] : 0.0f));
-            b16[r] = f2bf(b32[r]);
-        }
         free(W);
         free(B);
         row += o;
     }
+}
+
+/* The folded layer's first product (forward_folded): over the layer input's representation xr, the rows
+ * [bn_in | q | k | v] (4I, bf16 out). q and k read the attention bottleneck, which is linear once its NoNorm is
+ * folded (A xr + a), so their weights are composed with it: Wq A, Wq a + bq. The value of bn_in, and q, k, v. */
+static lin_t xq_place(place_t *p, wf_layer_params_t *P, int H, int I, const fold_t *fin, const fold_t *fatt)
+{
+    lin_t r;
+    memset(&r, 0, sizeof(r));
+    r.in = H;
+    r.out = 4 * I;
+    size_t aw = take(p, (size_t)r.out * H * 2), ab32 = take(p, (size_t)r.out * 4), ab16 = take(p, (size_t)r.out * 2);
+    r.w = dptr<bf16>(p, aw);
+    r.b32 = dptr<float>(p, ab32);
+    r.b16 = dptr<bf16>(p, ab16);
+    if (!p->host || p->st != WF_OK)
+        return r;
+    float *W = (float *)malloc(sizeof(float) * (size_t)I * H), *B = (float *)malloc(sizeof(float) * I);
+    float *A = (float *)malloc(sizeof(float) * (size_t)I * H), *a = (float *)malloc(sizeof(float) * I);
+    float *Wq = (float *)malloc(sizeof(float) * (size_t)I * I), *bq = (float *)malloc(sizeof(float) * I);
+    double *acc = (double *)malloc(sizeof(double) * H);
+    fold_t fv = { fin->s, fin->t, NULL, NULL }, none = { NULL, NULL, NULL, NULL };
+    wf_status_t st = W && B && A && a && Wq && bq && acc ? WF_OK : WF_ERR_NOMEM;
+    if (st == WF_OK)
+        st = fold_rows(&P->bn_input, fin, 0, H, W, B);
+    if (st == WF_OK)
+        store_rows(p, aw, ab32, ab16, 0, I, H, W, B);
+    if (st == WF_OK)
+        st = fold_rows(&P->bn_attention, fatt, 0, H, A, a);
+    const wf_lin_params_t *qk[2] = { &P->q, &P->k };
+    for (int i = 0; i < 2 && st == WF_OK; i++) {
+        st = fold_rows(qk[i], &none, 0, I, Wq, bq);
+        for (int o = 0; o < I && st == WF_OK; o++) {
+            double bo = bq[o];
+            for (int j = 0; j < H; j++)
+                acc[j] = 0.0;
+            for (int k = 0; k < I; k++) {
+                double w = Wq[(size_t)o * I + k];
+                const float *ar = A + (size_t)k * H;
+                for (int j = 0; j < H; j++)
+                    acc[j] += w * ar[j];
+                bo += w * a[k];
+            }
+            for (int j = 0; j < H; j++)
+                W[(size_t)o * H + j] = (float)acc[j];
+            B[o] = (float)bo;
+        }
+        if (st == WF_OK)
+            store_rows(p, aw, ab32, ab16, (size_t)(1 + i) * I, I, H, W, B);
+    }
+    if (st == WF_OK)
+        st = fold_rows(&P->v, &fv, 0, H, W, B);
+    if (st == WF_OK)
+        store_rows(p, aw, ab32, ab16, (size_t)3 * I, I, H, W, B);
+    if (st != WF_OK)
+        p->st = st;
+    free(W);
+    free(B);
+    free(A);
+    free(a);
+    free(Wq);
+    free(bq);
+    free(acc);
+    return r;
 }
 
 /* Linear layers over the same input as one: weights stacked by output row; folded per f where given. */
@@ -967,15 +1047,8 @@ static void place_folded(cu_t *c, place_t *p, wf_weights_t *w)
         memcpy(m + I, g, sizeof(float) * I);
         memcpy(a + I, b, sizeof(float) * I);
         L->bn_att = nrm_place(p, &P->bn_attention_norm);
-        wf_lin_params_t *bl[2] = { &P->bn_input, &P->bn_attention };
-        fold_t fb = { Sx, Tx, m, a };
-        L->bott = lin_place(p, bl, 2, false, &fb);
-        wf_lin_params_t *qk[2] = { &P->q, &P->k };
-        L->proj0 = lin_place(p, qk, 2, false);
-        L->src0 = SRC_BA;
-        fold_t fv = { Sx, Tx, NULL, NULL };
-        L->proj1 = lin1(p, &P->v, false, &fv);
-        L->src1 = SRC_X;
+        fold_t fin = { Sx, Tx, m, a }, fatt = { Sx, Tx, m + I, a + I };
+        L->bott = xq_place(p, P, H, I, &fin, &fatt); /* [bn_in | q | k | v] */
         /* ar = ctx Wo^T + bo + bn_in: a = ar * g + b */
         L->ao = lin1(p, &P->attn_out);
         L->ao_n = nrm_place(p, &P->attn_norm);
@@ -1232,7 +1305,7 @@ static wf_status_t cu_init(const wf_model_t *m, const wf_session_opts_t *o, void
            olog = take(&a, B * c->C * 4), oprob = take(&a, B * c->C * 4), ox16 = take(&a, T * H * 2),
            ox2_16 = take(&a, T * H * 2), oe = take(&a, T * (size_t)d->emb_in * 2), obt16 = take(&a, T * 2 * I * 2),
            octx = take(&a, T * I * 2), oa16 = take(&a, T * I * 2), oa2_16 = take(&a, T * I * 2), oh = take(&a, T * F * 2),
-           ocls = take(&a, B * H * 2), oin = take(&a, c->in_words * 4);
+           ocls = take(&a, B * H * 2), oin = take(&a, c->in_words * 4), oxq = take(&a, c->fold ? T * 4 * I * 2 : 0);
     CK(cudaMalloc((void **)&c->adev, a.off), "cannot allocate activations");
     CK(cudaMemset(c->adev, 0, a.off), "cannot clear activations");
     char *A = c->adev;
@@ -1255,6 +1328,7 @@ static wf_status_t cu_init(const wf_model_t *m, const wf_session_opts_t *o, void
     c->a2_16 = (bf16 *)(A + oa2_16);
     c->h16 = (bf16 *)(A + oh);
     c->cls16 = (bf16 *)(A + ocls);
+    c->xq16 = (bf16 *)(A + oxq);
     c->d_in = (int32_t *)(A + oin);
     CK(cudaHostAlloc((void **)&c->h_in, c->in_words * 4, cudaHostAllocDefault), "cannot allocate pinned input");
     CK(cudaHostAlloc((void **)&c->h_logits, B * c->C * 4, cudaHostAllocDefault), "cannot allocate pinned output");

@@ -104,6 +104,10 @@ cudaError_t wf_cu_ffn_norm_setup(void);
 int wf_cu_attention_tc_lmax(int dh, int lmax);
 void wf_cu_attention(const float *qkv, bf16 *ctx, const int32_t *start, const int32_t *items, const int32_t *nitems,
                      int grid_items, int nb, int heads, int dh, int tc_lmax, int pdl, cudaStream_t st);
+/* The same over bf16 q/k/v: qkv points at the first q element, rows ld apart, q | k | v adjacent (I each). */
+void wf_cu_attention_bf16(const bf16 *qkv, int ld, bf16 *ctx, const int32_t *start, const int32_t *items,
+                          const int32_t *nitems, int grid_items, int nb, int heads, int dh, int tc_lmax, int pdl,
+                          cudaStream_t st);
 cudaError_t wf_cu_attention_setup(void);
 
 /* ---- head.cu ---- */
