@@ -13,9 +13,12 @@
  *         batches from one bounded multi-producer queue; a verdict goes into
  *         the port's bounded completion queue and the port's eventfd (in the
  *         worker's loop) is signalled once per batch.
- *   cuda  one ring (wafer/ring.h) per port, scheduled on the GPU; the worker
- *         is its producer and consumer and polls it from its loop while
- *         submissions are outstanding (before-sleep hook and a 1 ms timer).
+ *   cuda  one ring (wafer/ring.h) per port, all made at start (conf.ports)
+ *         and served by one scheduler on the GPU, so that units of every
+ *         worker share batches; the worker is its ring's producer and
+ *         consumer and polls it from its loop while submissions are
+ *         outstanding (before-sleep hook and a 1 ms timer). No CUDA call is
+ *         made between start and stop (the scheduler is stopped first).
  *
  * Every queue is bounded: a submission that does not fit returns -EAGAIN and
  * the caller's overload policy decides. A port never has more units in
@@ -56,7 +59,8 @@ typedef struct wf_detect_conf {
     uint32_t cache_entries;    /* per worker: unit texts remembered with their probabilities (4096; 0: off) */
     wf_body_over_t body_over_limit; /* inspect_prefix */
     wf_inspect_conf_t inspect; /* limits (inspect.h); max_body_bytes is also bounded by limits.buffer_size */
-    int ports;                 /* set by the server: ports (workers) that will open; the cuda backend serves one */
+    int ports;                 /* set by the server: ports (workers) that will open; the cuda backend makes one
+                                * ring for each at start (0: one) and refuses ports beyond */
 } wf_detect_conf_t;
 
 /* Parses the `detection` section (node may be NULL: detection off). The
@@ -142,6 +146,7 @@ typedef struct {
     uint64_t errors;           /* units whose run failed */
     uint64_t queue_depth;      /* units queued now */
     uint64_t model_swaps;      /* models replaced by a reload */
+    uint64_t gpu_host_calls;   /* cuda backend: host CUDA calls since the GPU scheduler started (0: none per unit) */
 } wf_detect_stats_t;
 void wf_detect_stats(wf_detect_t *d, wf_detect_stats_t *out);
 

@@ -135,6 +135,14 @@ void wf_misp_stats(wf_misp_t *m, wf_misp_stats_t *out);
  * wafer_misp_indicators_truncated, wafer_misp_sightings_total{result}). */
 int wf_misp_metrics_register(wf_misp_t *m, wf_ioc_store_t *store);
 
+/* The data plane's whole check, for the request path (before inference):
+ * looks the request up in wf_ioc_global; on a match fills *hit (for
+ * wf_ioc_hit_secev), queues a sighting when they are on, and returns the
+ * configured action (WF_MISP_BLOCK: refuse with 403, reason "indicator";
+ * WF_MISP_FLAG: emit the event and go on). Returns -1 when nothing matched or
+ * no table is loaded. Never blocks, never allocates. */
+int wf_misp_check(const wf_sockaddr_t *client, wf_str_t host, wf_str_t target, wf_str_t user_agent, wf_ioc_hit_t *hit);
+
 /* The process-wide importer (NULL when `misp:` has no source). */
 extern wf_misp_t *wf_misp_global;
 

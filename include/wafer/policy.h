@@ -139,6 +139,8 @@ typedef struct {
     uint32_t max_clients;  /* clients tracked (detections and bans); the oldest are forgotten past it (65536) */
     bool fixed_window;     /* count in fixed windows from a client's first detection; default false: a sliding
                               window (the previous window's count weighted by its overlap with the last `window`) */
+    uint8_t ipv6_prefix;   /* IPv6 clients are counted and banned per network of this length (128: per address;
+                              64: per subscriber, who may hold a whole /64). Fixed when the table is made */
 } wf_ban_conf_t;
 
 typedef struct wf_policy {
@@ -180,9 +182,11 @@ int wf_policy_bind(wf_policy_t *p, const char *const *labels, const float *model
  * ends in ".example.com" (a.example.com, a.b.example.com), not example.com
  * itself; among wildcards the longest suffix wins.
  *
- * path must be the decoded, normalised path (percent-decoding and dot
- * segments resolved, as the upstream will see it): a raw path such as
- * "/%61dmin" or "/x/../admin" would otherwise escape the route of "/admin".
+ * path may be the raw path as received: it is matched as an upstream will
+ * resolve it (percent-escapes decoded once, %2F included; "." and ".."
+ * segments resolved; repeated slashes merged), so that "/%61dmin",
+ * "/x/../admin" or "//admin" cannot escape the route of "/admin". Decoding
+ * it again does no harm to plain paths but would decode "%2561" twice.
  * A route's path matches at a segment boundary: "/api" matches "/api",
  * "/api/" and "/api/v1", not "/apix"; a path that ends in '/' ("/api/")
  * matches what starts with it, and not "/api" itself. Paths compare
@@ -222,6 +226,8 @@ int wf_bans_remove(wf_bans_t *b, const wf_sockaddr_t *client);
 bool wf_bans_get(wf_bans_t *b, const wf_sockaddr_t *client, uint64_t now_ms, uint64_t *until_ms, uint32_t *detections);
 /* The configured ban duration (the admin endpoint's default). */
 uint64_t wf_bans_duration_ms(wf_bans_t *b);
+/* The IPv6 prefix length clients are grouped by (128: none). */
+unsigned wf_bans_ipv6_prefix(wf_bans_t *b);
 /* Calls fn for every active ban (under the table's lock: fn must not call back). */
 void wf_bans_foreach(wf_bans_t *b, uint64_t now_ms,
                      void (*fn)(const wf_sockaddr_t *client, uint64_t until_ms, uint32_t detections, void *arg), void *arg);

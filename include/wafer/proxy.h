@@ -84,7 +84,8 @@ typedef struct {
 
     struct wf_policy *policy;        /* the `policy` section (always set: defaults when absent) */
     struct wf_detect_conf *detect;   /* the `detection` section (enabled false when absent) */
-    wf_admin_conf_t admin;      /* the `admin:` section (wafer/admin.h) */
+    wf_admin_conf_t admin;      /* the `admin:` section (wafer/admin.h); its defaults come with
+                                 * wf_server_conf_parse (all zero, i.e. off, after _defaults alone) */
     wf_secops_conf_t *events;   /* the `events:` section (never NULL after parsing) */
     struct wf_misp_conf *misp;  /* the `misp:` section (wafer/misp.h; never NULL after parsing) */
 } wf_server_conf_t;

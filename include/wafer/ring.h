@@ -158,8 +158,26 @@ typedef struct wf_ring_sched wf_ring_sched_t;
  * wf_status_t (WF_ERR_UNSUPPORTED without CUDA), message in err. */
 int wf_ring_sched_start(struct wf_session *session, wf_ring_t *ring, const wf_ring_sched_opts_t *o, wf_ring_sched_t **out,
                         char *err, size_t errlen);
-/* Raises stop, waits for the scheduler to finish its batch and exit, frees it.
- * Returns the ring's status word. */
+/* Most rings one scheduler serves. */
+#define WF_RING_SCHED_MAX_RINGS 256
+
+/* One scheduler over several rings (1..WF_RING_SCHED_MAX_RINGS, distinct,
+ * of the same options): one per producer (a data-plane worker each), so that
+ * each ring keeps one producer and one consumer while their submissions
+ * share batches and one GPU block polls them all. It takes consecutive ready
+ * submissions ring by ring, starting one ring further each batch (no ring
+ * waits behind another for more than one batch); verdicts go back to the
+ * ring of their submission. wf_ring_sched_start is this with one ring.
+ *
+ * No CUDA call of any kind may run in the process while a scheduler runs:
+ * make every ring, region and session first, start the scheduler last, stop
+ * it before freeing anything (docs/ring.md, "CUDA calls and a running
+ * scheduler"). A failure of the scheduler is written to every ring's status
+ * word. */
+int wf_ring_sched_start_multi(struct wf_session *session, wf_ring_t *const *rings, int nrings,
+                              const wf_ring_sched_opts_t *o, wf_ring_sched_t **out, char *err, size_t errlen);
+/* Raises stop in every ring of the scheduler, waits for it to finish its batch
+ * and exit, frees it. Returns the rings' status word (0 when it ran well). */
 uint32_t wf_ring_sched_stop(wf_ring_sched_t *s);
 
 #ifdef __cplusplus

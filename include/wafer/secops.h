@@ -124,6 +124,9 @@ typedef struct wf_secops_conf wf_secops_conf_t;
  * queue of 4096 events and no sink). Unknown keys are errors. */
 int wf_secops_conf_parse(const wf_conf_t *c, const wf_conf_node_t *node, wf_secops_conf_t **out, wf_conf_err_t *err);
 void wf_secops_conf_free(wf_secops_conf_t *sc);
+/* Whether two parsed sections were written the same (keys, values, order):
+ * a reload uses it to say that a changed section needs a restart. */
+bool wf_secops_conf_same(const wf_secops_conf_t *a, const wf_secops_conf_t *b);
 
 /* Starts the queue, the dispatcher thread and one thread per configured
  * sink; conf must stay valid until wf_secops_stop. With no sink configured

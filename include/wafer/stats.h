@@ -68,6 +68,7 @@
     X(denied, "connections and requests refused: deny-listed client")                                       \
     X(banned, "connections and requests refused: banned client")                                            \
     X(bans_started, "clients banned after repeated detections")                                              \
+    X(indicator_matched, "requests that matched a MISP indicator (refused or flagged per misp.action)")        \
     X(events_dropped, "security events dropped (event queue full or no event hub)")                 \
     X(tls_handshakes, "TLS handshakes completed with clients")                                              \
     X(tls_resumed, "client TLS handshakes that resumed a session (ticket or cache)")                        \

@@ -41,6 +41,7 @@ typedef struct {
     uint64_t retry_min_ms;  /* retry.initial: first retry delay (1s), doubled up to retry.max (5m) */
     uint64_t retry_max_ms;
     uint32_t max_pending;   /* alerts waiting for delivery (1000) */
+    uint64_t flush_timeout_ms; /* at stop, how long delivery may go on (5s) */
 } wf_thehive_conf_t;
 
 /* Parses a `thehive` sink mapping (keys in docs/thehive.md). The caller

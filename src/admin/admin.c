@@ -278,6 +278,7 @@ typedef struct aconn {
     wf_buf_t out;
     bool closing;       /* close once out is written */
     bool sent_continue; /* 100 Continue already sent for the request in progress */
+    bool http10;        /* the request being answered is HTTP/1.0 */
     bool draining;      /* response out, write side shut: reading what the client still sends */
     bool dead;
 } aconn_t;
@@ -399,7 +400,7 @@ static void respond(aconn_t *cn, int status, const char *ctype, const char *extr
                             "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
                             "Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n%s%s\r\n",
                             status, wf_http_reason(status), ctype, blen, extra ? extra : "",
-                            cn->closing ? "Connection: close\r\n" : "");
+                            cn->closing ? "Connection: close\r\n" : cn->http10 ? "Connection: keep-alive\r\n" : "");
     if (!rc && blen && !head_only)
         rc = wf_buf_append(&cn->out, wf_buf_rptr(body), blen);
     if (rc) {
@@ -658,7 +659,9 @@ static void conn_process(aconn_t *cn)
         }
         if (!(req.flags & WF_HTTP_F_KEEP_ALIVE))
             cn->closing = true;
+        cn->http10 = req.minor_version == 0;
         dispatch(cn, &req, wf_str(cn->in + n, (size_t)cl));
+        cn->http10 = false;
         size_t used = (size_t)n + (size_t)cl;
         memmove(cn->in, cn->in + used, cn->in_len - used);
         cn->in_len -= used;
@@ -828,6 +831,8 @@ static void admin_collect(wf_metrics_t *m, void *arg)
     wf_metrics_sample(m, NULL, "reason", "timeout", NULL, (double)a->n_timeouts);
     wf_metrics_family(m, "wafer_admin_connections", WF_METRIC_GAUGE, "Open admin connections.");
     wf_metrics_value(m, (double)a->nconns);
+    wf_metrics_family(m, "wafer_ready", WF_METRIC_GAUGE, "1 when /ready answers 200 (serving, not shutting down).");
+    wf_metrics_value(m, wf_admin_ready() ? 1 : 0);
 }
 
 /* Copies what reconfigure may change; caller holds a->lock (or owns a). */

@@ -1,6 +1,7 @@
 /* The detection service (include/wafer/detect.h): engines (a model and what
  * runs it), the CPU backend's queue and inference threads, ports and their
- * completion queues, and the GPU backend's per-port rings. */
+ * completion queues, and the GPU backend's per-port rings with the one GPU
+ * scheduler that serves them all. */
 #include "wafer/detect.h"
 #include "wafer/core.h"
 #include "wafer/metrics.h"
@@ -44,6 +45,16 @@ struct wf_detect_engine {
     bool cuda;
     struct wf_detect_engine *next_old; /* retired engines, waiting to be freed */
 
+    /* GPU backend: one session, one ring per port and one scheduler over all of them, every one made when the
+     * engine is made and the scheduler started last: no CUDA call may run while it does (docs/ring.md). */
+    wf_session_t *gsess;
+    int nrings;
+    wf_ring_region_t **regions;
+    wf_ring_t **rings;
+    atomic_bool *ring_taken;
+    wf_ring_sched_t *sched;
+    uint64_t calls_at_start; /* host CUDA calls when the scheduler started */
+
     /* CPU backend: one bounded queue, nthreads threads with a session each */
     pthread_mutex_t mu;
     pthread_cond_t cv;
@@ -79,12 +90,10 @@ struct wf_detect_port {
     int efd;
     wf_io_t io;
     atomic_bool signalled;
-    /* GPU backend: this port's ring, session and scheduler */
+    /* GPU backend: the engine's ring this port took (the engine owns it) */
     wf_detect_engine_t *ring_engine;
-    wf_ring_region_t *region;
+    int ring_idx;
     wf_ring_t *ring;
-    wf_session_t *rsess;
-    wf_ring_sched_t *sched;
     wf_timer_t poll_timer;
     bool ring_dead;
 };
@@ -126,10 +135,63 @@ void wf_detect_engine_unref(wf_detect_engine_t *e)
 
 static void *cpu_thread(void *arg);
 
+static uint64_t cuda_calls(void)
+{
+#ifdef WAFER_HAVE_CUDA
+    return wf_cuda_host_calls();
+#else
+    return 0;
+#endif
+}
+
+/* The engine whose GPU scheduler runs (at most one: a cuda engine is never replaced while serving), for the exit
+ * guard below. */
+static _Atomic(wf_detect_engine_t *) running_gpu;
+
+/* Stops the scheduler first, then frees what it used: a CUDA free while it runs could wait for it forever. */
+static void engine_gpu_free(wf_detect_engine_t *e)
+{
+    if (e->sched) {
+        uint64_t calls = cuda_calls() - e->calls_at_start;
+        uint32_t st = wf_ring_sched_stop(e->sched);
+        e->sched = NULL;
+        wf_detect_engine_t *self = e;
+        atomic_compare_exchange_strong(&running_gpu, &self, NULL);
+        if (st)
+            wf_error("detection: the GPU scheduler had stopped with status %u", st);
+        wf_info("detection: GPU scheduler stopped; host CUDA calls while it ran: %llu", (unsigned long long)calls);
+    }
+    for (int i = 0; i < e->nrings; i++) {
+        wf_ring_free(e->rings ? e->rings[i] : NULL);
+        wf_ring_region_free(e->regions ? e->regions[i] : NULL);
+    }
+    free(e->rings);
+    free(e->regions);
+    free(e->ring_taken);
+    wf_session_free(e->gsess);
+    e->rings = NULL;
+    e->regions = NULL;
+    e->ring_taken = NULL;
+    e->gsess = NULL;
+    e->nrings = 0;
+}
+
+/* A process that exits without wf_detect_stop (a start-up error after the service started) must not leave the
+ * scheduler spinning while the CUDA runtime tears down. */
+static void gpu_atexit(void)
+{
+    wf_detect_engine_t *e = atomic_exchange(&running_gpu, NULL);
+    if (e && e->sched) {
+        wf_ring_sched_stop(e->sched);
+        e->sched = NULL;
+    }
+}
+
 static void engine_free(wf_detect_engine_t *e)
 {
     if (!e)
         return;
+    engine_gpu_free(e);
     if (e->mu_init) {
         pthread_mutex_lock(&e->mu);
         e->stopping = true;
@@ -171,6 +233,68 @@ typedef struct thr_arg {
     int idx;
 } thr_arg_t;
 
+/* The GPU backend of an engine: one session, a ring for each port that will open (the server's workers), then
+ * one scheduler over all the rings. Nothing of it is made later: port_open only takes a ring. */
+static int engine_gpu_start(wf_detect_engine_t *e, char *why, size_t whylen)
+{
+    const wf_detect_conf_t *c = &e->svc->conf;
+    int n = c->ports > 0 ? c->ports : 1;
+    if (n > WF_RING_SCHED_MAX_RINGS) {
+        snprintf(why, whylen, "%d workers: the GPU scheduler serves at most %d", n, WF_RING_SCHED_MAX_RINGS);
+        return -ENOTSUP;
+    }
+    uint32_t slots = 2;
+    while (slots < c->max_inflight)
+        slots <<= 1;
+    wf_ring_opts_t ro = { .slots = slots, .max_len = (uint32_t)e->max_len, .num_labels = (uint32_t)e->L };
+    wf_session_opts_t so = { .backend = "cuda", .threads = 1, .max_batch = c->max_batch,
+                             .max_tokens = c->max_batch * e->max_len };
+    wf_err_t me = { { 0 } };
+    wf_status_t s = wf_session_new(e->model, &so, &e->gsess, &me);
+    if (s != WF_OK) {
+        snprintf(why, whylen, "GPU session: %.400s", me.msg[0] ? me.msg : wf_status_str(s));
+        return -ENOTSUP;
+    }
+    e->regions = calloc((size_t)n, sizeof(*e->regions));
+    e->rings = calloc((size_t)n, sizeof(*e->rings));
+    e->ring_taken = calloc((size_t)n, sizeof(*e->ring_taken));
+    if (!e->regions || !e->rings || !e->ring_taken) {
+        snprintf(why, whylen, "out of memory");
+        engine_gpu_free(e);
+        return -ENOMEM;
+    }
+    e->nrings = n;
+    char msg[400] = "";
+    for (int i = 0; i < n; i++) {
+        int rc = wf_ring_region_new(WF_RING_MEM_HOST_MAPPED, wf_ring_bytes(&ro), &e->regions[i], msg, sizeof(msg));
+        if (!rc)
+            rc = wf_ring_new(e->regions[i], &ro, &e->rings[i]);
+        if (rc) {
+            snprintf(why, whylen, "GPU ring %d of %d: %s", i + 1, n, msg[0] ? msg : wf_strerror(rc));
+            engine_gpu_free(e);
+            return rc;
+        }
+        atomic_init(&e->ring_taken[i], false);
+    }
+    uint64_t t0 = wf_now_ns();
+    wf_ring_sched_opts_t sopt = { .max_batch = c->max_batch, .max_wait_ns = c->batch_wait_us * 1000u };
+    s = wf_ring_sched_start_multi(e->gsess, e->rings, n, &sopt, &e->sched, msg, sizeof(msg));
+    if (s != WF_OK) {
+        snprintf(why, whylen, "GPU scheduler: %s", msg[0] ? msg : wf_status_str(s));
+        engine_gpu_free(e);
+        return -ENOTSUP;
+    }
+    e->calls_at_start = cuda_calls();
+    static atomic_bool guard;
+    if (!atomic_exchange(&guard, true))
+        atexit(gpu_atexit);
+    atomic_store(&running_gpu, e);
+    wf_info("detection: GPU scheduler running over %d ring%s of %u slots (one per worker), batches of up to %d "
+            "units, started in %.2f s", n, n == 1 ? "" : "s", slots, c->max_batch,
+            (double)(wf_now_ns() - t0) / 1e9);
+    return 0;
+}
+
 static int engine_new(wf_detect_t *d, const char *dir, bool allow_cuda, wf_detect_engine_t **out, char *err,
                       size_t errlen)
 {
@@ -210,19 +334,6 @@ static int engine_new(wf_detect_t *d, const char *dir, bool allow_cuda, wf_detec
         e->reads[k] = true;
     }
     char why[512] = "";
-    /* One ring scheduler per process for now: starting a second one while the first spins on the GPU
-     * hung at start-up on the GPU machine (a CUDA allocation that waits for the device to be idle). */
-    if (c->ports > 1 && c->backend == WF_DETECT_CUDA) {
-        snprintf(err, errlen, "detection.backend cuda serves one worker (workers: 1) in this version; %d workers "
-                 "need backend cpu", c->ports);
-        engine_free(e);
-        return -ENOTSUP;
-    }
-    if (c->ports > 1 && c->backend == WF_DETECT_AUTO && allow_cuda) {
-        wf_info("detection: backend auto: the cuda backend serves one worker in this version; %d workers use the "
-                "CPU backend", c->ports);
-        allow_cuda = false;
-    }
     if (c->backend == WF_DETECT_CUDA || (c->backend == WF_DETECT_AUTO && allow_cuda)) {
         /* the ring's scheduler spins on the GPU: lazy module loading could deadlock it (docs/ring.md) */
         setenv("CUDA_MODULE_LOADING", "EAGER", 0);
@@ -237,8 +348,18 @@ static int engine_new(wf_detect_t *d, const char *dir, bool allow_cuda, wf_detec
         }
     }
     if (e->cuda) {
-        *out = e; /* sessions and rings are made per port */
-        return 0;
+        int rc = engine_gpu_start(e, why, sizeof(why));
+        if (rc == 0) {
+            *out = e;
+            return 0;
+        }
+        if (c->backend == WF_DETECT_CUDA) {
+            snprintf(err, errlen, "detection.backend cuda: %s", why);
+            engine_free(e);
+            return rc;
+        }
+        wf_warn("detection: backend auto: %s; using the CPU backend", why);
+        e->cuda = false;
     }
     e->cap = c->max_queue;
     e->nthreads = c->threads;
@@ -487,40 +608,48 @@ static void ring_timer(wf_loop_t *loop, wf_timer_t *t)
         wf_loop_timer_set(loop, t, wf_loop_now(loop) + RING_POLL_MS);
 }
 
+/* Takes one of the engine's rings (made at start): no CUDA call, the scheduler already polls it. */
 static int port_ring_open(wf_detect_port_t *p, wf_detect_engine_t *e)
 {
-    wf_detect_t *d = p->svc;
-    char err[512] = "";
-    uint32_t slots = 1;
-    while (slots < d->conf.max_inflight)
-        slots <<= 1;
-    wf_ring_opts_t ro = { .slots = slots, .max_len = (uint32_t)e->max_len, .num_labels = (uint32_t)e->L };
-    wf_session_opts_t so = { .backend = "cuda", .threads = 1, .max_batch = d->conf.max_batch,
-                             .max_tokens = d->conf.max_batch * e->max_len };
-    wf_err_t me = { { 0 } };
-    wf_status_t s = wf_session_new(e->model, &so, &p->rsess, &me);
-    if (s != WF_OK) {
-        wf_error("detection: GPU session: %s", me.msg[0] ? me.msg : wf_status_str(s));
-        return -ENOTSUP;
+    int i = 0;
+    for (; i < e->nrings; i++) {
+        bool f = false;
+        if (atomic_compare_exchange_strong(&e->ring_taken[i], &f, true))
+            break;
     }
-    int rc = wf_ring_region_new(WF_RING_MEM_HOST_MAPPED, wf_ring_bytes(&ro), &p->region, err, sizeof(err));
-    if (!rc)
-        rc = wf_ring_new(p->region, &ro, &p->ring);
-    if (!rc) {
-        wf_ring_sched_opts_t sopt = { .max_batch = d->conf.max_batch, .max_wait_ns = d->conf.batch_wait_us * 1000u };
-        rc = wf_ring_sched_start(p->rsess, p->ring, &sopt, &p->sched, err, sizeof(err));
-        if (rc)
-            rc = -ENOTSUP;
+    if (i == e->nrings) {
+        wf_error("detection: every GPU ring is taken (%d, made at start for the workers then configured)",
+                 e->nrings);
+        return -ENOSPC;
     }
-    if (rc) {
-        wf_error("detection: GPU ring: %s", err[0] ? err : wf_strerror(rc));
-        return rc;
-    }
+    p->ring_idx = i;
+    p->ring = e->rings[i];
     p->ring_engine = e;
     wf_detect_engine_ref(e);
     wf_timer_init(&p->poll_timer, ring_timer, p);
     wf_loop_add_before_sleep(p->loop, ring_before_sleep, p);
     return 0;
+}
+
+/* Gives the ring back to the engine once the GPU has answered everything submitted through it, so that a port
+ * that takes it later gets no verdict of this one's. A ring still owed verdicts after a while (a dead scheduler)
+ * stays taken. */
+static void port_ring_close(wf_detect_port_t *p)
+{
+    wf_ring_verdict_t vs[64];
+    for (int i = 0; i < 2000 && wf_ring_consumed(p->ring) < wf_ring_submitted(p->ring); i++) {
+        int n = p->ring_dead ? -1 : wf_ring_poll(p->ring, vs, NULL, 64);
+        if (n < 0 || wf_ring_status(p->ring, NULL) != WF_RING_OK)
+            break;
+        if (n == 0)
+            usleep(1000);
+    }
+    if (wf_ring_consumed(p->ring) == wf_ring_submitted(p->ring))
+        atomic_store(&p->ring_engine->ring_taken[p->ring_idx], false);
+    else
+        wf_error("detection: a worker's GPU ring closed with %llu units unanswered; it is not reused",
+                 (unsigned long long)(wf_ring_submitted(p->ring) - wf_ring_consumed(p->ring)));
+    p->ring = NULL;
 }
 
 int wf_detect_port_open(wf_detect_t *d, wf_loop_t *loop, wf_detect_verdict_fn fn, void *arg, wf_detect_port_t **out)
@@ -563,18 +692,11 @@ void wf_detect_port_close(wf_detect_port_t *p)
     if (!p)
         return;
     p->fn = NULL;
-    if (p->sched) {
-        wf_ring_sched_stop(p->sched);
-        p->sched = NULL;
-    }
     if (p->ring) {
         if (p->loop)
             wf_loop_timer_cancel(p->loop, &p->poll_timer);
-        wf_ring_free(p->ring);
-        wf_ring_region_free(p->region);
+        port_ring_close(p);
     }
-    if (p->rsess)
-        wf_session_free(p->rsess);
     if (p->ring_engine)
         wf_detect_engine_unref(p->ring_engine);
     if (p->done) {
@@ -773,6 +895,11 @@ void wf_detect_stats(wf_detect_t *d, wf_detect_stats_t *o)
         pthread_mutex_lock(&e->mu);
         o->queue_depth = e->count;
         pthread_mutex_unlock(&e->mu);
+    } else {
+        /* host words only (no CUDA call): published and not yet answered, over every ring */
+        for (int i = 0; i < e->nrings; i++)
+            o->queue_depth += wf_ring_submitted(e->rings[i]) - wf_ring_consumed(e->rings[i]);
+        o->gpu_host_calls = cuda_calls() - e->calls_at_start;
     }
     wf_detect_engine_unref(e);
 }
@@ -796,6 +923,13 @@ static void detect_collect(wf_metrics_t *m, void *arg)
     wf_metrics_value(m, (double)st.queue_depth);
     wf_metrics_family(m, "wafer_detect_model_swaps_total", WF_METRIC_COUNTER, "Models replaced by a reload.");
     wf_metrics_value(m, (double)st.model_swaps);
+    wf_detect_engine_t *ce = wf_detect_engine_get(d);
+    if (ce->cuda) {
+        wf_metrics_family(m, "wafer_detect_gpu_host_calls_total", WF_METRIC_COUNTER,
+                          "Host CUDA calls since the GPU scheduler started (none per request: it stays 0).");
+        wf_metrics_value(m, (double)st.gpu_host_calls);
+    }
+    wf_detect_engine_unref(ce);
     wf_detect_engine_t *e = wf_detect_engine_get(d);
     if (!e->cuda && e->nthreads > 0) {
         wf_hist_t hb = e->h_batch[0], hr = e->h_run_s[0];

@@ -11,6 +11,8 @@
  * detection.max_inflight.
  */
 #include "inspect_hook.h"
+#include "wafer/ioc.h"
+#include "wafer/misp.h"
 #include "wafer/admin.h"
 #include "wafer/detect.h"
 #include "wafer/policy.h"
@@ -573,6 +575,23 @@ wf_insp_action_t wf_insp_begin(wf_worker_t *w, const wf_insp_start_t *st, wf_ins
         ev_fill(&ev, &s, WF_SECEV_BAN, WF_SECEV_R_BANNED, 403);
         wf_secops_emit_global(&ev);
         return WF_INSP_REFUSE;
+    }
+    if (wf_misp_global) {
+        wf_ioc_hit_t hit;
+        const wf_http_header_t *ua = wf_http_header_find(req->headers, req->nheaders, "user-agent");
+        int act = wf_misp_check(st->peer, req->host, req->target, ua ? ua->value : WF_STR_NULL, &hit);
+        if (act >= 0) {
+            bool block = act == WF_MISP_BLOCK;
+            WF_STAT_INC(&w->stats, indicator_matched);
+            wf_secev_t ev;
+            evsrc_t s;
+            ev_src_req(&s, st);
+            ev_fill(&ev, &s, block ? WF_SECEV_DENY : WF_SECEV_MONITOR, WF_SECEV_R_INDICATOR, block ? 403 : 0);
+            wf_ioc_hit_secev(&hit, &ev);
+            wf_secops_emit_global(&ev);
+            if (block)
+                return WF_INSP_REFUSE;
+        }
     }
     const wf_detect_conf_t *dc = gc->detect;
     if (!dc || !dc->enabled || !wf_detect_global)

@@ -809,19 +809,13 @@ static void cc_scan_body_(cconn_t *cc)
 }
 
 /* The request's route: the policy's top level when none matches, NULL
- * without a policy. Looked up once per request, on the path as the
- * upstream will read it (cc->rh is free until a response head is made). */
+ * without a policy. Looked up once per request (wf_policy_route matches on
+ * the normalised path). */
 static const wf_route_t *cc_route(cconn_t *cc, const wf_http_request_t *req)
 {
     const wf_policy_t *pol = cc->sc->policy;
-    if (!cc->route && pol) {
-        if (!pol->nroutes) {
-            cc->route = &pol->root;
-        } else {
-            size_t pn = wf_http_path_normalize(req->path, cc->rh);
-            cc->route = wf_policy_route(pol, req->host, wf_str(cc->rh, pn));
-        }
-    }
+    if (!cc->route && pol)
+        cc->route = pol->nroutes ? wf_policy_route(pol, req->host, req->path) : &pol->root;
     return cc->route;
 }
 

@@ -42,7 +42,6 @@ void wf_server_conf_defaults(wf_server_conf_t *sc)
     sc->send_timeout_ms = 60000;
     sc->shutdown_timeout_ms = 30000;
     wf_ratelimit_conf_defaults(&sc->rate_limits);
-    wf_admin_conf_defaults(&sc->admin);
 }
 
 void wf_server_conf_free(wf_server_conf_t *sc)
@@ -126,8 +125,8 @@ static int parse_header_name(const wf_conf_t *c, const wf_conf_node_t *map, cons
 int wf_server_conf_parse(const wf_conf_t *c, wf_server_conf_t *sc, wf_conf_err_t *err)
 {
     static const char *const top_keys[] = { "workers", "pid_file", "log", "listen", "upstream", "proxy",
-                                            "limits", "timeouts", "shutdown_timeout", "admin", "events", "misp",
-                                            "detection", "policy", "upstreams", "rate_limits", "min_rates", NULL };
+                                            "limits", "timeouts", "shutdown_timeout", "admin", "events", "detection",
+                                            "policy", "misp", "upstreams", "rate_limits", "min_rates", NULL };
     static const char *const log_keys[] = { "level", "error_log", "access_log", NULL };
     static const char *const listen_keys[] = { "address", "backlog", "tls", NULL };
     static const char *const up_keys[] = { "servers", "keepalive", "connect_timeout", "timeout", "idle_timeout", "tls",

@@ -479,6 +479,7 @@ static void misp_stop(void)
     wf_misp_global = NULL;
     wf_ioc_global = NULL;
 }
+static const wf_secops_conf_t *running_events; /* the hub's, kept from the start */
 
 static void reload(const char *path)
 {
@@ -496,6 +497,8 @@ static void reload(const char *path)
     if ((nc->pid_file || cur_gen->conf->pid_file) &&
         (!nc->pid_file || !cur_gen->conf->pid_file || strcmp(nc->pid_file, cur_gen->conf->pid_file)))
         wf_warn("reload: pid_file changes take effect at the next start");
+    if (!wf_secops_conf_same(running_events, nc->events))
+        wf_warn("reload: events changes take effect at the next start");
     wf_gen_t *g = NULL;
     char msg[800];
     if (wf_insp_prepare(nc, false, msg, sizeof(msg))) {
@@ -636,8 +639,10 @@ int wf_server_run(const char *conf_path, bool daemon_mode)
         return 1;
     }
     wf_http_metrics_register();
-    if (wf_bans_global)
+    if (wf_bans_global) {
         wf_bans_admin_register(wf_bans_global);
+        wf_bans_metrics_register(wf_bans_global);
+    }
     if (admin_apply(sc, msg, sizeof(msg))) {
         wf_error("%s", msg);
         return 1;
@@ -646,8 +651,11 @@ int wf_server_run(const char *conf_path, bool daemon_mode)
     /* the hub lives as long as the process: a reload keeps it (events: needs a restart) */
     wf_secops_conf_t *evconf = sc->events;
     sc->events = NULL;
+    running_events = evconf;
     if (evconf && (rc = wf_secops_start(evconf, &wf_secops_global, msg, sizeof(msg)))) {
         wf_error("%s", msg);
+        if (pid_written && pid_file)
+            unlink(pid_file);
         return 1;
     }
     msg[0] = 0;
@@ -763,6 +771,7 @@ int wf_server_run(const char *conf_path, bool daemon_mode)
     wf_secops_t *hub = wf_secops_global;
     wf_secops_global = NULL;
     wf_secops_stop(hub);
+    running_events = NULL;
     wf_secops_conf_free(evconf);
     wf_insp_shutdown();
     for (int i = 0; i < nworkers; i++) {

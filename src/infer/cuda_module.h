@@ -28,7 +28,7 @@ extern "C" {
 #include "wafer/ring.h"
 
 /* Bumped whenever either table changes: a module of another version is refused. */
-#define WF_CUDA_MODULE_ABI 1
+#define WF_CUDA_MODULE_ABI 2
 #define WF_CUDA_MODULE_ENTRY "wf_cuda_module_get"
 #define WF_CUDA_MODULE_NAME "wafer-cuda.so"
 
@@ -62,8 +62,8 @@ typedef struct {
     /* A GPU-visible ring region (kind and size set in r): 0, or -errno with a message. */
     int (*region_alloc)(wf_ring_region_t *r, char *err, size_t errlen);
     void (*region_free)(wf_ring_region_t *r);
-    /* wf_ring_sched_start / wf_ring_sched_stop (wafer/ring.h). */
-    int (*sched_start)(wf_session_t *session, wf_ring_t *ring, const wf_ring_sched_opts_t *o,
+    /* wf_ring_sched_start_multi / wf_ring_sched_stop (wafer/ring.h). */
+    int (*sched_start)(wf_session_t *session, wf_ring_t *const *rings, int nrings, const wf_ring_sched_opts_t *o,
                        wf_ring_sched_t **out, char *err, size_t errlen);
     uint32_t (*sched_stop)(wf_ring_sched_t *s);
 } wf_cuda_module_t;

@@ -53,6 +53,7 @@ struct wf_bans {
     uint32_t detections;
     uint64_t window_ms, duration_ms;
     bool fixed_window;
+    uint8_t v6bits;      /* ipv6_prefix, fixed at creation: keys depend on it */
     uint64_t nbanned;    /* entries with until_ms != 0, over all shards */
 };
 
@@ -128,6 +129,7 @@ wf_bans_t *wf_bans_new(const wf_ban_conf_t *conf)
             return NULL;
         }
     }
+    b->v6bits = conf->ipv6_prefix >= 1 && conf->ipv6_prefix <= 128 ? conf->ipv6_prefix : 128;
     set_conf(b, conf);
     return b;
 }
@@ -156,6 +158,12 @@ static bool make_key(const wf_bans_t *b, const wf_sockaddr_t *client, key_t_ *k)
     int n = wf_sockaddr_key(client, &k->family, k->addr);
     if (!n)
         return false;
+    if (k->family == AF_INET6 && b->v6bits < 128) {
+        unsigned full = b->v6bits / 8, rest = b->v6bits % 8;
+        if (rest)
+            k->addr[full] &= (uint8_t)(0xff00u >> rest);
+        memset(k->addr + full + (rest ? 1 : 0), 0, 16 - full - (rest ? 1 : 0));
+    }
     k->h = wf_hash64(k->addr, (size_t)n, b->seed ^ k->family);
     return true;
 }
@@ -475,6 +483,9 @@ static void shard_resize(wf_bans_t *b, shard_t *s, uint32_t cap)
 
 void wf_bans_configure(wf_bans_t *b, const wf_ban_conf_t *conf)
 {
+    unsigned v6 = conf->ipv6_prefix >= 1 && conf->ipv6_prefix <= 128 ? conf->ipv6_prefix : 128;
+    if (v6 != b->v6bits)
+        wf_warn("bans: ipv6_prefix %u -> %u takes effect at the next start; keeping /%u", b->v6bits, v6, b->v6bits);
     set_conf(b, conf);
     uint32_t cap = shard_cap(conf->max_clients ? conf->max_clients : 1, b->nshards);
     for (uint32_t si = 0; si < b->nshards; si++) {
@@ -509,6 +520,11 @@ bool wf_bans_get(wf_bans_t *b, const wf_sockaddr_t *client, uint64_t now_ms, uin
 uint64_t wf_bans_duration_ms(wf_bans_t *b)
 {
     return LOAD(b->duration_ms);
+}
+
+unsigned wf_bans_ipv6_prefix(wf_bans_t *b)
+{
+    return b->v6bits;
 }
 
 static void bans_collect(wf_metrics_t *m, void *arg)

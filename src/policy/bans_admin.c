@@ -61,13 +61,27 @@ typedef struct {
     uint64_t now_ms, wall_us;
     size_t n;
     int rc;
+    unsigned v6bits;
 } list_ctx_t;
 
 static int ban_json(wf_buf_t *out, const wf_sockaddr_t *client, uint64_t until_ms, uint32_t det, uint64_t now_ms,
-                    uint64_t wall_us)
+                    uint64_t wall_us, unsigned v6bits)
 {
-    char ip[INET6_ADDRSTRLEN], ts[40];
-    ip_text(client, ip, sizeof(ip));
+    char ip[INET6_ADDRSTRLEN + 4], ts[40];
+    uint8_t fam, addr[16];
+    ip[0] = 0;
+    if (wf_sockaddr_key(client, &fam, addr)) {
+        if (fam == AF_INET6 && v6bits < 128) { /* bans of IPv6 clients are per network: show it */
+            wf_cidr_t net = { .family = AF_INET6, .bits = (uint8_t)v6bits };
+            char s[INET6_ADDRSTRLEN];
+            inet_ntop(AF_INET6, addr, s, sizeof(s));
+            snprintf(ip, sizeof(ip), "%s/%u", s, v6bits);
+            if (wf_cidr_parse(ip, &net) == 0)
+                wf_cidr_format(&net, ip, sizeof(ip));
+        } else {
+            inet_ntop(fam, addr, ip, INET6_ADDRSTRLEN);
+        }
+    }
     uint64_t left_ms = until_ms > now_ms ? until_ms - now_ms : 0;
     wf_time_rfc3339(wall_us + left_ms * 1000, ts, sizeof(ts));
     return wf_buf_appendf(out, "{\"client\":\"%s\",\"until\":\"%s\",\"seconds_left\":%llu,\"detections\":%u}", ip, ts,
@@ -81,7 +95,7 @@ static void list_one(const wf_sockaddr_t *client, uint64_t until_ms, uint32_t de
         return;
     if (ctx->n++ && (ctx->rc = wf_buf_append(ctx->out, ",", 1)))
         return;
-    ctx->rc = ban_json(ctx->out, client, until_ms, det, ctx->now_ms, ctx->wall_us);
+    ctx->rc = ban_json(ctx->out, client, until_ms, det, ctx->now_ms, ctx->wall_us, ctx->v6bits);
 }
 
 void wf_bans_admin_get(const wf_admin_req_t *req, wf_admin_resp_t *resp, void *bans)
@@ -97,11 +111,12 @@ void wf_bans_admin_get(const wf_admin_req_t *req, wf_admin_resp_t *resp, void *b
             return reply_error(resp, 400, "expected /bans/<ip>");
         if (!wf_bans_get(b, &a, now, &until, &det))
             return reply_error(resp, 404, "not banned");
-        if (ban_json(resp->body, &a, until, det, now, wall) || wf_buf_append(resp->body, "\n", 1))
+        if (ban_json(resp->body, &a, until, det, now, wall, wf_bans_ipv6_prefix(b)) ||
+            wf_buf_append(resp->body, "\n", 1))
             return reply_error(resp, 500, "response too large");
         return;
     }
-    list_ctx_t ctx = { .out = resp->body, .now_ms = now, .wall_us = wall };
+    list_ctx_t ctx = { .out = resp->body, .now_ms = now, .wall_us = wall, .v6bits = wf_bans_ipv6_prefix(b) };
     ctx.rc = wf_buf_append(resp->body, "[", 1);
     wf_bans_foreach(b, now, list_one, &ctx);
     if (ctx.rc || wf_buf_append(resp->body, "]\n", 2))
@@ -166,7 +181,7 @@ void wf_bans_admin_post(const wf_admin_req_t *req, wf_admin_resp_t *resp, void *
     uint64_t until = now + dur;
     uint32_t det = 0;
     wf_bans_get(b, &a, now, &until, &det);
-    if (ban_json(resp->body, &a, until, det, now, wall) || wf_buf_append(resp->body, "\n", 1))
+    if (ban_json(resp->body, &a, until, det, now, wall, wf_bans_ipv6_prefix(b)) || wf_buf_append(resp->body, "\n", 1))
         return reply_error(resp, 500, "response too large");
 }
 

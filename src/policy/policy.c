@@ -1,5 +1,6 @@
 /* The firewall policy: the `policy:` section, routes, thresholds and exclusions (include/wafer/policy.h). */
 #include "wafer/policy.h"
+#include "wafer/http.h"
 #include "wafer/tls.h"
 #include "wafer/core.h"
 
@@ -417,7 +418,8 @@ void wf_policy_free(wf_policy_t *p)
 int wf_policy_parse(const wf_conf_t *c, const wf_conf_node_t *node, wf_policy_t **out, wf_conf_err_t *err)
 {
     static const char *const keys[] = { "mode", "thresholds", "exclusions", "allow", "deny", "ban", "routes", NULL };
-    static const char *const ban_keys[] = { "detections", "window", "duration", "max_clients", "counting", NULL };
+    static const char *const ban_keys[] = { "detections", "window", "duration", "max_clients", "counting",
+                                            "ipv6_prefix", NULL };
     static const char *const counting[] = { "sliding", "fixed", NULL };
     const wf_conf_node_t *n;
     int rc = -ENOMEM;
@@ -427,7 +429,8 @@ int wf_policy_parse(const wf_conf_t *c, const wf_conf_node_t *node, wf_policy_t 
     if (!p)
         return -ENOMEM;
     p->mode = WF_MODE_BLOCK;
-    p->ban = (wf_ban_conf_t){ .detections = 5, .window_ms = 60000, .duration_ms = 600000, .max_clients = 65536 };
+    p->ban = (wf_ban_conf_t){ .detections = 5, .window_ms = 60000, .duration_ms = 600000, .max_clients = 65536,
+                              .ipv6_prefix = 128 };
     if (node && node->type != WF_CONF_MAP) {
         rc = wf_conf_errorf(c, node, err, "expected a mapping");
         goto fail;
@@ -447,15 +450,17 @@ int wf_policy_parse(const wf_conf_t *c, const wf_conf_node_t *node, wf_policy_t 
         if ((n = wf_conf_get(node, "deny")) && (rc = parse_cidrs(c, n, &p->deny, &p->ndeny, err)))
             goto fail;
         if ((n = wf_conf_get(node, "ban"))) {
-            int64_t det = p->ban.detections, maxc = p->ban.max_clients;
+            int64_t det = p->ban.detections, maxc = p->ban.max_clients, v6 = p->ban.ipv6_prefix;
             int cnt = 0;
             if ((rc = wf_conf_check_keys(c, n, ban_keys, err)) ||
                 (rc = wf_conf_int(c, n, "detections", 0, 1000000, &det, err)) ||
                 (rc = wf_conf_duration_ms(c, n, "window", 1, 86400000ull, &p->ban.window_ms, err)) ||
                 (rc = wf_conf_duration_ms(c, n, "duration", 1, 365ull * 86400000ull, &p->ban.duration_ms, err)) ||
                 (rc = wf_conf_int(c, n, "max_clients", 1, 1 << 26, &maxc, err)) ||
-                (rc = wf_conf_enum(c, n, "counting", counting, &cnt, err)))
+                (rc = wf_conf_enum(c, n, "counting", counting, &cnt, err)) ||
+                (rc = wf_conf_int(c, n, "ipv6_prefix", 32, 128, &v6, err)))
                 goto fail;
+            p->ban.ipv6_prefix = (uint8_t)v6;
             p->ban.detections = (uint32_t)det;
             p->ban.max_clients = (uint32_t)maxc;
             p->ban.fixed_window = cnt == 1;
@@ -651,8 +656,31 @@ static bool path_matches(const struct wf_route_ix *x, wf_str_t path)
     return x->dir || path.n == n || path.p[n] == '/';
 }
 
-const wf_route_t *wf_policy_route(const wf_policy_t *p, wf_str_t host, wf_str_t path)
+/* Routes are matched on the normalised path; this buffer holds it (a longer path: a per-thread buffer). */
+#define ROUTE_PATH_BUF 8192
+
+const wf_route_t *wf_policy_route(const wf_policy_t *p, wf_str_t host, wf_str_t raw_path)
 {
+    char buf[ROUTE_PATH_BUF];
+    static __thread char *big;
+    static __thread size_t bigcap;
+    wf_str_t path = raw_path;
+    if (raw_path.n) {
+        char *out = buf;
+        size_t need = raw_path.n + 2; /* wf_http_path_normalize's room */
+        if (need > sizeof(buf)) {
+            if (bigcap < need) {
+                char *nb = realloc(big, need);
+                if (nb) {
+                    big = nb;
+                    bigcap = need;
+                }
+            }
+            out = bigcap >= need ? big : NULL;
+        }
+        if (out)
+            path = wf_str(out, wf_http_path_normalize(raw_path, out));
+    }
     wf_str_t h = host_name(host);
     for (size_t i = 0; i < p->nroutes; i++) {
         const struct wf_route_ix *x = &p->order[i];

@@ -211,9 +211,16 @@ uint32_t wf_ring_status(const wf_ring_t *r, uint32_t *detail)
     return __atomic_load_n((uint32_t *)(r->base + r->l.ctrl_status), __ATOMIC_ACQUIRE);
 }
 
-#ifdef WAFER_HAVE_CUDA
 int wf_ring_sched_start(struct wf_session *session, wf_ring_t *ring, const wf_ring_sched_opts_t *o,
                         wf_ring_sched_t **out, char *err, size_t errlen)
+{
+    wf_ring_t *rings[1] = { ring };
+    return wf_ring_sched_start_multi(session, rings, 1, o, out, err, errlen);
+}
+
+#ifdef WAFER_HAVE_CUDA
+int wf_ring_sched_start_multi(struct wf_session *session, wf_ring_t *const *rings, int nrings,
+                              const wf_ring_sched_opts_t *o, wf_ring_sched_t **out, char *err, size_t errlen)
 {
     *out = NULL;
     char why[512];
@@ -223,7 +230,7 @@ int wf_ring_sched_start(struct wf_session *session, wf_ring_t *ring, const wf_ri
             snprintf(err, errlen, "ring: the GPU scheduler needs the CUDA module: %s", why);
         return WF_ERR_BACKEND;
     }
-    return cm->sched_start(session, ring, o, out, err, errlen);
+    return cm->sched_start(session, rings, nrings, o, out, err, errlen);
 }
 
 uint32_t wf_ring_sched_stop(wf_ring_sched_t *s)
@@ -232,8 +239,8 @@ uint32_t wf_ring_sched_stop(wf_ring_sched_t *s)
     return s ? wf_cuda_module(NULL, 0)->sched_stop(s) : 0;
 }
 #else
-int wf_ring_sched_start(struct wf_session *session, wf_ring_t *ring, const wf_ring_sched_opts_t *o,
-                        wf_ring_sched_t **out, char *err, size_t errlen)
+int wf_ring_sched_start_multi(struct wf_session *session, wf_ring_t *const *rings, int nrings,
+                              const wf_ring_sched_opts_t *o, wf_ring_sched_t **out, char *err, size_t errlen)
 {
     *out = NULL;
     if (err)

@@ -20,9 +20,9 @@ struct wf_ring_region {
  * region_cuda.cu: fills r (kind and size set) or returns -errno with a message. */
 int wf_ring_region_cuda_alloc(wf_ring_region_t *r, char *err, size_t errlen);
 void wf_ring_region_cuda_free(wf_ring_region_t *r);
-/* sched.cu: wf_ring_sched_start / wf_ring_sched_stop. */
-int wf_ring_sched_cuda_start(struct wf_session *session, wf_ring_t *ring, const wf_ring_sched_opts_t *o,
-                             wf_ring_sched_t **out, char *err, size_t errlen);
+/* sched.cu: wf_ring_sched_start_multi / wf_ring_sched_stop. */
+int wf_ring_sched_cuda_start(struct wf_session *session, wf_ring_t *const *rings, int nrings,
+                             const wf_ring_sched_opts_t *o, wf_ring_sched_t **out, char *err, size_t errlen);
 uint32_t wf_ring_sched_cuda_stop(wf_ring_sched_t *s);
 
 #ifdef __cplusplus

@@ -1,23 +1,29 @@
 /*
- * The GPU's own scheduler (self-scheduled mode).
+ * The GPU's own scheduler (self-scheduled mode), over one ring or several
+ * (one per data-plane worker: each ring keeps its single producer and single
+ * consumer, and the scheduler is the one reader of every ring's slots).
  *
  * Three device-launchable graphs, chained by tail launches so that the host
  * launches once and then makes no CUDA call:
  *
- *   sched (1 block)   polls the submission ring until max_batch submissions
- *                     are ready or max_wait_ns have passed since the first;
- *                     validates them, packs the valid ones into the input
- *                     block of the smallest bucket that holds them, then
- *                     tail-launches  bucket graph -> publish -> sched.
+ *   sched (1 block)   polls the submission rings (warp 0: one lane per ring
+ *                     for the stop words and "anything ready"; lane 0 then
+ *                     takes consecutive ready submissions ring by ring,
+ *                     starting one ring further each batch) until max_batch
+ *                     submissions are taken or max_wait_ns have passed since
+ *                     the first; validates them, packs the valid ones into
+ *                     the input block of the smallest bucket that holds them,
+ *                     then tail-launches  bucket graph -> publish -> sched.
  *   bucket graph      the captured forward pass (backend.cu).
- *   publish (1 block) writes each verdict, fences system-wide, writes the
- *                     verdicts' seq, fences, then the completion index.
+ *   publish (1 block) writes each verdict into its ring, fences system-wide,
+ *                     writes the verdicts' seq, fences, then the completion
+ *                     index of every ring the batch took from.
  *
  * Tail launches run one after the other once the launching graph has ended,
  * so each graph sees the previous one's results, and the scheduler polls
  * again only when the batch's verdicts are out (one batch in flight; the
  * session's buffers are the scheduler's alone). A failed device-side launch
- * writes the status word and stops the chain; the host reads it.
+ * writes the status word of every ring and stops the chain; the host reads it.
  */
 #include "infer/cuda/cuda_common.h"
 
@@ -29,21 +35,23 @@ extern "C" {
 #include <errno.h>
 #include <new>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define SCHED_THREADS 512
 #define SCHED_MAX_BUCKETS 32
+#define SCHED_MAX_RINGS WF_RING_SCHED_MAX_RINGS
+#define FULL_MASK 0xffffffffu
 
 typedef struct {
-    uint64_t next;  /* next submission to take */
-    uint64_t first; /* the batch in flight: first submission and count */
-    int32_t count;
-    int32_t pad;
+    uint32_t rr;   /* the ring the next batch starts taking from */
+    int32_t count; /* submissions in the batch in flight */
 } sched_state_t;
 
 typedef struct {
-    char *base; /* the region, device view */
-    wf_ring_layout_t l;
+    char *const *bases; /* (nrings) each ring's region, device view */
+    int nrings;
+    wf_ring_layout_t l; /* every ring has the same options, so the same layout */
     uint32_t nslots, max_len, C;
     int vocab, max_pos, max_batch;
     uint64_t max_wait_ns;
@@ -54,8 +62,12 @@ typedef struct {
     const float *d_probs;
     cudaGraphExec_t publish;
     sched_state_t *st;
-    int32_t *map;  /* (max_batch) sequence index of submission i, -1 if invalid */
-    int32_t *lens; /* (max_batch) */
+    uint64_t *next; /* (nrings) the next submission to take from each ring */
+    int32_t *took;  /* (nrings) submissions of the batch in flight from each ring */
+    uint64_t *iseq; /* (max_batch) batch entry i: its submission number in its ring */
+    int32_t *iring; /* (max_batch) ... and its ring */
+    int32_t *map;   /* (max_batch) sequence index of entry i, -1 if invalid */
+    int32_t *lens;  /* (max_batch) */
 } sched_params_t;
 
 static __device__ __forceinline__ uint64_t ld_acquire_sys(const uint64_t *p)
@@ -74,78 +86,124 @@ static __device__ __forceinline__ uint64_t globaltimer(void)
     return t;
 }
 
-static __device__ __forceinline__ wf_ring_slot_t *slot_at(const sched_params_t &p, uint64_t n)
+static __device__ __forceinline__ wf_ring_slot_t *slot_at(const sched_params_t &p, int r, uint64_t n)
 {
-    return (wf_ring_slot_t *)(p.base + p.l.slots + p.l.slot_bytes * (size_t)(n & (p.nslots - 1)));
+    return (wf_ring_slot_t *)(p.bases[r] + p.l.slots + p.l.slot_bytes * (size_t)(n & (p.nslots - 1)));
 }
 
-static __device__ __forceinline__ wf_ring_verdict_t *verdict_at(const sched_params_t &p, uint64_t n)
+static __device__ __forceinline__ wf_ring_verdict_t *verdict_at(const sched_params_t &p, int r, uint64_t n)
 {
-    return (wf_ring_verdict_t *)(p.base + p.l.verdicts + p.l.verdict_bytes * (size_t)(n & (p.nslots - 1)));
+    return (wf_ring_verdict_t *)(p.bases[r] + p.l.verdicts + p.l.verdict_bytes * (size_t)(n & (p.nslots - 1)));
+}
+
+/* Every ring's status word (after its detail): the scheduler serves them all, so its failure is each one's. */
+static __device__ void fail_all(const sched_params_t &p, uint32_t status, uint32_t detail)
+{
+    for (int r = 0; r < p.nrings; r++)
+        *(volatile uint32_t *)(p.bases[r] + p.l.ctrl_detail) = detail;
+    __threadfence_system();
+    for (int r = 0; r < p.nrings; r++)
+        *(volatile uint32_t *)(p.bases[r] + p.l.ctrl_status) = status;
 }
 
 static __global__ void __launch_bounds__(SCHED_THREADS) sched_k(sched_params_t p)
 {
-    __shared__ uint64_t s_first;
     __shared__ int s_n, s_go, s_bucket;
+    __shared__ uint64_t s_next[SCHED_MAX_RINGS];
+    __shared__ int s_take[SCHED_MAX_RINGS];
     __shared__ int s_tok[SCHED_THREADS], s_seq[SCHED_THREADS], s_items[SCHED_THREADS];
-    int tid = threadIdx.x;
+    int tid = threadIdx.x, R = p.nrings;
     int tmax = p.tokens[p.nb - 1], bmax = p.seqs[p.nb - 1];
     int lmax = (int)p.max_len < p.max_pos ? (int)p.max_len : p.max_pos;
+    int kmax = p.max_batch < bmax ? p.max_batch : bmax;
 
-    if (tid == 0) {
-        uint64_t first = p.st->next, t0 = 0;
+    for (int r = tid; r < R; r += SCHED_THREADS) {
+        s_next[r] = p.next[r];
+        s_take[r] = 0;
+    }
+    __syncthreads();
+    if (tid < 32) {
+        /* Warp 0 polls. Each round every lane reads the stop word and the next untaken slot of its rings (one
+         * round trip over PCIe for all of them); when something is ready, lane 0 takes consecutive ready
+         * submissions ring by ring, from ring rr on, while the batch has room. Every branch that ends the loop
+         * is decided by lane 0 or by a warp vote, so the warp leaves it together. */
+        int lane = tid;
+        uint32_t rr = p.st->rr;
+        uint64_t t0 = 0;
         int k = 0, tok = 0, go = 1;
         for (;;) {
-            if (ld_volatile_u32((const uint32_t *)(p.base + p.l.ctrl_stop))) {
+            bool stop = false, ready = false;
+            for (int r = lane; r < R; r += 32) {
+                if (ld_volatile_u32((const uint32_t *)(p.bases[r] + p.l.ctrl_stop)))
+                    stop = true;
+                uint64_t n = s_next[r] + (uint64_t)s_take[r];
+                if (ld_acquire_sys(&slot_at(p, r, n)->seq) == n + 1)
+                    ready = true;
+            }
+            if (__any_sync(FULL_MASK, stop)) {
                 go = 0;
                 break;
             }
-            bool full = false;
-            while (k < p.max_batch && k < bmax) {
-                wf_ring_slot_t *s = slot_at(p, first + k);
-                if (ld_acquire_sys(&s->seq) != first + k + 1)
-                    break;
-                int len = (int)*(volatile uint32_t *)&s->len;
-                int cl = len < 1 ? 1 : (len > lmax ? lmax : len);
-                if (tok + cl > tmax) {
-                    full = true;
-                    break;
+            int brk = 0;
+            if (__any_sync(FULL_MASK, ready)) {
+                if (lane == 0) {
+                    for (int q = 0; q < R && !brk; q++) {
+                        int r = (int)((rr + (uint32_t)q) % (uint32_t)R);
+                        while (k < kmax) {
+                            uint64_t n = s_next[r] + (uint64_t)s_take[r];
+                            wf_ring_slot_t *s = slot_at(p, r, n);
+                            if (ld_acquire_sys(&s->seq) != n + 1)
+                                break;
+                            int len = (int)*(volatile uint32_t *)&s->len;
+                            int cl = len < 1 ? 1 : (len > lmax ? lmax : len);
+                            if (tok + cl > tmax) {
+                                brk = 1;
+                                break;
+                            }
+                            tok += cl;
+                            p.iring[k] = r;
+                            p.iseq[k] = n;
+                            k++;
+                            s_take[r]++;
+                        }
+                        if (k >= kmax)
+                            brk = 1;
+                    }
                 }
-                tok += cl;
-                k++;
+                __syncwarp();
+                k = __shfl_sync(FULL_MASK, k, 0);
             }
-            if (full || k >= p.max_batch || k >= bmax)
-                break;
-            if (k > 0) {
+            if (lane == 0 && !brk && k > 0) {
                 uint64_t now = globaltimer();
                 if (t0 == 0)
                     t0 = now;
                 if (now - t0 >= p.max_wait_ns)
-                    break;
+                    brk = 1;
             }
+            if (__shfl_sync(FULL_MASK, brk, 0))
+                break;
         }
-        s_first = first;
-        s_n = k;
-        s_go = go;
+        if (lane == 0) {
+            s_n = k;
+            s_go = go;
+        }
     }
     __syncthreads();
     if (!s_go)
         return; /* stop: no relaunch, the chain ends and the host's stream completes */
-    uint64_t first = s_first;
     int n = s_n;
 
     /* Validate: one warp per submission; lens[i] = its length, 0 when invalid. */
     int warp = tid / 32, lane = tid & 31, nwarps = SCHED_THREADS / 32;
     for (int i = warp; i < n; i += nwarps) {
-        wf_ring_slot_t *s = slot_at(p, first + i);
+        wf_ring_slot_t *s = slot_at(p, p.iring[i], p.iseq[i]);
         int len = (int)s->len;
         const int32_t *tk = (const int32_t *)(s + 1);
         bool ok = len >= 1 && len <= lmax;
         for (int j = lane; ok && j < len; j += 32)
             if (tk[j] < 0 || tk[j] >= p.vocab)
                 ok = false;
-        ok = __all_sync(0xffffffffu, ok);
+        ok = __all_sync(FULL_MASK, ok);
         if (lane == 0)
             p.lens[i] = ok ? len : 0;
     }
@@ -183,11 +241,8 @@ static __global__ void __launch_bounds__(SCHED_THREADS) sched_k(sched_params_t p
     __syncthreads();
     int b = s_bucket;
     if (b >= p.nb) {
-        if (tid == 0) {
-            *(volatile uint32_t *)(p.base + p.l.ctrl_detail) = (uint32_t)T;
-            __threadfence_system();
-            *(volatile uint32_t *)(p.base + p.l.ctrl_status) = WF_RING_ERR_BUCKET;
-        }
+        if (tid == 0)
+            fail_all(p, WF_RING_ERR_BUCKET, (uint32_t)T);
         return;
     }
     int Tb = p.tokens[b], nb = p.seqs[b];
@@ -222,7 +277,7 @@ static __global__ void __launch_bounds__(SCHED_THREADS) sched_k(sched_params_t p
         if (L == 0)
             continue;
         int s0 = start[p.map[i]];
-        const int32_t *src = (const int32_t *)(slot_at(p, first + i) + 1);
+        const int32_t *src = (const int32_t *)(slot_at(p, p.iring[i], p.iseq[i]) + 1);
         for (int j = lane; j < L; j += 32) {
             /* validated above, but the slot is shared memory: a writer that breaks the protocol must not make
              * the embedding gather read out of bounds */
@@ -231,12 +286,15 @@ static __global__ void __launch_bounds__(SCHED_THREADS) sched_k(sched_params_t p
             pos[s0 + j] = j;
         }
     }
+    for (int r = tid; r < R; r += SCHED_THREADS) {
+        p.took[r] = s_take[r];
+        p.next[r] = s_next[r] + (uint64_t)s_take[r];
+    }
     __threadfence();
     __syncthreads();
     if (tid == 0) {
-        p.st->first = first;
         p.st->count = n;
-        p.st->next = first + n;
+        p.st->rr = (p.st->rr + 1) % (uint32_t)R;
         cudaError_t e = cudaSuccess;
         if (nv > 0)
             e = cudaGraphLaunch(p.g[b], cudaStreamGraphTailLaunch);
@@ -244,21 +302,19 @@ static __global__ void __launch_bounds__(SCHED_THREADS) sched_k(sched_params_t p
             e = cudaGraphLaunch(p.publish, cudaStreamGraphTailLaunch);
         if (e == cudaSuccess)
             e = cudaGraphLaunch(cudaGetCurrentGraphExec(), cudaStreamGraphTailLaunch);
-        if (e != cudaSuccess) {
-            *(volatile uint32_t *)(p.base + p.l.ctrl_detail) = (uint32_t)e;
-            __threadfence_system();
-            *(volatile uint32_t *)(p.base + p.l.ctrl_status) = WF_RING_ERR_LAUNCH;
-        }
+        if (e != cudaSuccess)
+            fail_all(p, WF_RING_ERR_LAUNCH, (uint32_t)e);
     }
 }
 
 static __global__ void publish_k(sched_params_t p)
 {
-    uint64_t first = p.st->first;
     int n = p.st->count, C = (int)p.C;
     for (int i = threadIdx.x; i < n; i += blockDim.x) {
-        wf_ring_verdict_t *v = verdict_at(p, first + i);
-        const wf_ring_slot_t *s = slot_at(p, first + i);
+        int r = p.iring[i];
+        uint64_t q = p.iseq[i];
+        wf_ring_verdict_t *v = verdict_at(p, r, q);
+        const wf_ring_slot_t *s = slot_at(p, r, q);
         float *pr = (float *)(v + 1);
         v->request_id = s->request_id;
         v->unit_id = s->unit_id;
@@ -283,15 +339,18 @@ static __global__ void publish_k(sched_params_t p)
     __threadfence_system();
     __syncthreads();
     for (int i = threadIdx.x; i < n; i += blockDim.x)
-        *(volatile uint64_t *)&verdict_at(p, first + i)->seq = first + i + 1;
+        *(volatile uint64_t *)&verdict_at(p, p.iring[i], p.iseq[i])->seq = p.iseq[i] + 1;
     __threadfence_system();
     __syncthreads();
-    if (threadIdx.x == 0) {
-        uint64_t *batches = (uint64_t *)(p.base + p.l.ctrl_batches);
+    /* each ring's completion index is the next submission the scheduler takes from it */
+    for (int r = threadIdx.x; r < p.nrings; r += blockDim.x) {
+        if (p.took[r] == 0)
+            continue;
+        uint64_t *batches = (uint64_t *)(p.bases[r] + p.l.ctrl_batches);
         *(volatile uint64_t *)batches = *(volatile uint64_t *)batches + 1;
-        *(volatile uint64_t *)(p.base + p.l.ctrl_done) = first + n;
-        __threadfence_system();
+        *(volatile uint64_t *)(p.bases[r] + p.l.ctrl_done) = p.next[r];
     }
+    __threadfence_system();
 }
 
 /* ------------------------------------------------------------------ host */
@@ -299,7 +358,8 @@ static __global__ void publish_k(sched_params_t p)
 struct wf_ring_sched {
     void *state;
     cudaStream_t st;
-    wf_ring_t *ring;
+    int nrings;
+    wf_ring_t **rings;
     sched_params_t p;
     cudaGraphExec_t sched, publish;
     void *dmem;
@@ -323,6 +383,7 @@ static void sched_free(wf_ring_sched_t *s)
         WF_CU(cudaGraphExecDestroy(s->publish));
     if (s->dmem)
         WF_CU(cudaFree(s->dmem));
+    free(s->rings);
     delete s;
 }
 
@@ -344,34 +405,64 @@ template <typename F> static cudaError_t one_kernel_graph(cudaStream_t st, F lau
     return WF_CU(cudaGraphUpload(*out, st));
 }
 
-extern "C" int wf_ring_sched_cuda_start(struct wf_session *session, wf_ring_t *ring, const wf_ring_sched_opts_t *o,
-                                   wf_ring_sched_t **out, char *err, size_t errlen)
+/* Writes a ring's stop word: a release store where the host sees the region, else a synchronous copy on the
+ * legacy stream (which our non-blocking stream does not wait for). */
+static void stop_word_set(wf_ring_t *ring, const wf_ring_layout_t *l, uint32_t v)
+{
+    wf_ring_region_t *rg = wf_ring_get_region(ring);
+    if (wf_ring_region_host(rg))
+        __atomic_store_n((uint32_t *)((char *)wf_ring_region_host(rg) + l->ctrl_stop), v, __ATOMIC_RELEASE);
+    else
+        WF_CU(cudaMemcpy((char *)wf_ring_region_device(rg) + l->ctrl_stop, &v, sizeof(v), cudaMemcpyHostToDevice));
+}
+
+static size_t align8(size_t x) { return (x + 7) & ~(size_t)7; }
+
+extern "C" int wf_ring_sched_cuda_start(struct wf_session *session, wf_ring_t *const *rings, int nrings,
+                                        const wf_ring_sched_opts_t *o, wf_ring_sched_t **out, char *err,
+                                        size_t errlen)
 {
     *out = NULL;
     wf_ring_sched_t *s = NULL;
-    if (!session || !ring || !o)
-        SERR(WF_ERR_INVALID, "ring scheduler: no session, ring or options");
+    if (!session || !rings || !o)
+        SERR(WF_ERR_INVALID, "ring scheduler: no session, rings or options");
+    if (nrings < 1 || nrings > SCHED_MAX_RINGS)
+        SERR(WF_ERR_INVALID, "ring scheduler: %d rings, not in 1..%d", nrings, SCHED_MAX_RINGS);
     if (wf_session_backend_ops(session) != &wf_backend_cuda)
         SERR(WF_ERR_INVALID, "ring scheduler: the session's backend is %s, not cuda", wf_session_backend(session));
-    wf_ring_region_t *rg = wf_ring_get_region(ring);
-    if (!wf_ring_region_device(rg))
-        SERR(WF_ERR_INVALID, "ring scheduler: the ring's memory is not visible to the GPU");
-    const wf_ring_opts_t *ro = wf_ring_get_opts(ring);
+    const wf_ring_opts_t *ro = wf_ring_get_opts(rings[0]);
+    for (int r = 0; r < nrings; r++) {
+        if (!rings[r])
+            SERR(WF_ERR_INVALID, "ring scheduler: ring %d is missing", r);
+        const wf_ring_opts_t *q = wf_ring_get_opts(rings[r]);
+        if (q->slots != ro->slots || q->max_len != ro->max_len || q->num_labels != ro->num_labels)
+            SERR(WF_ERR_INVALID, "ring scheduler: ring %d's options differ from ring 0's (one scheduler serves rings "
+                 "of one shape)", r);
+        if (!wf_ring_region_device(wf_ring_get_region(rings[r])))
+            SERR(WF_ERR_INVALID, "ring scheduler: ring %d's memory is not visible to the GPU", r);
+        for (int j = 0; j < r; j++)
+            if (rings[j] == rings[r])
+                SERR(WF_ERR_INVALID, "ring scheduler: ring %d is ring %d again (a ring has one consumer)", r, j);
+    }
     void *state = wf_session_backend_state(session);
     if ((int)ro->num_labels != wf_cuda_num_labels(state))
-        SERR(WF_ERR_INVALID, "ring scheduler: ring carries %u probabilities, the model has %d labels", ro->num_labels,
+        SERR(WF_ERR_INVALID, "ring scheduler: rings carry %u probabilities, the model has %d labels", ro->num_labels,
              wf_cuda_num_labels(state));
     if (o->max_batch < 1 || o->max_batch > 65535)
         SERR(WF_ERR_INVALID, "ring scheduler: max_batch %d out of range 1..65535", o->max_batch);
     s = new (std::nothrow) wf_ring_sched_t();
     if (!s)
         return WF_ERR_NOMEM;
+    s->rings = (wf_ring_t **)calloc((size_t)nrings, sizeof(*s->rings));
+    if (!s->rings)
+        SERR(WF_ERR_NOMEM, "ring scheduler: out of memory");
+    memcpy(s->rings, rings, sizeof(*rings) * (size_t)nrings);
+    s->nrings = nrings;
     s->state = state;
-    s->ring = ring;
     s->st = (cudaStream_t)wf_cuda_stream(state);
     sched_params_t &p = s->p;
     memset(&p, 0, sizeof(p));
-    p.base = (char *)wf_ring_region_device(rg);
+    p.nrings = nrings;
     wf_ring_layout(ro, &p.l);
     p.nslots = ro->slots;
     p.max_len = ro->max_len;
@@ -398,29 +489,38 @@ extern "C" int wf_ring_sched_cuda_start(struct wf_session *session, wf_ring_t *r
     }
     if (p.nb == 0)
         SERR(WF_ERR_BACKEND, "ring scheduler: no buckets");
-    size_t bytes = sizeof(sched_state_t) + 2 * sizeof(int32_t) * (size_t)o->max_batch;
+    /* Device state: sched_state_t | bases[R] | next[R] | iseq[B] | took[R] | iring[B] | map[B] | lens[B] */
+    size_t R = (size_t)nrings, B = (size_t)o->max_batch;
+    size_t o_bases = align8(sizeof(sched_state_t)), o_next = o_bases + 8 * R, o_iseq = o_next + 8 * R,
+           o_took = o_iseq + 8 * B, o_iring = o_took + 4 * R, o_map = o_iring + 4 * B, o_lens = o_map + 4 * B,
+           bytes = o_lens + 4 * B;
+    char *init = (char *)calloc(1, bytes);
+    if (!init)
+        SERR(WF_ERR_NOMEM, "ring scheduler: out of memory");
+    for (int r = 0; r < nrings; r++) {
+        ((char **)(init + o_bases))[r] = (char *)wf_ring_region_device(wf_ring_get_region(rings[r]));
+        /* a ring may already hold published submissions: start from what its consumer has taken */
+        ((uint64_t *)(init + o_next))[r] = wf_ring_consumed(rings[r]);
+    }
     cudaError_t e = WF_CU(cudaMalloc(&s->dmem, bytes));
     if (e == cudaSuccess)
-        e = WF_CU(cudaMemset(s->dmem, 0, bytes));
+        e = WF_CU(cudaMemcpy(s->dmem, init, bytes, cudaMemcpyHostToDevice));
+    free(init);
     if (e != cudaSuccess)
         SERR(WF_ERR_BACKEND, "ring scheduler: device state: %s", cudaGetErrorString(e));
-    p.st = (sched_state_t *)s->dmem;
-    p.map = (int32_t *)((char *)s->dmem + sizeof(sched_state_t));
-    p.lens = p.map + o->max_batch;
-    /* The ring may already hold published submissions: start from the host's next consumed. */
-    sched_state_t init;
-    memset(&init, 0, sizeof(init));
-    init.next = wf_ring_consumed(ring);
-    e = WF_CU(cudaMemcpy(p.st, &init, sizeof(init), cudaMemcpyHostToDevice));
-    if (e != cudaSuccess)
-        SERR(WF_ERR_BACKEND, "ring scheduler: device state: %s", cudaGetErrorString(e));
+    char *dm = (char *)s->dmem;
+    p.st = (sched_state_t *)dm;
+    p.bases = (char *const *)(dm + o_bases);
+    p.next = (uint64_t *)(dm + o_next);
+    p.iseq = (uint64_t *)(dm + o_iseq);
+    p.took = (int32_t *)(dm + o_took);
+    p.iring = (int32_t *)(dm + o_iring);
+    p.map = (int32_t *)(dm + o_map);
+    p.lens = (int32_t *)(dm + o_lens);
 
     /* A previous scheduler's stop request must not stop this one. */
-    uint32_t zero = 0;
-    if (wf_ring_region_host(rg))
-        __atomic_store_n((uint32_t *)((char *)wf_ring_region_host(rg) + p.l.ctrl_stop), zero, __ATOMIC_RELEASE);
-    else
-        WF_CU(cudaMemcpy(p.base + p.l.ctrl_stop, &zero, sizeof(zero), cudaMemcpyHostToDevice));
+    for (int r = 0; r < nrings; r++)
+        stop_word_set(rings[r], &p.l, 0);
     e = one_kernel_graph(s->st, [&] { publish_k<<<1, 256, 0, s->st>>>(p); }, &s->publish);
     if (e != cudaSuccess)
         SERR(WF_ERR_BACKEND, "ring scheduler: publish graph: %s", cudaGetErrorString(e));
@@ -428,6 +528,8 @@ extern "C" int wf_ring_sched_cuda_start(struct wf_session *session, wf_ring_t *r
     e = one_kernel_graph(s->st, [&] { sched_k<<<1, SCHED_THREADS, 0, s->st>>>(p); }, &s->sched);
     if (e != cudaSuccess)
         SERR(WF_ERR_BACKEND, "ring scheduler: scheduler graph: %s", cudaGetErrorString(e));
+    /* Everything the scheduler uses exists now: from this launch on, the host makes no CUDA call until
+     * wf_ring_sched_cuda_stop (docs/ring.md, "CUDA calls and a running scheduler"). */
     e = WF_CU(cudaGraphLaunch(s->sched, s->st));
     if (e != cudaSuccess)
         SERR(WF_ERR_BACKEND, "ring scheduler: launch: %s", cudaGetErrorString(e));
@@ -439,16 +541,14 @@ extern "C" uint32_t wf_ring_sched_cuda_stop(wf_ring_sched_t *s)
 {
     if (!s)
         return 0;
-    wf_ring_region_t *rg = wf_ring_get_region(s->ring);
-    uint32_t one = 1;
-    if (wf_ring_region_host(rg))
-        __atomic_store_n((uint32_t *)((char *)wf_ring_region_host(rg) + s->p.l.ctrl_stop), one, __ATOMIC_RELEASE);
-    else /* GPU memory: a synchronous copy on the legacy stream, which our non-blocking stream does not wait for */
-        WF_CU(cudaMemcpy(s->p.base + s->p.l.ctrl_stop, &one, sizeof(one), cudaMemcpyHostToDevice));
+    for (int r = 0; r < s->nrings; r++)
+        stop_word_set(s->rings[r], &s->p.l, 1);
+    /* the chain ends at the scheduler's next poll round: the stream completes with it */
     cudaError_t e = WF_CU(cudaStreamSynchronize(s->st));
     uint32_t detail = 0, st = 0;
-    if (wf_ring_region_host(rg))
-        st = wf_ring_status(s->ring, &detail);
+    for (int r = 0; r < s->nrings && st == 0; r++)
+        if (wf_ring_region_host(wf_ring_get_region(s->rings[r])))
+            st = wf_ring_status(s->rings[r], &detail);
     if (e != cudaSuccess && st == 0)
         st = WF_RING_ERR_LAUNCH;
     sched_free(s);

@@ -13,25 +13,29 @@
 #include <linux/futex.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
 wf_secops_t *wf_secops_global;
 
-static const wf_sink_mod_t *const sink_mods[] = { &wf_sink_file };
+static const wf_sink_mod_t *const sink_mods[] = { &wf_sink_file, &wf_sink_syslog, &wf_sink_forward, &wf_sink_thehive };
 
 /* ---- the queue ---- */
 
-int wf_evq_init(wf_evq_t *q, size_t cap)
+int wf_evq_init(wf_evq_t *q, size_t cap, size_t wake_depth)
 {
     memset(q, 0, sizeof(*q));
     if (!cap)
         return -EINVAL;
-    q->cells = aligned_alloc(64, WF_ALIGN_UP(cap * sizeof(wf_evq_cell_t), 64));
+    size_t bytes = WF_ALIGN_UP(cap * sizeof(wf_evq_cell_t), 64);
+    q->cells = aligned_alloc(64, bytes);
     if (!q->cells)
         return -ENOMEM;
+    memset(q->cells, 0, bytes); /* no page faults on the data path later */
     q->cap = cap;
+    q->wake_depth = WF_MAX(wake_depth, (size_t)1);
     for (size_t i = 0; i < cap; i++)
         atomic_init(&q->cells[i].seq, i);
     atomic_init(&q->enq, 0);
@@ -72,7 +76,8 @@ bool wf_evq_push(wf_evq_t *q, const wf_secev_t *ev)
     atomic_store_explicit(&cell->seq, pos + 1, memory_order_release);
     /* pairs with the consumer's store of `sleeping` then load of enq in wf_evq_wait */
     atomic_thread_fence(memory_order_seq_cst);
-    if (atomic_load_explicit(&q->sleeping, memory_order_relaxed)) {
+    if (atomic_load_explicit(&q->sleeping, memory_order_relaxed) &&
+        (q->wake_depth == 1 || wf_evq_depth(q) >= q->wake_depth)) {
         atomic_fetch_add(&q->wake, 1);
         futex_wake_all(&q->wake);
     }
@@ -235,27 +240,50 @@ static int sink_conf_parse(const wf_conf_t *c, const wf_conf_node_t *n, wf_sink_
     return s->mod->conf_parse(c, n, &s->mconf, err);
 }
 
+static uint64_t node_digest(const wf_conf_node_t *n, uint64_t h)
+{
+    if (!n)
+        return h;
+    h = wf_hash64(&n->type, sizeof(n->type), h);
+    if (n->key)
+        h = wf_hash64(n->key, strlen(n->key) + 1, h);
+    if (n->value)
+        h = wf_hash64(n->value, strlen(n->value) + 1, h);
+    for (size_t i = 0; i < n->nitems; i++)
+        h = node_digest(n->items[i], h);
+    return wf_hash64(&n->nitems, sizeof(n->nitems), h);
+}
+
+bool wf_secops_conf_same(const wf_secops_conf_t *a, const wf_secops_conf_t *b)
+{
+    return (a ? a->digest : 0) == (b ? b->digest : 0);
+}
+
 int wf_secops_conf_parse(const wf_conf_t *c, const wf_conf_node_t *node, wf_secops_conf_t **out, wf_conf_err_t *err)
 {
-    static const char *const keys[] = { "queue", "sinks", "stop_timeout", NULL };
+    static const char *const keys[] = { "queue", "sinks", "stop_timeout", "sink_nice", NULL };
     *out = NULL;
     wf_secops_conf_t *sc = calloc(1, sizeof(*sc));
     if (!sc)
         return -ENOMEM;
     sc->queue = 4096;
     sc->stop_timeout_ms = 5000;
+    sc->sink_nice = 10;
+    sc->digest = node_digest(node, 0);
     int rc = 0;
     if (node) {
-        int64_t q = sc->queue;
+        int64_t q = sc->queue, nice_ = sc->sink_nice;
         if (node->type != WF_CONF_MAP) {
-            rc = wf_conf_errorf(c, node, err, "expected a mapping (queue, sinks, stop_timeout)");
+            rc = wf_conf_errorf(c, node, err, "expected a mapping (queue, sinks, stop_timeout, sink_nice)");
             goto fail;
         }
         if ((rc = wf_conf_check_keys(c, node, keys, err)) ||
             (rc = wf_conf_int(c, node, "queue", 1, 1 << 22, &q, err)) ||
-            (rc = wf_conf_duration_ms(c, node, "stop_timeout", 0, 3600000, &sc->stop_timeout_ms, err)))
+            (rc = wf_conf_duration_ms(c, node, "stop_timeout", 0, 3600000, &sc->stop_timeout_ms, err)) ||
+            (rc = wf_conf_int(c, node, "sink_nice", 0, 19, &nice_, err)))
             goto fail;
         sc->queue = (uint32_t)q;
+        sc->sink_nice = (int)nice_;
         const wf_conf_node_t *sinks = wf_conf_get(node, "sinks");
         if (sinks) {
             if (sinks->type != WF_CONF_SEQ) {
@@ -310,11 +338,12 @@ typedef struct {
     wf_secev_t *batch;  /* conf->batch events: the one being delivered */
     size_t nbatch;
     uint64_t backoff_ms, next_try_ms;
+    uint64_t spool_err_next_ms;
     uint64_t rng;
     _Atomic bool reopen;
     _Atomic bool up;
     _Atomic uint64_t queued, delivered, retried, spooled, dropped;
-    char lasterr[128];
+    _Atomic uint64_t spool_bytes; /* the spool's size, published for other threads */
 } sink_t;
 
 struct wf_secops {
@@ -339,6 +368,12 @@ int wf_secops_emit(wf_secops_t *h, const wf_secev_t *ev)
     return 0;
 }
 
+/* The dispatcher looks at an idle event queue this often; workers wake it
+ * (a system call) only when the queue is an eighth full. So an event waits
+ * at most this long before its sinks see it, and a worker that emits one
+ * makes no system call. */
+#define DISPATCH_POLL_MS 5
+
 static void *dispatcher_main(void *arg)
 {
     wf_secops_t *h = arg;
@@ -352,7 +387,7 @@ static void *dispatcher_main(void *arg)
         if (!got) {
             if (atomic_load(&h->stopping) && wf_evq_depth(&h->q) == 0)
                 break;
-            wf_evq_wait(&h->q, 1000);
+            wf_evq_wait(&h->q, DISPATCH_POLL_MS);
             continue;
         }
         for (size_t i = 0; i < h->nsinks; i++) {
@@ -399,11 +434,17 @@ static void sink_spool(sink_t *s, const wf_secev_t *evs, size_t n)
         return;
     int k = wf_spool_append(s->spool, evs, n);
     if (k < 0) {
-        wf_error("events: sink %s: spool %s: %s; %zu events dropped", s->conf->name, s->conf->spool_dir,
-                 wf_strerror(k), n);
+        /* a full or failing disk fails every batch: one line per 10 s */
+        uint64_t now = wf_now_ms();
+        if (now >= s->spool_err_next_ms) {
+            wf_error("events: sink %s: spool %s: %s; events are dropped (counted) until it can be written",
+                     s->conf->name, s->conf->spool_dir, wf_strerror(k));
+            s->spool_err_next_ms = now + 10000;
+        }
         k = 0;
     }
     atomic_fetch_add_explicit(&s->spooled, (uint64_t)k, memory_order_relaxed);
+    atomic_store_explicit(&s->spool_bytes, wf_spool_bytes(s->spool), memory_order_relaxed);
     sink_drop(s, n - (size_t)k);
 }
 
@@ -427,6 +468,7 @@ static bool sink_try(sink_t *s, bool from_spool)
             int arc = wf_spool_advance(s->spool, done);
             if (arc < 0)
                 wf_error("events: sink %s: spool %s: %s", s->conf->name, s->conf->spool_dir, wf_strerror(arc));
+            atomic_store_explicit(&s->spool_bytes, wf_spool_bytes(s->spool), memory_order_relaxed);
         }
         memmove(s->batch, s->batch + done, (s->nbatch - done) * sizeof(*s->batch));
         s->nbatch -= done;
@@ -460,6 +502,10 @@ static void *sink_main(void *arg)
 {
     sink_t *s = arg;
     wf_secops_t *h = s->hub;
+    /* below the workers: formatting and replaying a spool take CPU that
+     * requests must not wait for (an unprivileged thread may lower itself) */
+    if (h->conf->sink_nice && setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), h->conf->sink_nice) < 0)
+        wf_debug("events: sink %s: setpriority: %s", s->conf->name, strerror(errno));
     for (;;) {
         if (atomic_exchange(&s->reopen, false) && s->conf->mod->reopen)
             s->conf->mod->reopen(s->st);
@@ -482,6 +528,7 @@ static void *sink_main(void *arg)
                 continue;
             }
             int k = wf_spool_peek(s->spool, s->batch, s->conf->batch);
+            atomic_store_explicit(&s->spool_bytes, wf_spool_bytes(s->spool), memory_order_relaxed);
             if (k <= 0) {
                 if (k < 0 || !wf_spool_empty(s->spool)) {
                     wf_error("events: sink %s: spool %s: %s", s->conf->name, s->conf->spool_dir,
@@ -568,7 +615,7 @@ int wf_secops_start(const wf_secops_conf_t *conf, wf_secops_t **out, char *err, 
     if (!h)
         return -ENOMEM;
     h->conf = conf;
-    int rc = wf_evq_init(&h->q, conf->queue);
+    int rc = wf_evq_init(&h->q, conf->queue, conf->queue / 8);
     if (rc) {
         free(h);
         snprintf(err, errlen, "events: queue of %u: %s", conf->queue, wf_strerror(rc));
@@ -587,7 +634,7 @@ int wf_secops_start(const wf_secops_conf_t *conf, wf_secops_t **out, char *err, 
         s->conf = c;
         s->rng = wf_now_ns() ^ ((uint64_t)i << 32) ^ (uint64_t)getpid();
         atomic_init(&s->up, true);
-        if ((rc = wf_evq_init(&s->q, c->queue)) || !(s->batch = malloc(c->batch * sizeof(*s->batch)))) {
+        if ((rc = wf_evq_init(&s->q, c->queue, 1)) || !(s->batch = malloc(c->batch * sizeof(*s->batch)))) {
             rc = rc ? rc : -ENOMEM;
             snprintf(err, errlen, "events: sink %s: %s", c->name, wf_strerror(rc));
             hub_free(h);
@@ -601,6 +648,7 @@ int wf_secops_start(const wf_secops_conf_t *conf, wf_secops_t **out, char *err, 
                 hub_free(h);
                 return rc;
             }
+            atomic_init(&s->spool_bytes, wf_spool_bytes(s->spool));
             if (!wf_spool_empty(s->spool))
                 wf_info("events: sink %s: %llu bytes left in the spool by an earlier run; delivering them first",
                         c->name, (unsigned long long)wf_spool_bytes(s->spool));
@@ -695,7 +743,7 @@ size_t wf_secops_sink_stats(const wf_secops_t *h, wf_secops_sink_stats_t *out, s
         o->retried = atomic_load_explicit(&s->retried, memory_order_relaxed);
         o->spooled = atomic_load_explicit(&s->spooled, memory_order_relaxed);
         o->dropped = atomic_load_explicit(&s->dropped, memory_order_relaxed);
-        o->spool_bytes = s->spool ? wf_spool_bytes(s->spool) : 0;
+        o->spool_bytes = atomic_load_explicit(&s->spool_bytes, memory_order_relaxed);
         o->depth = wf_evq_depth(&s->q);
     }
     return h->nsinks;

@@ -1543,6 +1543,16 @@ void wf_misp_stats(wf_misp_t *m, wf_misp_stats_t *out)
     out->sightings_failed = __atomic_load_n(&m->s_failed, __ATOMIC_RELAXED);
 }
 
+int wf_misp_check(const wf_sockaddr_t *client, wf_str_t host, wf_str_t target, wf_str_t user_agent, wf_ioc_hit_t *hit)
+{
+    wf_ioc_store_t *store = __atomic_load_n(&wf_ioc_global, __ATOMIC_ACQUIRE);
+    wf_misp_t *m = __atomic_load_n(&wf_misp_global, __ATOMIC_ACQUIRE);
+    if (!store || !m || !wf_ioc_store_match(store, client, host, target, user_agent, hit))
+        return -1;
+    wf_misp_sighting(m, hit);
+    return (int)wf_misp_action(m);
+}
+
 /* ---- metrics ---- */
 
 static void store_collect(wf_metrics_t *mt, void *arg)

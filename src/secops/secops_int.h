@@ -5,6 +5,7 @@
 #ifndef WAFER_SECOPS_INT_H
 #define WAFER_SECOPS_INT_H
 
+#include "wafer/net.h"
 #include "wafer/secops.h"
 
 #include <pthread.h>
@@ -28,9 +29,14 @@ typedef struct {
     _Alignas(64) _Atomic size_t deq;
     _Alignas(64) _Atomic uint32_t wake;  /* futex word, bumped by wakers */
     _Atomic uint32_t sleeping;            /* the consumer is (about to be) asleep */
+    size_t wake_depth;                    /* a push wakes a sleeping consumer only from this depth on */
 } wf_evq_t;
 
-int wf_evq_init(wf_evq_t *q, size_t cap);
+/* wake_depth 1: every push wakes a sleeping consumer (a futex system call
+ * each time); more: pushes below that depth leave the consumer to find the
+ * events when its wait times out, so that a producer on the data path
+ * rarely makes a system call. The memory is touched here, at start-up. */
+int wf_evq_init(wf_evq_t *q, size_t cap, size_t wake_depth);
 void wf_evq_free(wf_evq_t *q);
 /* false when full */
 bool wf_evq_push(wf_evq_t *q, const wf_secev_t *ev);
@@ -65,6 +71,7 @@ typedef struct wf_sink_mod {
 extern const wf_sink_mod_t wf_sink_file;
 extern const wf_sink_mod_t wf_sink_syslog;
 extern const wf_sink_mod_t wf_sink_forward;
+extern const wf_sink_mod_t wf_sink_thehive;
 
 typedef struct {
     char *name;
@@ -82,6 +89,8 @@ typedef struct {
 struct wf_secops_conf {
     uint32_t queue;
     uint64_t stop_timeout_ms;
+    int sink_nice;               /* added to the sink threads' nice value */
+    uint64_t digest;             /* of the section as written (wf_secops_conf_same) */
     wf_sink_conf_t *sinks;
     size_t nsinks;
 };
@@ -116,6 +125,31 @@ void wf_secev_sanitize(wf_secev_t *ev);
 
 /* crc32c (Castagnoli) */
 uint32_t wf_crc32c(uint32_t crc, const void *p, size_t n);
+
+/* ---- client connections of the network sinks (conn.c) ---- */
+struct ssl_st;
+typedef struct {
+    int fd;
+    struct ssl_st *ssl;   /* NULL: plain TCP */
+    uint64_t timeout_ms;  /* deadline of each write */
+} wf_sconn_t;
+
+/* A TLS client context: verifies the server against the CA file (default
+ * paths when NULL); cert/key: an optional client certificate (PEM). */
+int wf_sconn_tls_ctx(const char *ca, const char *cert, const char *key, void **out, char *err, size_t errlen);
+void wf_sconn_tls_ctx_free(void *ctx);
+/* Connects (and with tls_ctx, handshakes, checking the certificate against
+ * server_name: a host name or an address literal) within timeout_ms. */
+int wf_sconn_open(wf_sconn_t *c, const wf_sockaddr_t *addr, void *tls_ctx, const char *server_name, uint64_t timeout_ms,
+                  char *err, size_t errlen);
+/* Writes all of p within the connection's timeout. 0 or a negative error. */
+int wf_sconn_write(wf_sconn_t *c, const void *p, size_t n);
+/* Reads what is there (waiting up to timeout_ms): bytes, 0 at end of stream, or a negative error. */
+ssize_t wf_sconn_read(wf_sconn_t *c, void *p, size_t n, uint64_t timeout_ms);
+/* False when the peer has closed or reset the connection (checked without
+ * waiting): a sink reconnects instead of writing into a dead connection. */
+bool wf_sconn_usable(wf_sconn_t *c);
+void wf_sconn_close(wf_sconn_t *c);
 
 /* Severity for syslog and Fluentd: 0 (emergency) .. 7 (debug) */
 int wf_secev_severity(wf_secev_action_t a);

@@ -31,6 +31,7 @@ static void conf_defaults(wf_thehive_conf_t *tc)
     tc->retry_min_ms = 1000;
     tc->retry_max_ms = 300000;
     tc->max_pending = 1000;
+    tc->flush_timeout_ms = 5000;
 }
 
 void wf_thehive_conf_free(wf_thehive_conf_t *tc)
@@ -96,7 +97,8 @@ static bool key_chars_ok(const char *k)
 
 const char *const wf_thehive_conf_keys[] = { "url", "api_key", "api_key_file", "organisation", "alert_type",
                                              "source", "window", "max_groups", "samples", "tlp", "pap",
-                                             "tls_verify", "ca_file", "timeout", "max_pending", NULL };
+                                             "tls_verify", "ca_file", "timeout", "max_pending", "flush_timeout",
+                                             NULL };
 
 int wf_thehive_conf_parse(const wf_conf_t *c, const wf_conf_node_t *node, wf_thehive_conf_t *out,
                           wf_conf_err_t *err)
@@ -156,7 +158,8 @@ int wf_thehive_conf_parse(const wf_conf_t *c, const wf_conf_node_t *node, wf_the
         return rc;
     out->pap = (int)v;
     if ((rc = wf_conf_bool(c, node, "tls_verify", &out->tls_verify, err)) ||
-        (rc = wf_conf_duration_ms(c, node, "timeout", 1, 600000, &out->timeout_ms, err)))
+        (rc = wf_conf_duration_ms(c, node, "timeout", 1, 600000, &out->timeout_ms, err)) ||
+        (rc = wf_conf_duration_ms(c, node, "flush_timeout", 0, 3600000, &out->flush_timeout_ms, err)))
         return rc;
     /* the hub's common `retry` mapping (its keys are checked by the hub) */
     const wf_conf_node_t *rt = wf_conf_get(node, "retry");
@@ -227,7 +230,9 @@ struct wf_thehive {
     CURL *curl;
     struct curl_slist *headers;
     char endpoint[1024];
-    uint64_t last_warn_ms;
+    uint64_t last_warn_ms;        /* delivery failures are logged when they change, else every 10 s */
+    long last_warn_status;
+    uint64_t last_drop_warn_ms;
 
     _Atomic uint64_t created, duplicate, failed, dropped, retries, events, events_dropped;
     _Atomic uint64_t a_groups, a_pending;
@@ -443,8 +448,8 @@ int wf_thehive_add(wf_thehive_t *th, const wf_secev_t *ev)
         pthread_mutex_unlock(&th->lock);
         inc(&th->events_dropped);
         uint64_t m = wf_now_ms();
-        if (m - th->last_warn_ms > 10000) {
-            th->last_warn_ms = m;
+        if (m - th->last_drop_warn_ms > 10000) {
+            th->last_drop_warn_ms = m;
             wf_warn("thehive: %u alert groups open (max_groups): events of new groups are dropped",
                     th->conf.max_groups);
         }
@@ -614,17 +619,20 @@ static void add_observable(json_t *obs, const char *type, const char *data, cons
 {
     if (!data || !*data)
         return;
+    json_t *d = jstr(data); /* compared as sent: two invalid byte sequences may read the same */
     size_t i;
     json_t *o;
     json_array_foreach(obs, i, o)
     {
         if (!strcmp(json_string_value(json_object_get(o, "dataType")), type) &&
-            !strcmp(json_string_value(json_object_get(o, "data")), data))
+            json_equal(json_object_get(o, "data"), d)) {
+            json_decref(d);
             return; /* TheHive refuses an alert with the same observable twice */
+        }
     }
     o = json_object();
     json_object_set_new(o, "dataType", json_string(type));
-    json_object_set_new(o, "data", jstr(data));
+    json_object_set_new(o, "data", d);
     if (msg)
         json_object_set_new(o, "message", json_string(msg));
     if (tags)
@@ -785,7 +793,11 @@ static int send_alert(wf_thehive_t *th, const pending_t *p)
     long status = 0;
     curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
     uint64_t now = wf_now_ms();
-    bool warn = now - th->last_warn_ms > 10000;
+    long what = cc != CURLE_OK ? -(long)cc : status;
+    bool warn = what != th->last_warn_status || now - th->last_warn_ms > 10000;
+    if (warn) {
+        th->last_warn_status = what;
+    }
     if (cc != CURLE_OK) {
         if (warn) {
             th->last_warn_ms = now;

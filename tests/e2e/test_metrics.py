@@ -13,7 +13,7 @@ import urllib.request
 
 import pytest
 
-from harness import HTTP, free_port, reap, spawn, wait_accepting
+from harness import HTTP, free_port, reap, spawn, wafer_bin, wait_accepting
 
 NO_PROM = "Debian package prometheus is not installed (scripts/install-deps installs it): %s not found"
 
@@ -56,8 +56,10 @@ def test_exposition_counts_and_passes_promtool(start_wafer, pyup, tmp_path):
     assert sample(after, 'wafer_request_duration_seconds_bucket{le="+Inf"}') == \
         sample(after, "wafer_request_duration_seconds_count")
     assert sample(after, "wafer_request_duration_seconds_sum") > 0
-    assert sample(after, 'wafer_build_info{version="0.1.0",cuda="false"}') == 1 or \
-        sample(after, 'wafer_build_info{version="0.1.0",cuda="true"}') == 1
+    version = subprocess.run([wafer_bin(), "--version"], stdout=subprocess.PIPE, timeout=10).stdout.split()[1]
+    assert re.search(r'^wafer_build_info\{version="%s",cuda="(true|false)"\} 1$' % re.escape(version.decode()),
+                     after, re.M)
+    assert sample(after, "wafer_ready") == 1
     assert sample(after, "process_resident_memory_bytes") > 1e6
     assert sample(after, "process_open_fds") > 3
     assert abs(sample(after, "process_start_time_seconds") - time.time()) < 120

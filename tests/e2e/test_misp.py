@@ -418,3 +418,61 @@ def test_check_rejects_a_bad_misp_section(wafer_binary, tmp_path):
     p = subprocess.run([wafer_binary, "-t", "-c", str(conf)], capture_output=True, text=True, timeout=20)
     assert p.returncode == 1
     assert "wafer.yaml:7:" in p.stderr and "misp.feeds[0].format" in p.stderr
+
+
+# -- indicators on the request path --------------------------------------------------
+
+def _events_file(path, n, timeout=5.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with open(path) as f:
+                evs = [json.loads(ln) for ln in f if ln.strip()]
+        except FileNotFoundError:
+            evs = []
+        if len(evs) >= n or time.monotonic() > deadline:
+            return evs
+        time.sleep(0.05)
+
+
+def _indicator_wafer(start_wafer, pyup, tmp_path, action):
+    from harness import HTTP  # noqa: F401  (the harness is on sys.path through conftest)
+    feed = tmp_path / "agents.csv"
+    feed.write_text("BadBot/6.6 (+scan)\n")
+    events = str(tmp_path / "events.jsonl")
+    w = start_wafer(pyup.address,
+                    misp={"action": action, "feeds": [{"name": "agents", "url": str(feed), "format": "csv",
+                                                       "type": "user-agent"}]},
+                    events={"sinks": [{"type": "file", "path": events}]})
+    _wait_metric(w, 'wafer_ioc_indicators{kind="user-agent"}', 1)
+    return w, events
+
+
+def _get(w, target, ua):
+    from harness import HTTP, build_request
+    c = HTTP(w.port, 5, w.host)
+    c.send(build_request("GET", target, headers=[("User-Agent", ua)]))
+    r = c.read_response()
+    c.close()
+    return r
+
+
+def test_indicator_match_is_refused_before_inference(start_wafer, pyup, tmp_path):
+    w, events = _indicator_wafer(start_wafer, pyup, tmp_path, "block")
+    r = _get(w, "/ioc-block-1", "BadBot/6.6 (+scan)")
+    assert r.status == 403
+    assert not pyup.seen(lambda q: q["target"] == "/ioc-block-1")
+    assert _get(w, "/ioc-block-2", "curl/8.0").status == 200
+    evs = _events_file(events, 1)
+    assert len(evs) == 1, evs
+    ev = evs[0]
+    assert ev["event"]["action"] == "deny" and ev["event"]["reason"] == "indicator", ev
+    assert ev["http"]["response"]["status_code"] == 403
+    assert _metric(_scrape(w), 'wafer_inspection_requests_total{result="indicator"}') == 1
+
+
+def test_indicator_match_flagged_goes_on(start_wafer, pyup, tmp_path):
+    w, events = _indicator_wafer(start_wafer, pyup, tmp_path, "flag")
+    assert _get(w, "/ioc-flag-1", "BadBot/6.6 (+scan)").status == 200
+    evs = _events_file(events, 1)
+    assert len(evs) == 1 and evs[0]["event"]["action"] == "monitor" and evs[0]["event"]["reason"] == "indicator", evs

@@ -11,8 +11,32 @@
 static const char *labels[] = { "benign", "sqli", "xss", "cmdi" };
 static const float model_th[] = { 0.5f, 0.5f, 0.5f, 0.5f };
 
+/* A fixed policy, so that every input is also tried as a raw path and a Host (path normalisation). */
+static wf_policy_t *fixed;
+
+static void fixed_init(void)
+{
+    static const char y[] = "policy:\n  routes:\n    - {host: api.example.com, path: /api}\n"
+                            "    - {host: \"*.example.com\", path: /static/}\n    - {path: /admin}\n";
+    wf_conf_t *c = NULL;
+    wf_conf_err_t err;
+    if (wf_conf_load_string("fixed.yaml", y, sizeof(y) - 1, &c, &err) ||
+        wf_policy_parse(c, wf_conf_get(wf_conf_root(c), "policy"), &fixed, &err))
+        abort();
+    wf_conf_free(c);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
+    if (!fixed)
+        fixed_init();
+    const wf_route_t *fr = wf_policy_route(fixed, WF_STR("api.example.com"), wf_str((const char *)data, size));
+    if (!fr || (fr != &fixed->root && fr != &fixed->routes[0] && fr != &fixed->routes[1] && fr != &fixed->routes[2]))
+        abort();
+    fr = wf_policy_route(fixed, wf_str((const char *)data, size), WF_STR("/static/x"));
+    if (!fr)
+        abort();
+
     wf_conf_t *c = NULL;
     wf_conf_err_t err;
     if (wf_conf_load_string("fuzz.yaml", (const char *)data, size, &c, &err) != 0)

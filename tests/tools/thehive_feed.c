@@ -1,9 +1,12 @@
 /*
- * Test driver for the TheHive sink (tests/e2e/test_thehive.py): reads the
- * `thehive:` mapping of a YAML file, then security events as JSON lines on
- * stdin, hands them to the sink, and runs it until nothing is left to do
- * (no open group, no pending alert) or --max-ms pass. Prints the outcome
- * counters as one JSON object.
+ * Test driver for the TheHive sink (tests/e2e/test_thehive.py): starts the
+ * security-event hub with the `events:` section of a wafer configuration
+ * file, emits the events it reads as JSON lines on stdin (wf_secops_emit,
+ * as the data plane does), waits until the sinks have taken them and the
+ * TheHive sink has nothing left to do (no open group, no pending alert) or
+ * --max-ms pass, then stops the hub (as wafer's exit does: open groups are
+ * closed and delivered for up to flush_timeout). Prints the TheHive
+ * counters from the metrics exposition as one JSON object.
  *
  *     thehive_feed CONFIG.yaml [--max-ms N] < events.jsonl
  *
@@ -12,8 +15,9 @@
  * "misp_events": [...], "misp_tags": "a,b", "units": [{"kind", "name",
  * "text", "cls", "score"}]}; missing fields stay empty.
  */
-#include "wafer/thehive.h"
 #include "wafer/core.h"
+#include "wafer/metrics.h"
+#include "wafer/secops.h"
 
 #include <jansson.h>
 #include <stdio.h>
@@ -82,6 +86,26 @@ static int parse_event(json_t *o, wf_secev_t *ev)
     return 0;
 }
 
+/* The value of the sample `series` in a metrics exposition (0 if absent). */
+static double metric(const char *text, const char *series)
+{
+    size_t n = strlen(series);
+    for (const char *p = text; p && *p; p = strchr(p, '\n'), p = p ? p + 1 : NULL)
+        if (!strncmp(p, series, n) && p[n] == ' ')
+            return strtod(p + n + 1, NULL);
+    return 0;
+}
+
+static char *scrape(void)
+{
+    static wf_buf_t b;
+    wf_buf_free(&b);
+    wf_buf_init(&b, 1 << 16, 1 << 24);
+    wf_metrics_render(&b);
+    wf_buf_append(&b, "", 1);
+    return wf_buf_rptr(&b);
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2) {
@@ -94,26 +118,24 @@ int main(int argc, char **argv)
             max_ms = strtoull(argv[i + 1], NULL, 10);
     wf_conf_t *c = NULL;
     wf_conf_err_t err;
-    wf_thehive_conf_t tc;
-    if (wf_conf_load_file(argv[1], &c, &err)) {
+    wf_secops_conf_t *sc = NULL;
+    if (wf_conf_load_file(argv[1], &c, &err) ||
+        wf_secops_conf_parse(c, wf_conf_get(wf_conf_root(c), "events"), &sc, &err)) {
         fprintf(stderr, "%s\n", err.msg);
-        return 2;
-    }
-    if (wf_thehive_conf_parse(c, wf_conf_get(wf_conf_root(c), "thehive"), &tc, &err)) {
-        fprintf(stderr, "%s\n", err.msg);
+        wf_conf_free(c);
         return 2;
     }
     wf_conf_free(c);
-    wf_thehive_t *th = NULL;
+    wf_secops_t *h = NULL;
     char msg[256];
-    if (wf_thehive_new(&tc, &th, msg, sizeof(msg))) {
-        fprintf(stderr, "%s\n", msg);
+    if (wf_secops_start(sc, &h, msg, sizeof(msg)) || !h) {
+        fprintf(stderr, "%s\n", h ? msg : "no sink configured");
         return 2;
     }
-    wf_thehive_conf_free(&tc);
 
     char line[65536];
     int bad = 0;
+    uint64_t emitted = 0;
     while (fgets(line, sizeof(line), stdin)) {
         json_error_t je;
         json_t *o = json_loads(line, 0, &je);
@@ -121,30 +143,31 @@ int main(int argc, char **argv)
         if (!o || parse_event(o, &ev)) {
             fprintf(stderr, "bad event line: %s", line);
             bad = 1;
-        } else {
-            wf_thehive_add(th, &ev);
+        } else if (wf_secops_emit(h, &ev) == 0) {
+            emitted++;
         }
         json_decref(o);
     }
     uint64_t deadline = wf_now_ms() + max_ms;
-    for (;;) {
-        uint64_t wait = wf_thehive_run(th);
-        wf_thehive_stats_t s;
-        wf_thehive_stats(th, &s);
-        if ((!s.groups && !s.pending) || wf_now_ms() >= deadline)
+    while (wf_now_ms() < deadline) {
+        wf_secops_sink_stats_t ss;
+        wf_secops_sink_stats(h, &ss, 1);
+        char *t = scrape();
+        if (ss.delivered == emitted && !metric(t, "wafer_thehive_groups") && !metric(t, "wafer_thehive_pending"))
             break;
-        wait = WF_MIN(WF_MAX(wait, 5), 200);
-        struct timespec ts = { 0, (long)wait * 1000000 };
+        struct timespec ts = { 0, 20 * 1000000 };
         nanosleep(&ts, NULL);
     }
-    wf_thehive_finish(th, wf_now_ms());
-    wf_thehive_stats_t s;
-    wf_thehive_stats(th, &s);
-    printf("{\"created\": %llu, \"duplicate\": %llu, \"failed\": %llu, \"dropped\": %llu, \"retries\": %llu, "
-           "\"events\": %llu, \"events_dropped\": %llu}\n",
-           (unsigned long long)s.created, (unsigned long long)s.duplicate, (unsigned long long)s.failed,
-           (unsigned long long)s.dropped, (unsigned long long)s.retries, (unsigned long long)s.events,
-           (unsigned long long)s.events_dropped);
-    wf_thehive_free(th);
+    wf_secops_stop(h);
+    wf_secops_conf_free(sc);
+    char *t = scrape();
+    printf("{\"created\": %.0f, \"duplicate\": %.0f, \"failed\": %.0f, \"dropped\": %.0f, \"retries\": %.0f, "
+           "\"events\": %.0f, \"events_dropped\": %.0f, \"emitted\": %llu}\n",
+           metric(t, "wafer_thehive_alerts_total{result=\"created\"}"),
+           metric(t, "wafer_thehive_alerts_total{result=\"duplicate\"}"),
+           metric(t, "wafer_thehive_alerts_total{result=\"failed\"}"),
+           metric(t, "wafer_thehive_alerts_total{result=\"dropped\"}"), metric(t, "wafer_thehive_retries_total"),
+           metric(t, "wafer_thehive_events_total{result=\"aggregated\"}"),
+           metric(t, "wafer_thehive_events_total{result=\"dropped\"}"), (unsigned long long)emitted);
     return bad ? 2 : 0;
 }

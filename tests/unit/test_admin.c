@@ -243,6 +243,14 @@ TEST(keepalive_pipelining_and_bad_requests)
     CHECK_EQ_INT(status_of(r), 200);
     CHECK(strstr(r, "HTTP/1.1 404 Not Found\r\n") != NULL);
 
+    /* HTTP/1.0: closes unless asked to keep alive, and then says so */
+    r = exchange(&to, "GET /health HTTP/1.0\r\n\r\n");
+    CHECK_EQ_INT(status_of(r), 200);
+    CHECK(strstr(r, "Connection: close\r\n") != NULL);
+    r = exchange(&to, "GET /health HTTP/1.0\r\nConnection: keep-alive\r\n\r\nGET /health HTTP/1.0\r\n\r\n");
+    CHECK(strstr(r, "Connection: keep-alive\r\n") != NULL);
+    CHECK(strstr(strstr(r, "keep-alive") ? strstr(r, "keep-alive") : r, "HTTP/1.1 200 OK") != NULL);
+
     /* keep-alive: a connection serves several requests in turn */
     int fd = dial(&to);
     CHECK(fd >= 0);

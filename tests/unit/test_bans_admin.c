@@ -124,6 +124,33 @@ TEST(list_add_delete)
     wf_bans_free(b);
 }
 
+TEST(ipv6_networks)
+{
+    wf_ban_conf_t bc = { .detections = 2, .window_ms = 60000, .duration_ms = 600000, .max_clients = 1000,
+                         .ipv6_prefix = 64 };
+    wf_bans_t *b = wf_bans_new(&bc);
+    reply_t r;
+    call(wf_bans_admin_post, b, "/2001:db8:5:6:7::1", "", &r);
+    CHECK_EQ_INT(r.resp.status, 200);
+    json_t *j = body_json(&r);
+    CHECK(j && strcmp(json_string_value(json_object_get(j, "client")), "2001:db8:5:6::/64") == 0);
+    json_decref(j);
+    wf_buf_free(&r.body);
+    call(wf_bans_admin_get, b, "/2001:db8:5:6::abcd", "", &r); /* another address of the network */
+    CHECK_EQ_INT(r.resp.status, 200);
+    wf_buf_free(&r.body);
+    call(wf_bans_admin_get, b, "", "", &r);
+    j = body_json(&r);
+    CHECK(j && json_array_size(j) == 1 &&
+          strcmp(json_string_value(json_object_get(json_array_get(j, 0), "client")), "2001:db8:5:6::/64") == 0);
+    json_decref(j);
+    wf_buf_free(&r.body);
+    call(wf_bans_admin_delete, b, "/2001:db8:5:6::2", "", &r);
+    CHECK_EQ_INT(r.resp.status, 200);
+    wf_buf_free(&r.body);
+    wf_bans_free(b);
+}
+
 TEST(bad_requests)
 {
     wf_ban_conf_t bc = { .detections = 2, .window_ms = 60000, .duration_ms = 600000, .max_clients = 1000 };

@@ -302,6 +302,39 @@ TEST(reconfigure)
     rmdir(dir);
 }
 
+TEST(data_plane_check)
+{
+    wf_conf_err_t err;
+    wf_misp_conf_t *mc = parse("misp:\n  action: flag\n  feeds:\n    - {url: \"" FIX "/feed.txt\", format: freetext}\n",
+                               &err, NULL);
+    wf_ioc_hit_t h;
+    wf_sockaddr_t a, b;
+    wf_sockaddr_parse("192.0.2.200:5", &a);
+    wf_sockaddr_parse("192.0.2.201:5", &b);
+    CHECK_EQ_INT(wf_misp_check(&a, WF_STR_NULL, WF_STR_NULL, WF_STR_NULL, &h), -1); /* nothing configured */
+    wf_ioc_store_t *store = wf_ioc_store_new();
+    wf_misp_t *m;
+    char e[256];
+    CHECK_EQ_INT(wf_misp_new(mc, store, &m, e, sizeof(e)), 0);
+    wf_misp_conf_free(mc);
+    CHECK_EQ_INT(wf_misp_import(m, true), 0);
+    wf_ioc_global = store;
+    wf_misp_global = m;
+    CHECK_EQ_INT(wf_misp_check(&a, WF_STR("x.test"), WF_STR("/"), WF_STR("curl"), &h), WF_MISP_FLAG);
+    CHECK_EQ_STR(h.value, "192.0.2.200");
+    CHECK_EQ_INT(wf_misp_check(&b, WF_STR("c2.botnet.example:8080"), WF_STR("/"), WF_STR("curl"), &h), WF_MISP_FLAG);
+    CHECK_EQ_STR(h.value, "c2.botnet.example");
+    CHECK_EQ_INT(wf_misp_check(&b, WF_STR("x.test"), WF_STR("/"), WF_STR("curl"), &h), -1);
+    wf_ioc_store_stats_t st;
+    wf_ioc_store_stats(store, &st);
+    CHECK_EQ_INT(st.hits[WF_IOC_IP], 1);
+    CHECK_EQ_INT(st.hits[WF_IOC_DOMAIN], 1);
+    wf_ioc_global = NULL;
+    wf_misp_global = NULL;
+    wf_misp_free(m);
+    wf_ioc_store_free(store);
+}
+
 TEST(thread_imports_at_start)
 {
     wf_conf_err_t err;

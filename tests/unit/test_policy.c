@@ -154,6 +154,7 @@ TEST(parse_errors)
     expect_error("policy:\n  ban: {detections: -1}\n", "t.yaml:2:", "detections");
     expect_error("policy:\n  ban: {window: soon}\n", "t.yaml:2:", "window");
     expect_error("policy:\n  ban: {counting: exact}\n", "t.yaml:2:", "counting");
+    expect_error("policy:\n  ban: {ipv6_prefix: 16}\n", "t.yaml:2:", "ipv6_prefix");
     expect_error("policy:\n  routes:\n    - path: /a\n    - path: /b\n      upstrem: x\n", "t.yaml:5:7:",
                  "unknown key (known keys: name, host, path");
     expect_error("policy:\n  routes:\n    - path: api\n", "t.yaml:3:", "starting with '/'");
@@ -195,6 +196,28 @@ TEST(route_precedence)
     CHECK_EQ_STR(wf_policy_route(p, WF_STR_NULL, WF_STR("/static/x"))->name, "static"); /* no Host */
     CHECK_EQ_STR(wf_policy_route(p, WF_STR_NULL, WF_STR_NULL)->name, "default");
     CHECK_EQ_STR(ROUTE("evilexample.com", "/"), "default");
+    /* the path as the upstream will resolve it: escapes, dot segments, repeated slashes */
+    CHECK_EQ_STR(ROUTE("api.example.com", "/%61pi/users"), "api");
+    CHECK_EQ_STR(ROUTE("api.example.com", "/static/../api/x"), "api");
+    CHECK_EQ_STR(ROUTE("api.example.com", "/x/%2e%2E/api"), "api");
+    CHECK_EQ_STR(ROUTE("api.example.com", "/x%2F..%2Fapi"), "api");
+    CHECK_EQ_STR(ROUTE("api.example.com", "//api//v2/"), "route4");
+    CHECK_EQ_STR(ROUTE("api.example.com", "/api/./v2"), "route4");
+    CHECK_EQ_STR(ROUTE("api.example.com", "/api/v2/.."), "api");
+    CHECK_EQ_STR(ROUTE("api.example.com", "/../../api"), "api");
+    CHECK_EQ_STR(ROUTE("api.example.com", "/%2561pi"), "wild");      /* decoded once, as upstreams do */
+    CHECK_EQ_STR(ROUTE("other.org", "/static/."), "static");
+    CHECK_EQ_STR(ROUTE("other.org", "/static/x/.."), "static");
+    CHECK_EQ_STR(ROUTE("other.org", "/static/.."), "default");
+    CHECK_EQ_STR(ROUTE("other.org", "/stat%69c/%"), "static");         /* a broken escape stays as it is */
+    {
+        static char longp[20000];
+        memset(longp, 'a', sizeof(longp) - 1);
+        memcpy(longp, "/x/", 3);
+        memcpy(longp + sizeof(longp) - 12, "/../../dup/", 11);
+        longp[sizeof(longp) - 1] = 0; /* "/x/aaaa.../../../dup/" past the stack buffer: "/dup/" */
+        CHECK_EQ_STR(wf_policy_route(p, WF_STR("other.org"), wf_str_c(longp))->name, "first");
+    }
     CHECK_EQ_INT(wf_policy_route(p, WF_STR("api.example.com"), WF_STR("/api"))->mode, WF_MODE_BLOCK);
     CHECK_EQ_INT(wf_policy_route(p, WF_STR("other.org"), WF_STR("/static/"))->mode, WF_MODE_OFF);
 #undef ROUTE
@@ -440,6 +463,31 @@ TEST(bans_add_remove_mapped)
     CHECK_EQ_INT(wf_bans_remove(b, &c), 0);
     CHECK_EQ_INT(wf_bans_record(b, &c, t + 1, NULL, NULL), 0);
     CHECK_EQ_INT(wf_bans_record(b, &c, t + 2, NULL, NULL), 1);
+    wf_bans_free(b);
+}
+
+TEST(bans_ipv6_prefix)
+{
+    wf_ban_conf_t bc = ban_conf(2, 1000, 60000, 1000, false);
+    bc.ipv6_prefix = 64;
+    wf_bans_t *b = wf_bans_new(&bc);
+    CHECK_EQ_INT(wf_bans_ipv6_prefix(b), 64);
+    wf_sockaddr_t a1 = addr("[2001:db8:1:2::1]:1"), a2 = addr("[2001:db8:1:2:ffff::9]:1"),
+                  other = addr("[2001:db8:1:3::1]:1"), v4 = addr("192.0.2.1:1"), v4b = addr("192.0.2.2:1");
+    uint64_t t = wf_now_ms();
+    CHECK_EQ_INT(wf_bans_record(b, &a1, t, NULL, NULL), 0);
+    CHECK_EQ_INT(wf_bans_record(b, &other, t, NULL, NULL), 0);
+    CHECK_EQ_INT(wf_bans_record(b, &a2, t + 1, NULL, NULL), 1); /* same /64 as a1 */
+    CHECK(wf_bans_check(b, &a1, t + 2, NULL) && wf_bans_check(b, &a2, t + 2, NULL));
+    CHECK(!wf_bans_check(b, &other, t + 2, NULL));
+    CHECK_EQ_INT(wf_bans_record(b, &v4, t, NULL, NULL), 0); /* IPv4 stays per address */
+    CHECK_EQ_INT(wf_bans_record(b, &v4b, t, NULL, NULL), 0);
+    CHECK(!wf_bans_check(b, &v4, t + 2, NULL));
+    CHECK_EQ_INT(wf_bans_remove(b, &a2), 1);
+    CHECK(!wf_bans_check(b, &a1, t + 3, NULL));
+    bc.ipv6_prefix = 48; /* a reload cannot change it */
+    wf_bans_configure(b, &bc);
+    CHECK_EQ_INT(wf_bans_ipv6_prefix(b), 64);
     wf_bans_free(b);
 }
 

@@ -228,7 +228,7 @@ TEST(set_cuts_at_utf8_boundary)
 TEST(queue_full)
 {
     wf_evq_t q;
-    CHECK_EQ_INT(wf_evq_init(&q, 3), 0);
+    CHECK_EQ_INT(wf_evq_init(&q, 3, 1), 0);
     wf_secev_t *ev = malloc(sizeof(*ev));
     wf_secev_init(ev);
     for (int i = 0; i < 3; i++) {
@@ -275,7 +275,7 @@ static void *producer(void *arg)
 TEST(queue_many_producers)
 {
     wf_evq_t q;
-    CHECK_EQ_INT(wf_evq_init(&q, 64), 0);
+    CHECK_EQ_INT(wf_evq_init(&q, 64, 16), 0); /* wakes only from 16 queued: the consumer's waits time out too */
     pthread_t t[NPROD];
     prod_arg_t args[NPROD];
     for (int i = 0; i < NPROD; i++) {
@@ -341,6 +341,16 @@ TEST(conf_errors)
     CHECK(sc == NULL && strstr(err.msg, "queue"));
     sc = conf_from("events:\n  extra: 1\n", &err, &rc);
     CHECK(sc == NULL && strstr(err.msg, "w.yaml:2:") && strstr(err.msg, "extra"));
+    wf_secops_conf_t *a = conf_from("events:\n  queue: 10\n", &err, &rc), *b = conf_from("events: {queue: 10}\n", &err, &rc),
+                     *d = conf_from("events:\n  queue: 11\n", &err, &rc), *none = conf_from("x: 1\n", &err, &rc);
+    CHECK(a && b && d && none);
+    CHECK(wf_secops_conf_same(a, b));  /* flow or block style: the same section */
+    CHECK(!wf_secops_conf_same(a, d));
+    CHECK(!wf_secops_conf_same(a, none));
+    wf_secops_conf_free(a);
+    wf_secops_conf_free(b);
+    wf_secops_conf_free(d);
+    wf_secops_conf_free(none);
     sc = conf_from("other: 1\n", &err, &rc); /* no section: defaults, no sink */
     CHECK(sc != NULL && sc->queue == 4096 && sc->nsinks == 0);
     wf_secops_t *h = (wf_secops_t *)1;
@@ -348,7 +358,9 @@ TEST(conf_errors)
     CHECK_EQ_INT(wf_secops_start(sc, &h, e, sizeof(e)), 0);
     CHECK(h == NULL);
     wf_secops_conf_free(sc);
-    sc = conf_from("events:\n  queue: 100\n  stop_timeout: 2s\n  sinks:\n    - type: file\n      name: a\n"
+    sc = conf_from("events:\n  sink_nice: 20\n", &err, &rc);
+    CHECK(sc == NULL && strstr(err.msg, "sink_nice"));
+    sc = conf_from("events:\n  queue: 100\n  stop_timeout: 2s\n  sink_nice: 3\n  sinks:\n    - type: file\n      name: a\n"
                    "      path: /tmp/a\n      queue: 10\n      batch: 5\n      fsync: batch\n"
                    "      spool: {dir: /tmp/s, max_bytes: 1m, segment_bytes: 64k, fsync: true}\n"
                    "      retry: {initial: 100ms, max: 2s}\n",
@@ -357,6 +369,7 @@ TEST(conf_errors)
     if (sc) {
         CHECK_EQ_INT(sc->queue, 100);
         CHECK_EQ_INT(sc->stop_timeout_ms, 2000);
+        CHECK_EQ_INT(sc->sink_nice, 3);
         CHECK_EQ_INT(sc->nsinks, 1);
         CHECK_EQ_STR(sc->sinks[0].name, "a");
         CHECK_EQ_INT(sc->sinks[0].queue, 10);
@@ -653,6 +666,45 @@ TEST(spool_order_limit_and_restart)
     CHECK_EQ_INT(system(cmd), 0);
     free(evs);
     rm_rf(dir);
+}
+
+TEST(conf_network_sinks)
+{
+    wf_conf_err_t err;
+    int rc;
+    wf_secops_conf_t *sc = conf_from("events:\n  sinks:\n    - {type: syslog, transport: tcp, address: 127.0.0.1:514, "
+                                     "facility: local3, hostname: waf-1}\n    - {type: forward, address: 127.0.0.1:24224, "
+                                     "mode: forward, ack: false, shared_key: k, tag: a.b}\n",
+                                     &err, &rc);
+    CHECK(sc != NULL);
+    if (sc)
+        CHECK_EQ_INT(sc->nsinks, 2);
+    wf_secops_conf_free(sc);
+    static const struct {
+        const char *yaml, *want;
+    } bad[] = {
+        { "events:\n  sinks:\n    - {type: syslog}\n", "needs an address" },
+        { "events:\n  sinks:\n    - {type: syslog, address: nowhere}\n", "host:port" },
+        { "events:\n  sinks:\n    - {type: syslog, address: 127.0.0.1:514, facility: local9}\n", "facility" },
+        { "events:\n  sinks:\n    - {type: syslog, address: 127.0.0.1:514, transport: sctp}\n", "transport" },
+        { "events:\n  sinks:\n    - {type: syslog, address: 127.0.0.1:514, ca: /x}\n", "only for transport: tls" },
+        { "events:\n  sinks:\n    - {type: syslog, address: 127.0.0.1:514, hostname: \"a b\"}\n", "printable" },
+        { "events:\n  sinks:\n    - {type: syslog, address: 127.0.0.1:514, max_datagram: 100}\n", "max_datagram" },
+        { "events:\n  sinks:\n    - {type: forward}\n", "needs an address" },
+        { "events:\n  sinks:\n    - {type: forward, address: 127.0.0.1:1, mode: compressed}\n", "mode" },
+        { "events:\n  sinks:\n    - {type: forward, address: 127.0.0.1:1, username: u}\n", "set shared_key too" },
+        { "events:\n  sinks:\n    - {type: forward, address: 127.0.0.1:1, tag: \"\"}\n", "tag" },
+        { "events:\n  sinks:\n    - {type: forward, address: 127.0.0.1:1, path: /x}\n", "unknown key" },
+    };
+    for (size_t i = 0; i < WF_ARRAY_LEN(bad); i++) {
+        sc = conf_from(bad[i].yaml, &err, &rc);
+        CHECK(sc == NULL && rc != 0);
+        if (sc || !strstr(err.msg, bad[i].want) || !strstr(err.msg, "w.yaml:3:"))
+            fprintf(stderr, "  case %zu: %s\n", i, err.msg);
+        CHECK(strstr(err.msg, bad[i].want) != NULL);
+        CHECK(strstr(err.msg, "w.yaml:3:") != NULL);
+        wf_secops_conf_free(sc);
+    }
 }
 
 TEST_MAIN()

@@ -17,6 +17,10 @@
 #define ATTN_DMAX 128
 #define ATTN_DV (ATTN_DMAX / 32)
 
+/* q/k/v elements come as fp32 (the unfolded pass) or bf16 (the folded pass's one product over x) */
+static __device__ __forceinline__ float ldv(const float *p) { return *p; }
+static __device__ __forceinline__ float ldv(const bf16 *p) { return __bfloat162float(*p); }
+
 static __device__ __forceinline__ float wmax(float v)
 {
     for (int o = 16; o > 0; o >>= 1)
@@ -30,8 +34,9 @@ static __device__ __forceinline__ float wsum(float v)
     return v;
 }
 
+template <typename TI>
 static __global__ void __launch_bounds__(ATTN_WARPS * 32)
-    attn_k(const float *__restrict__ qkv, bf16 *__restrict__ ctx, const int32_t *__restrict__ start,
+    attn_k(const TI *__restrict__ qkv, int ld, bf16 *__restrict__ ctx, const int32_t *__restrict__ start,
            const int32_t *__restrict__ items, const int32_t *__restrict__ nitems, int heads, int dh, int skip_le)
 {
     __shared__ float ks[ATTN_KT][ATTN_DMAX + 1];
@@ -46,9 +51,9 @@ static __global__ void __launch_bounds__(ATTN_WARPS * 32)
     int base = start[seq], L = start[seq + 1] - base;
     if (L <= skip_le)
         return; /* the tensor-core kernel's */
-    int I = heads * dh, ld = 3 * I;
+    int I = heads * dh;
     int warp = threadIdx.x / 32, lane = threadIdx.x & 31;
-    const float *Q = qkv + (size_t)base * ld + hd * dh, *K = Q + I, *V = Q + 2 * I;
+    const TI *Q = qkv + (size_t)base * ld + hd * dh, *K = Q + I, *V = Q + 2 * I;
     float scale = rsqrtf((float)dh);
 
     /* this warp's query rows: q0 + warp + ATTN_WARPS * k */
@@ -58,7 +63,7 @@ static __global__ void __launch_bounds__(ATTN_WARPS * 32)
     for (int k = 0; k < RW; k++) {
         int q = q0 + warp + ATTN_WARPS * k;
         for (int d = lane; d < dh; d += 32)
-            qs[warp][k][d] = q < L ? Q[(size_t)q * ld + d] * scale : 0.0f;
+            qs[warp][k][d] = q < L ? ldv(Q + (size_t)q * ld + d) * scale : 0.0f;
         m[k] = -INFINITY;
         l[k] = 0.0f;
 #pragma unroll
@@ -70,8 +75,8 @@ static __global__ void __launch_bounds__(ATTN_WARPS * 32)
         __syncthreads();
         for (int e = threadIdx.x; e < nk * dh; e += blockDim.x) {
             int t = e / dh, d = e % dh;
-            ks[t][d] = K[(size_t)(t0 + t) * ld + d];
-            vs[t][d] = V[(size_t)(t0 + t) * ld + d];
+            ks[t][d] = ldv(K + (size_t)(t0 + t) * ld + d);
+            vs[t][d] = ldv(V + (size_t)(t0 + t) * ld + d);
         }
         __syncthreads();
 #pragma unroll
@@ -142,8 +147,9 @@ static size_t tc_smem(int lmax, int dh)
     return kv + ATTN_TC_WARPS * ((per_warp + 127) & ~(size_t)127) + 128;
 }
 
+template <typename TI>
 static __global__ void __launch_bounds__(ATTN_TC_WARPS * 32)
-    attn_tc_k(const float *__restrict__ qkv, bf16 *__restrict__ ctx, const int32_t *__restrict__ start, int nb,
+    attn_tc_k(const TI *__restrict__ qkv, int ld, bf16 *__restrict__ ctx, const int32_t *__restrict__ start, int nb,
               int heads, int dh, int lmax)
 {
     extern __shared__ __align__(128) unsigned char sm[];
@@ -154,8 +160,8 @@ static __global__ void __launch_bounds__(ATTN_TC_WARPS * 32)
     if (L == 0 || L > lmax)
         return;
     int Lp = (L + 15) & ~15;
-    int I = heads * dh, ld = 3 * I;
-    const float *Q = qkv + (size_t)base * ld + hd * dh, *K = Q + I, *V = Q + 2 * I;
+    int I = heads * dh;
+    const TI *Q = qkv + (size_t)base * ld + hd * dh, *K = Q + I, *V = Q + 2 * I;
     bf16 *Ks = (bf16 *)sm, *Vs = Ks + (size_t)lmax * dh;
     size_t per_warp = 16 * (size_t)dh * sizeof(bf16) + 16 * (size_t)lmax * sizeof(float) +
                       16 * (size_t)lmax * sizeof(bf16) + 16 * (size_t)dh * sizeof(float) + 16 * sizeof(float);
@@ -163,8 +169,8 @@ static __global__ void __launch_bounds__(ATTN_TC_WARPS * 32)
     unsigned char *wbase = sm + (((2 * (size_t)lmax * dh * sizeof(bf16)) + 127) & ~(size_t)127);
     for (int e = threadIdx.x; e < Lp * dh; e += blockDim.x) {
         int t = e / dh, d = e % dh;
-        Ks[e] = __float2bfloat16(t < L ? K[(size_t)t * ld + d] : 0.0f);
-        Vs[e] = __float2bfloat16(t < L ? V[(size_t)t * ld + d] : 0.0f);
+        Ks[e] = __float2bfloat16(t < L ? ldv(K + (size_t)t * ld + d) : 0.0f);
+        Vs[e] = __float2bfloat16(t < L ? ldv(V + (size_t)t * ld + d) : 0.0f);
     }
     __syncthreads();
     int warp = threadIdx.x / 32, lane = threadIdx.x & 31;
@@ -178,7 +184,7 @@ static __global__ void __launch_bounds__(ATTN_TC_WARPS * 32)
     for (int q0 = warp * 16; q0 < L; q0 += ATTN_TC_WARPS * 16) {
         for (int e = lane; e < 16 * dh; e += 32) {
             int r = e / dh, d = e % dh;
-            Qs[e] = __float2bfloat16(q0 + r < L ? Q[(size_t)(q0 + r) * ld + d] * scale : 0.0f);
+            Qs[e] = __float2bfloat16(q0 + r < L ? ldv(Q + (size_t)(q0 + r) * ld + d) * scale : 0.0f);
         }
         __syncwarp();
         for (int k0 = 0; k0 < Lp; k0 += 16) {
@@ -245,8 +251,10 @@ int wf_cu_attention_tc_lmax(int dh, int lmax)
     return lmax < ATTN_TC_LMAX ? ((lmax + 15) & ~15) : ATTN_TC_LMAX;
 }
 
-void wf_cu_attention(const float *qkv, bf16 *ctx, const int32_t *start, const int32_t *items, const int32_t *nitems,
-                     int grid_items, int nb, int heads, int dh, int tc_lmax, int pdl, cudaStream_t st)
+template <typename TI>
+static void attention(const TI *qkv, int ld, bf16 *ctx, const int32_t *start, const int32_t *items,
+                      const int32_t *nitems, int grid_items, int nb, int heads, int dh, int tc_lmax, int pdl,
+                      cudaStream_t st)
 {
     cudaLaunchConfig_t cfg = {};
     cudaLaunchAttribute at[1];
@@ -259,21 +267,39 @@ void wf_cu_attention(const float *qkv, bf16 *ctx, const int32_t *start, const in
         cfg.gridDim = dim3(nb, heads);
         cfg.blockDim = dim3(ATTN_TC_WARPS * 32);
         cfg.dynamicSmemBytes = tc_smem(tc_lmax, dh);
-        cudaLaunchKernelEx(&cfg, attn_tc_k, qkv, ctx, start, nb, heads, dh, tc_lmax);
+        cudaLaunchKernelEx(&cfg, attn_tc_k<TI>, qkv, ld, ctx, start, nb, heads, dh, tc_lmax);
     }
     cfg.gridDim = dim3(grid_items, heads);
     cfg.blockDim = dim3(ATTN_WARPS * 32);
     cfg.dynamicSmemBytes = 0;
-    cudaLaunchKernelEx(&cfg, attn_k, qkv, ctx, start, items, nitems, heads, dh, tc_lmax);
+    cudaLaunchKernelEx(&cfg, attn_k<TI>, qkv, ld, ctx, start, items, nitems, heads, dh, tc_lmax);
+}
+
+void wf_cu_attention(const float *qkv, bf16 *ctx, const int32_t *start, const int32_t *items, const int32_t *nitems,
+                     int grid_items, int nb, int heads, int dh, int tc_lmax, int pdl, cudaStream_t st)
+{
+    attention(qkv, 3 * heads * dh, ctx, start, items, nitems, grid_items, nb, heads, dh, tc_lmax, pdl, st);
+}
+
+void wf_cu_attention_bf16(const bf16 *qkv, int ld, bf16 *ctx, const int32_t *start, const int32_t *items,
+                          const int32_t *nitems, int grid_items, int nb, int heads, int dh, int tc_lmax, int pdl,
+                          cudaStream_t st)
+{
+    attention(qkv, ld, ctx, start, items, nitems, grid_items, nb, heads, dh, tc_lmax, pdl, st);
 }
 
 /* Raises the tensor-core kernel's shared-memory limit (host, once, outside any capture). */
 cudaError_t wf_cu_attention_setup(void)
 {
-    cudaError_t e = cudaFuncSetAttribute(attn_tc_k, cudaFuncAttributeMaxDynamicSharedMemorySize,
+    cudaError_t e = cudaFuncSetAttribute(attn_tc_k<float>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                          (int)tc_smem(ATTN_TC_LMAX, 64));
+    if (e == cudaSuccess)
+        e = cudaFuncSetAttribute(attn_tc_k<bf16>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                 (int)tc_smem(ATTN_TC_LMAX, 64));
     /* the fused products run with all shared memory: so does this, so that no reconfiguration separates them */
     if (e == cudaSuccess)
-        e = cudaFuncSetAttribute(attn_k, cudaFuncAttributePreferredSharedMemoryCarveout, 100);
+        e = cudaFuncSetAttribute(attn_k<float>, cudaFuncAttributePreferredSharedMemoryCarveout, 100);
+    if (e == cudaSuccess)
+        e = cudaFuncSetAttribute(attn_k<bf16>, cudaFuncAttributePreferredSharedMemoryCarveout, 100);
     return e;
 }

@@ -11,6 +11,12 @@
  * bf16 where only another product reads (the FFN hidden state, with bias and
  * ReLU/GELU fused into cuBLASLt's epilogue).
  *
+ * NoNorm models of MobileBERT's layout run folded (fold_decide, place_folded, forward_folded): NoNorm is
+ * x * g + b, linear, so each one goes into the weights of the products around it at load time, every residual
+ * add is a product's C matrix (beta = 1), and a layer is 11 cuBLASLt products and the attention, no norm kernel
+ * (q and k composed with the attention bottleneck: one product gives [bn_in | q | k | v]).
+ * The residual stream is then bf16 (cuBLASLt's C and D share a type, and the next product reads it).
+ *
  * Buckets: a batch of T tokens runs in the smallest bucket of Tb >= T tokens
  * (powers of two from 16, and max_tokens). Padding tokens belong to no
  * sequence: attention and the head never read them, and the products compute
@@ -134,13 +140,14 @@ typedef struct {
     lin_t pooler, cls;
     /* activations */
     float *x32, *x2_32, *g, *qkv, *bt32, *a32, *a2_32, *pooled, *logits, *probs;
-    bf16 *x16, *x2_16, *e16, *bt16, *ctx16, *a16, *a2_16, *h16, *cls16;
+    bf16 *x16, *x2_16, *e16, *bt16, *ctx16, *a16, *a2_16, *h16, *cls16, *xq16;
     int32_t *d_in, *h_in;
     float *h_logits;
     size_t in_words;
     int max_tokens, max_batch, tmax, bmax;
     int fused; /* our fused products where shapes allow (WAFER_CUDA_FUSED=1; else cuBLASLt everywhere) */
     int fuse_max; /* ... in buckets of up to this many tokens (WAFER_CUDA_FUSED_MAX_TOKENS) */
+    int fold;  /* NoNorms folded into the products' weights, residual stream in bf16 (fold_decide) */
     int pdl;   /* programmatic dependent launches in the graphs (WAFER_CUDA_PDL=0: off) */
     int dpdl;  /* the same, in the graphs for device launch */
     bucket_t b[MAX_BUCKETS];
@@ -154,14 +161,14 @@ static const char *cu_err_str(cudaError_t e) { return cudaGetErrorString(e); }
 
 typedef enum { EPI_BIAS, EPI_RELU, EPI_GELU_TANH } epi_t;
 
-/* D (rows, L->out; ldd) = X (rows, L->in; ldx) @ W^T + b, then the epilogue.
- * Row-major for us is column-major transposed for cuBLASLt: D^T = W X^T,
- * m = out, n = rows, k = in. */
-static cublasStatus_t gemm(cu_t *c, const bf16 *X, int ldx, int rows, const lin_t *L, void *D, bool d_f32, int ldd,
-                           epi_t epi, cudaStream_t st)
+/* D (rows, L->out; ldd) = X (rows, L->in; ldx) @ W^T + b [+ Cm (rows, L->out; ldc), of D's type], then the
+ * epilogue. Row-major for us is column-major transposed for cuBLASLt: D^T = W X^T, m = out, n = rows, k = in.
+ * With Cm, beta = 1: a residual add inside the product (D = X W^T + C + b). */
+static cublasStatus_t gemm_c(cu_t *c, const bf16 *X, int ldx, int rows, const lin_t *L, void *D, bool d_f32, int ldd,
+                             epi_t epi, const void *Cm, int ldc, cudaStream_t st)
 {
     cublasLtMatmulDesc_t op = NULL;
-    cublasLtMatrixLayout_t la = NULL, lb = NULL, ld = NULL;
+    cublasLtMatrixLayout_t la = NULL, lb = NULL, ld = NULL, lc = NULL;
     cublasLtMatmulPreference_t pref = NULL;
     cublasStatus_t s;
     cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
@@ -170,7 +177,7 @@ static cublasStatus_t gemm(cu_t *c, const bf16 *X, int ldx, int rows, const lin_
                                                   : CUBLASLT_EPILOGUE_BIAS;
     const void *bias = d_f32 ? (const void *)L->b32 : (const void *)L->b16;
     cudaDataType_t dt = d_f32 ? CUDA_R_32F : CUDA_R_16BF;
-    float alpha = 1.0f, beta = 0.0f;
+    float alpha = 1.0f, beta = Cm ? 1.0f : 0.0f;
     cublasLtMatmulHeuristicResult_t h;
     int found = 0;
 #define TRYS(x)                                                                        \
@@ -187,17 +194,23 @@ static cublasStatus_t gemm(cu_t *c, const bf16 *X, int ldx, int rows, const lin_
     TRYS(cublasLtMatrixLayoutCreate(&la, CUDA_R_16BF, L->in, L->out, L->in));
     TRYS(cublasLtMatrixLayoutCreate(&lb, CUDA_R_16BF, L->in, rows, ldx));
     TRYS(cublasLtMatrixLayoutCreate(&ld, dt, L->out, rows, ldd));
+    if (Cm)
+        TRYS(cublasLtMatrixLayoutCreate(&lc, dt, L->out, rows, ldc));
+    else
+        Cm = D, lc = ld;
     TRYS(cublasLtMatmulPreferenceCreate(&pref));
     TRYS(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &c->ws_bytes,
                                               sizeof(c->ws_bytes)));
-    TRYS(cublasLtMatmulAlgoGetHeuristic(c->lt, op, la, lb, ld, ld, pref, 1, &h, &found));
+    TRYS(cublasLtMatmulAlgoGetHeuristic(c->lt, op, la, lb, lc, ld, pref, 1, &h, &found));
     if (found < 1) {
         s = CUBLAS_STATUS_NOT_SUPPORTED;
         goto out;
     }
-    TRYS(cublasLtMatmul(c->lt, op, &alpha, L->w, la, X, lb, &beta, D, ld, D, ld, &h.algo, c->ws, c->ws_bytes, st));
+    TRYS(cublasLtMatmul(c->lt, op, &alpha, L->w, la, X, lb, &beta, Cm, lc, D, ld, &h.algo, c->ws, c->ws_bytes, st));
 #undef TRYS
 out:
+    if (lc && lc != ld)
+        WF_CU(cublasLtMatrixLayoutDestroy(lc));
     if (pref)
         WF_CU(cublasLtMatmulPreferenceDestroy(pref));
     if (ld)
@@ -209,6 +222,12 @@ out:
     if (op)
         WF_CU(cublasLtMatmulDescDestroy(op));
     return s;
+}
+
+static cublasStatus_t gemm(cu_t *c, const bf16 *X, int ldx, int rows, const lin_t *L, void *D, bool d_f32, int ldd,
+                           epi_t epi, cudaStream_t st)
+{
+    return gemm_c(c, X, ldx, rows, L, D, d_f32, ldd, epi, NULL, 0, st);
 }
 
 /* ------------------------------------------------------------- forward */
@@ -254,10 +273,67 @@ extern "C" void wf_cuda_pack(const wf_batch_t *b, int tokens, int seqs, int32_t 
     blk[l.nitems] = ni;
 }
 
+/* The forward pass with the NoNorms folded (c->fold: MobileBERT with NoNorm, see fold_decide and place_all):
+ * only cuBLASLt products, the attention, the embedding gather and the head; every residual add is a product's
+ * C matrix. The streams hold representations, not values: x = xr * Sx + Tx (the layer input) and, inside a
+ * layer, a = ar * s + t, per column, with the scales and shifts folded into the weights that read them. */
+static cublasStatus_t forward_folded(cu_t *c, const bucket_t *bk, cudaStream_t st)
+{
+    const wf_arch_dims_t *d = &c->d;
+    int T = bk->pub.tokens, nb = bk->pub.seqs;
+    int H = d->hidden, I = d->true_hidden, F = d->inter;
+    const int32_t *ids = c->d_in + bk->lay.ids, *posid = c->d_in + bk->lay.posid, *start = c->d_in + bk->lay.start,
+                  *nitems = c->d_in + bk->lay.nitems, *items = c->d_in + bk->lay.items;
+    cublasStatus_t s;
+#define GC(...)                                                                        \
+    do {                                                                               \
+        s = gemm_c(c, __VA_ARGS__, st);                                                \
+        if (s != CUBLAS_STATUS_SUCCESS)                                                \
+            return s;                                                                  \
+    } while (0)
+    epi_t act_epi = c->cfg.hidden_act == WF_ACT_RELU       ? EPI_RELU
+                    : c->cfg.hidden_act == WF_ACT_GELU_NEW ? EPI_GELU_TANH
+                                                           : EPI_BIAS;
+    bf16 *x16 = c->x16, *x2_16 = c->x2_16;
+    /* xr = E Wt^T + bt + (pos + type0): the position rows are the product's C (in x2_16 for the moment) */
+    wf_cu_embed_gather(ids, posid, T, c->word, c->cfg.embedding_size, c->cfg.trigram_input, c->e16, c->pos,
+                       c->type0, H, x2_16, st);
+    GC(c->e16, d->emb_in, T, &c->emb_t, x16, false, H, EPI_BIAS, x2_16, H);
+    int tc_lmax = wf_cu_attention_tc_lmax(d->head_dim, T < c->cfg.max_position_embeddings ? T : c->cfg.max_position_embeddings);
+    for (int l = 0; l < c->cfg.num_hidden_layers; l++) {
+        const layer_t *L = &c->L[l];
+        /* [bn_in | q | k | v] in one product (xq_place): values, not representations */
+        GC(x16, H, T, &L->bott, c->xq16, false, 4 * I, EPI_BIAS, NULL, 0);
+        wf_cu_attention_bf16(c->xq16 + I, 4 * I, c->ctx16, start, items, nitems, T / WF_CU_ATTN_QB + nb, nb,
+                             d->heads, d->head_dim, tc_lmax, 0, st);
+        bf16 *a16 = c->a16, *a2_16 = c->a2_16;
+        GC(c->ctx16, I, T, &L->ao, a16, false, I, EPI_BIAS, c->xq16, 4 * I);
+        for (int f = 0; f <= d->nffn; f++) {
+            const lin_t *Li = f < d->nffn ? &L->fi[f] : &L->in, *Lo = f < d->nffn ? &L->fo[f] : &L->out;
+            GC(a16, I, T, Li, c->h16, false, F, act_epi, NULL, 0);
+            if (act_epi == EPI_BIAS)
+                wf_cu_act_bf16(c->h16, (long)T * F, c->cfg.hidden_act, st);
+            GC(c->h16, F, T, Lo, a2_16, false, I, EPI_BIAS, a16, I);
+            bf16 *t16 = a16;
+            a16 = a2_16;
+            a2_16 = t16;
+        }
+        GC(a16, I, T, &L->ob, x2_16, false, H, EPI_BIAS, x16, H);
+        bf16 *t16 = x16;
+        x16 = x2_16;
+        x2_16 = t16;
+    }
+    wf_cu_cls_gather(x16, start, nb, H, c->cls16, st);
+    GC(c->cls16, H, nb, &c->pooler, c->pooled, true, H, EPI_BIAS, NULL, 0);
+    wf_cu_head(c->pooled, NULL, start, nb, H, c->cls.w32, c->cls.b32, c->C, c->logits, c->probs, st);
+#undef GC
+    return CUBLAS_STATUS_SUCCESS;
+}
+
 /* Enqueues the forward pass of bucket k on st (eager or under capture). Where c->fused and the shapes allow,
  * each product and what follows it up to the next norm is one kernel of ours (linear.cu, linear_norm.cu,
  * ffn_norm.cu), launched as programmatic dependent launches when pdl; elsewhere cuBLASLt and the separate
- * norm/activation kernels. MobileBERT: 9 kernels a layer fused, 21 not. */
+ * norm/activation kernels. MobileBERT: 9 kernels a layer fused, 21 not, 12 folded (c->fold: forward_folded). */
 static cublasStatus_t forward(cu_t *c, const bucket_t *bk, cudaStream_t st, int pdl)
 {
     const wf_arch_dims_t *d = &c->d;
@@ -268,6 +344,8 @@ static cublasStatus_t forward(cu_t *c, const bucket_t *bk, cudaStream_t st, int 
     bool ln = d->norm == WF_NORM_LAYER_NORM;
     bool fz = c->fused && T <= c->fuse_max;
     cublasStatus_t s;
+    if (c->fold)
+        return forward_folded(c, bk, st);
 #define G(...)                                                                         \
     do {                                                                               \
         s = gemm(c, __VA_ARGS__, st);                                                  \
@@ -328,7 +406,8 @@ static cublasStatus_t forward(cu_t *c, const bucket_t *bk, cudaStream_t st, int 
     na.o16 = x16;
     na.ld16 = H;
     if (d->emb_in) {
-        wf_cu_embed_gather(ids, posid, T, c->word, c->cfg.embedding_size, c->cfg.trigram_input, c->e16, st);
+        wf_cu_embed_gather(ids, posid, T, c->word, c->cfg.embedding_size, c->cfg.trigram_input, c->e16, NULL, NULL, 0,
+                           NULL, st);
         LIN_NORM(c->e16, d->emb_in, &c->emb_t);
     } else {
         na.gword = c->word;
@@ -482,7 +561,8 @@ static wf_status_t capture(cu_t *c, bucket_t *bk, bool host, int pdl, cudaGraphE
         size_t n = 0;
         if (WF_CU(cudaGraphGetNodes(g, NULL, &n)) == cudaSuccess)
             wf_debug("cuda: %d-token bucket, %s graph: %zu nodes (%s, %s)", bk->pub.tokens,
-                     host ? "host-launched" : "device-launched", n, c->fused ? "fused" : "unfused",
+                     host ? "host-launched" : "device-launched", n,
+                     c->fold ? "NoNorms folded" : c->fused ? "fused" : "unfused",
                      pdl ? "programmatic dependent launch" : "plain launches");
     }
     e = WF_CU(cudaGraphInstantiateWithFlags(out, g, host ? 0 : cudaGraphInstantiateFlagDeviceLaunch));
@@ -668,8 +748,135 @@ static void put(place_t *p, size_t at, const wf_tensor_t *t, size_t n, bool as_b
 
 template <typename X> static X *dptr(place_t *p, size_t at) { return p->host ? (X *)(p->dev + at) : NULL; }
 
-/* Linear layers over the same input as one: weights stacked by output row. */
-static lin_t lin_place(place_t *p, wf_lin_params_t **ls, int n, bool w32)
+/* A NoNorm folded into a product (c->fold). The product reads a representation r of its input x,
+ * x = r * s + t per input column (s, t NULL: r is x), and writes y * m + a per output row instead of its
+ * value y (m, a NULL: y itself). So W' = diag(m) W diag(s), b' = m * (b + W t) + a. */
+typedef struct {
+    const float *s, *t, *m, *a;
+} fold_t;
+
+/* One product's rows folded per f (f->m, f->a indexed from row) into W (out, in) and B (out), floats. */
+static wf_status_t fold_rows(const wf_lin_params_t *l, const fold_t *f, size_t row, int in, float *W, float *B)
+{
+    int o = (int)l->w.t->shape[0];
+    wf_status_t st = wf_tensor_to_f32(l->w.t, W, (size_t)o * in);
+    if (st == WF_OK)
+        st = wf_tensor_to_f32(l->b.t, B, (size_t)o);
+    if (st != WF_OK)
+        return st;
+    for (int r = 0; r < o; r++) {
+        float *wr = W + (size_t)r * in;
+        double acc = B[r];
+        if (f->t)
+            for (int j = 0; j < in; j++)
+                acc += (double)wr[j] * f->t[j];
+        double m = f->m ? f->m[row + r] : 1.0;
+        for (int j = 0; j < in; j++)
+            wr[j] = (float)(m * wr[j] * (f->s ? f->s[j] : 1.0f));
+        B[r] = (float)(m * acc + (f->a ? f->a[row + r] : 0.0f));
+    }
+    return WF_OK;
+}
+
+/* Rows [row, row + o) of a placed product from floats: weights bf16, bias fp32 and bf16. */
+static void store_rows(place_t *p, size_t aw, size_t ab32, size_t ab16, size_t row, int o, int in, const float *W,
+                       const float *B)
+{
+    uint16_t *w16 = (uint16_t *)(p->host + aw) + row * in, *b16 = (uint16_t *)(p->host + ab16) + row;
+    float *b32 = (float *)(p->host + ab32) + row;
+    for (size_t i = 0; i < (size_t)o * in; i++)
+        w16[i] = f2bf(W[i]);
+    for (int r = 0; r < o; r++) {
+        b32[r] = B[r];
+        b16[r] = f2bf(B[r]);
+    }
+}
+
+/* Stores the product(s) ls (stacked by output row, so f->m and f->a index the stacked rows) folded per f. */
+static void put_folded(place_t *p, wf_lin_params_t **ls, int n, const fold_t *f, int in, size_t aw, size_t ab32,
+                       size_t ab16)
+{
+    size_t row = 0;
+    for (int i = 0; i < n && p->st == WF_OK; i++) {
+        int o = (int)ls[i]->w.t->shape[0];
+        float *W = (float *)malloc(sizeof(float) * (size_t)o * in), *B = (float *)malloc(sizeof(float) * (size_t)o);
+        wf_status_t st = W && B ? fold_rows(ls[i], f, row, in, W, B) : WF_ERR_NOMEM;
+        if (st == WF_OK)
+            store_rows(p, aw, ab32, ab16, row, o, in, W, B);
+        else
+            p->st = st;
+        free(W);
+        free(B);
+        row += o;
+    }
+}
+
+/* The folded layer's first product (forward_folded): over the layer input's representation xr, the rows
+ * [bn_in | q | k | v] (4I, bf16 out). q and k read the attention bottleneck, which is linear once its NoNorm is
+ * folded (A xr + a), so their weights are composed with it: Wq A, Wq a + bq. The value of bn_in, and q, k, v. */
+static lin_t xq_place(place_t *p, wf_layer_params_t *P, int H, int I, const fold_t *fin, const fold_t *fatt)
+{
+    lin_t r;
+    memset(&r, 0, sizeof(r));
+    r.in = H;
+    r.out = 4 * I;
+    size_t aw = take(p, (size_t)r.out * H * 2), ab32 = take(p, (size_t)r.out * 4), ab16 = take(p, (size_t)r.out * 2);
+    r.w = dptr<bf16>(p, aw);
+    r.b32 = dptr<float>(p, ab32);
+    r.b16 = dptr<bf16>(p, ab16);
+    if (!p->host || p->st != WF_OK)
+        return r;
+    float *W = (float *)malloc(sizeof(float) * (size_t)I * H), *B = (float *)malloc(sizeof(float) * I);
+    float *A = (float *)malloc(sizeof(float) * (size_t)I * H), *a = (float *)malloc(sizeof(float) * I);
+    float *Wq = (float *)malloc(sizeof(float) * (size_t)I * I), *bq = (float *)malloc(sizeof(float) * I);
+    double *acc = (double *)malloc(sizeof(double) * H);
+    fold_t fv = { fin->s, fin->t, NULL, NULL }, none = { NULL, NULL, NULL, NULL };
+    wf_status_t st = W && B && A && a && Wq && bq && acc ? WF_OK : WF_ERR_NOMEM;
+    if (st == WF_OK)
+        st = fold_rows(&P->bn_input, fin, 0, H, W, B);
+    if (st == WF_OK)
+        store_rows(p, aw, ab32, ab16, 0, I, H, W, B);
+    if (st == WF_OK)
+        st = fold_rows(&P->bn_attention, fatt, 0, H, A, a);
+    const wf_lin_params_t *qk[2] = { &P->q, &P->k };
+    for (int i = 0; i < 2 && st == WF_OK; i++) {
+        st = fold_rows(qk[i], &none, 0, I, Wq, bq);
+        for (int o = 0; o < I && st == WF_OK; o++) {
+            double bo = bq[o];
+            for (int j = 0; j < H; j++)
+                acc[j] = 0.0;
+            for (int k = 0; k < I; k++) {
+                double w = Wq[(size_t)o * I + k];
+                const float *ar = A + (size_t)k * H;
+                for (int j = 0; j < H; j++)
+                    acc[j] += w * ar[j];
+                bo += w * a[k];
+            }
+            for (int j = 0; j < H; j++)
+                W[(size_t)o * H + j] = (float)acc[j];
+            B[o] = (float)bo;
+        }
+        if (st == WF_OK)
+            store_rows(p, aw, ab32, ab16, (size_t)(1 + i) * I, I, H, W, B);
+    }
+    if (st == WF_OK)
+        st = fold_rows(&P->v, &fv, 0, H, W, B);
+    if (st == WF_OK)
+        store_rows(p, aw, ab32, ab16, (size_t)3 * I, I, H, W, B);
+    if (st != WF_OK)
+        p->st = st;
+    free(W);
+    free(B);
+    free(A);
+    free(a);
+    free(Wq);
+    free(bq);
+    free(acc);
+    return r;
+}
+
+/* Linear layers over the same input as one: weights stacked by output row; folded per f where given. */
+static lin_t lin_place(place_t *p, wf_lin_params_t **ls, int n, bool w32, const fold_t *f = NULL)
 {
     lin_t r;
     memset(&r, 0, sizeof(r));
@@ -681,7 +888,9 @@ static lin_t lin_place(place_t *p, wf_lin_params_t **ls, int n, bool w32)
     size_t aw = take(p, (size_t)r.out * r.in * 2), ab32 = take(p, (size_t)r.out * 4), ab16 = take(p, (size_t)r.out * 2);
     size_t aw32 = w32 ? take(p, (size_t)r.out * r.in * 4) : 0;
     size_t row = 0;
-    for (int i = 0; i < n; i++) {
+    if (f && p->host)
+        put_folded(p, ls, n, f, r.in, aw, ab32, ab16);
+    for (int i = 0; i < n && !f; i++) {
         int o = (int)ls[i]->w.t->shape[0];
         put(p, aw + row * r.in * 2, ls[i]->w.t, (size_t)o * r.in, true);
         if (w32)
@@ -697,10 +906,10 @@ static lin_t lin_place(place_t *p, wf_lin_params_t **ls, int n, bool w32)
     return r;
 }
 
-static lin_t lin1(place_t *p, wf_lin_params_t *l, bool w32 = false)
+static lin_t lin1(place_t *p, wf_lin_params_t *l, bool w32 = false, const fold_t *f = NULL)
 {
     wf_lin_params_t *ls[1] = { l };
-    return lin_place(p, ls, 1, w32);
+    return lin_place(p, ls, 1, w32, f);
 }
 
 static nrm_t nrm_place(place_t *p, wf_norm_params_t *n)
@@ -715,6 +924,184 @@ static nrm_t nrm_place(place_t *p, wf_norm_params_t *n)
     r.w = dptr<float>(p, aw);
     r.b = dptr<float>(p, ab);
     return r;
+}
+
+/* A norm's weight or bias as floats (malloc'd; NULL on failure). */
+static float *vecf(const wf_param_t *q)
+{
+    if (!q->t)
+        return NULL;
+    size_t n = (size_t)q->t->numel;
+    float *v = (float *)malloc(sizeof(float) * n);
+    if (v && wf_tensor_to_f32(q->t, v, n) != WF_OK) {
+        free(v);
+        v = NULL;
+    }
+    return v;
+}
+
+/* The NoNorm scales the folded forward pass divides by: the layer input's Sx (H) and, per layer, the FFN
+ * chain's s (I), products of the NoNorm weights. Each entry must stay far from 0 and from overflow. */
+static bool scale_ok(const float *v, int n)
+{
+    for (int i = 0; i < n; i++)
+        if (!(fabsf(v[i]) >= 1e-8f && fabsf(v[i]) <= 1e8f))
+            return false;
+    return true;
+}
+
+/* One walk over the NoNorm chain (fold_walk): for each product, how it is folded. */
+typedef struct {
+    float *Sx, *Tx, *s, *t, *m, *a;
+    int H, I;
+    bool ok;
+} chain_t;
+
+static void mul_add(float *v, float *w, const float *g, const float *b, int n)
+{
+    for (int i = 0; i < n; i++) {
+        v[i] *= g[i];
+        if (w)
+            w[i] = w[i] * g[i] + b[i];
+    }
+}
+
+/* Whether the forward pass can run with the NoNorms folded into the products (forward_folded): MobileBERT's
+ * layout (NoNorm, bottlenecks with a shared q/k input, embedding transformation, pooler) with every scale
+ * within range. WAFER_CUDA_FOLD=0 turns it off. */
+static bool fold_decide(const cu_t *c, const wf_weights_t *w)
+{
+    const wf_arch_dims_t *d = &c->d;
+    const char *e = getenv("WAFER_CUDA_FOLD");
+    if ((e && !strcmp(e, "0")) || d->norm == WF_NORM_LAYER_NORM || !d->bottleneck || !d->kq_shared || !d->emb_in ||
+        !d->has_pooler || !w->pooler.w.t)
+        return false;
+    int H = d->hidden, I = d->true_hidden;
+    float *Sx = vecf(&w->emb_norm.w), *s = (float *)malloc(sizeof(float) * (size_t)I);
+    bool ok = Sx && s && scale_ok(Sx, H);
+    for (int l = 0; ok && l < c->cfg.num_hidden_layers; l++) {
+        const wf_layer_params_t *P = &w->layers[l];
+        float *g = vecf(&P->attn_norm.w);
+        ok = g != NULL;
+        if (ok)
+            memcpy(s, g, sizeof(float) * (size_t)I);
+        free(g);
+        ok = ok && scale_ok(s, I);
+        for (int f = 0; ok && f <= d->nffn; f++) {
+            g = vecf(f < d->nffn ? &P->ffn_norm[f].w : &P->out_norm.w);
+            ok = g != NULL;
+            if (ok)
+                mul_add(s, NULL, g, NULL, I);
+            free(g);
+            ok = ok && scale_ok(s, I);
+        }
+        g = ok ? vecf(&P->out_bn_norm.w) : NULL;
+        ok = ok && g;
+        if (ok)
+            mul_add(Sx, NULL, g, NULL, H);
+        free(g);
+        ok = ok && scale_ok(Sx, H);
+    }
+    free(Sx);
+    free(s);
+    return ok;
+}
+
+/* The layers and the pooler for forward_folded (fold_decide said yes): the weights of each product folded with
+ * the representation of its input and of its output (fold_t), the norms placed too (unused), so that the
+ * layout's size is the same as unfolded. */
+static void place_folded(cu_t *c, place_t *p, wf_weights_t *w)
+{
+    const wf_arch_dims_t *d = &c->d;
+    int H = d->hidden, I = d->true_hidden;
+    size_t n = (size_t)(H > 2 * I ? H : 2 * I);
+    float *Sx = vecf(&w->emb_norm.w), *Tx = vecf(&w->emb_norm.b);
+    float *s = (float *)malloc(sizeof(float) * n), *t = (float *)malloc(sizeof(float) * n);
+    float *m = (float *)malloc(sizeof(float) * n), *a = (float *)malloc(sizeof(float) * n);
+    float *g = NULL, *b = NULL;
+    if (!Sx || !Tx || !s || !t || !m || !a) {
+        p->st = WF_ERR_NOMEM;
+        goto out;
+    }
+#define NORM(np)                                                                       \
+    do {                                                                               \
+        free(g);                                                                       \
+        free(b);                                                                       \
+        g = vecf(&(np)->w);                                                            \
+        b = vecf(&(np)->b);                                                            \
+        if (!g || !b) {                                                                \
+            p->st = WF_ERR_NOMEM;                                                      \
+            goto out;                                                                  \
+        }                                                                              \
+    } while (0)
+    for (int l = 0; l < c->cfg.num_hidden_layers; l++) {
+        wf_layer_params_t *P = &w->layers[l];
+        layer_t *L = &c->L[l];
+        memset(L, 0, sizeof(*L));
+        /* bottlenecks: read x (Sx, Tx), write the NoNorms' values */
+        NORM(&P->bn_input_norm);
+        memcpy(m, g, sizeof(float) * I);
+        memcpy(a, b, sizeof(float) * I);
+        L->bn_in = nrm_place(p, &P->bn_input_norm);
+        NORM(&P->bn_attention_norm);
+        memcpy(m + I, g, sizeof(float) * I);
+        memcpy(a + I, b, sizeof(float) * I);
+        L->bn_att = nrm_place(p, &P->bn_attention_norm);
+        fold_t fin = { Sx, Tx, m, a }, fatt = { Sx, Tx, m + I, a + I };
+        L->bott = xq_place(p, P, H, I, &fin, &fatt); /* [bn_in | q | k | v] */
+        /* ar = ctx Wo^T + bo + bn_in: a = ar * g + b */
+        L->ao = lin1(p, &P->attn_out);
+        L->ao_n = nrm_place(p, &P->attn_norm);
+        NORM(&P->attn_norm);
+        memcpy(s, g, sizeof(float) * I);
+        memcpy(t, b, sizeof(float) * I);
+        /* FFN blocks: ar' = h (Wo / s)^T + bo / s + ar, then a' = ar' * (s g) + (t g + b) */
+        for (int f = 0; f <= d->nffn; f++) {
+            bool last = f == d->nffn;
+            fold_t fi = { s, t, NULL, NULL };
+            lin_t li = lin1(p, last ? &P->inter : &P->ffn_inter[f], false, &fi);
+            for (int i = 0; i < I; i++)
+                m[i] = 1.0f / s[i];
+            fold_t fo = { NULL, NULL, m, NULL };
+            lin_t lo = lin1(p, last ? &P->out : &P->ffn_out[f], false, &fo);
+            wf_norm_params_t *np = last ? &P->out_norm : &P->ffn_norm[f];
+            nrm_t nn = nrm_place(p, np);
+            if (last) {
+                L->in = li;
+                L->out = lo;
+                L->out_n = nn;
+            } else {
+                L->fi[f] = li;
+                L->fo[f] = lo;
+                L->fn[f] = nn;
+            }
+            NORM(np);
+            mul_add(s, t, g, b, I);
+        }
+        /* xr' = (a Wob^T + bob) / Sx + xr, then x' = xr' * (Sx g) + (Tx g + b) */
+        for (int i = 0; i < H; i++)
+            m[i] = 1.0f / Sx[i];
+        fold_t fo = { s, t, m, NULL };
+        L->ob = lin1(p, &P->out_bn, false, &fo);
+        L->ob_n = nrm_place(p, &P->out_bn_norm);
+        NORM(&P->out_bn_norm);
+        mul_add(Sx, Tx, g, b, H);
+    }
+    {
+        fold_t fp = { Sx, Tx, NULL, NULL };
+        c->pooler = lin1(p, &w->pooler, false, &fp);
+        c->cls = lin1(p, &w->classifier, true);
+    }
+#undef NORM
+out:
+    free(g);
+    free(b);
+    free(Sx);
+    free(Tx);
+    free(s);
+    free(t);
+    free(m);
+    free(a);
 }
 
 static void place_all(cu_t *c, place_t *p, const wf_weights_t *mw)
@@ -735,6 +1122,10 @@ static void place_all(cu_t *c, place_t *p, const wf_weights_t *mw)
     if (d->emb_in)
         c->emb_t = lin1(p, &w.emb_transform);
     c->emb_n = nrm_place(p, &w.emb_norm);
+    if (c->fold) {
+        place_folded(c, p, &w);
+        return;
+    }
     for (int l = 0; l < c->cfg.num_hidden_layers; l++) {
         wf_layer_params_t *P = &w.layers[l];
         layer_t *L = &c->L[l];
@@ -878,9 +1269,15 @@ static wf_status_t cu_init(const wf_model_t *m, const wf_session_opts_t *o, void
     c->ws_bytes = 32u << 20;
     CK(cudaMalloc(&c->ws, c->ws_bytes), "cannot allocate the cuBLASLt workspace");
 
+    c->fold = !c->fused && fold_decide(c, wf_model_get_weights_refs(m));
+    wf_debug("cuda: NoNorms %s", c->fold ? "folded into the products" : "as kernels");
     /* Weights: size, stage on the host, one copy. */
     place_t p = { NULL, NULL, 0, WF_OK };
     place_all(c, &p, wf_model_get_weights_refs(m));
+    if (p.st != WF_OK) { /* the walk stopped early: its size would be short */
+        cu_free(c);
+        ERR(p.st, "cuda backend: cannot size the weights");
+    }
     size_t wbytes = p.off;
     char *host = (char *)malloc(wbytes);
     if (!host) {
@@ -908,7 +1305,7 @@ static wf_status_t cu_init(const wf_model_t *m, const wf_session_opts_t *o, void
            olog = take(&a, B * c->C * 4), oprob = take(&a, B * c->C * 4), ox16 = take(&a, T * H * 2),
            ox2_16 = take(&a, T * H * 2), oe = take(&a, T * (size_t)d->emb_in * 2), obt16 = take(&a, T * 2 * I * 2),
            octx = take(&a, T * I * 2), oa16 = take(&a, T * I * 2), oa2_16 = take(&a, T * I * 2), oh = take(&a, T * F * 2),
-           ocls = take(&a, B * H * 2), oin = take(&a, c->in_words * 4);
+           ocls = take(&a, B * H * 2), oin = take(&a, c->in_words * 4), oxq = take(&a, c->fold ? T * 4 * I * 2 : 0);
     CK(cudaMalloc((void **)&c->adev, a.off), "cannot allocate activations");
     CK(cudaMemset(c->adev, 0, a.off), "cannot clear activations");
     char *A = c->adev;
@@ -931,6 +1328,7 @@ static wf_status_t cu_init(const wf_model_t *m, const wf_session_opts_t *o, void
     c->a2_16 = (bf16 *)(A + oa2_16);
     c->h16 = (bf16 *)(A + oh);
     c->cls16 = (bf16 *)(A + ocls);
+    c->xq16 = (bf16 *)(A + oxq);
     c->d_in = (int32_t *)(A + oin);
     CK(cudaHostAlloc((void **)&c->h_in, c->in_words * 4, cudaHostAllocDefault), "cannot allocate pinned input");
     CK(cudaHostAlloc((void **)&c->h_logits, B * c->C * 4, cudaHostAllocDefault), "cannot allocate pinned output");

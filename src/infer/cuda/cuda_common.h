@@ -25,9 +25,11 @@ extern "C" void wf_cuda_count_call(void);
 /* MobileBERT's embedding transformation input (T, W) in bf16: per token the
  * rows [next, this, previous] of the bf16 word table (zeros past the
  * sequence's ends) when trigram, else [this]. A token continues its
- * predecessor's sequence when posid == previous posid + 1. */
+ * predecessor's sequence when posid == previous posid + 1. With pout (else
+ * NULL), also pout (T, H) bf16 = pos[posid] + type0 per token: the C matrix
+ * of the embedding transformation's product when its NoNorm is folded. */
 void wf_cu_embed_gather(const int32_t *ids, const int32_t *posid, int T, const bf16 *word, int E, int trigram,
-                        bf16 *out, cudaStream_t st);
+                        bf16 *out, const float *pos, const float *type0, int H, bf16 *pout, cudaStream_t st);
 
 /* ---- norm.cu ---- */
 typedef struct {
@@ -102,6 +104,10 @@ cudaError_t wf_cu_ffn_norm_setup(void);
 int wf_cu_attention_tc_lmax(int dh, int lmax);
 void wf_cu_attention(const float *qkv, bf16 *ctx, const int32_t *start, const int32_t *items, const int32_t *nitems,
                      int grid_items, int nb, int heads, int dh, int tc_lmax, int pdl, cudaStream_t st);
+/* The same over bf16 q/k/v: qkv points at the first q element, rows ld apart, q | k | v adjacent (I each). */
+void wf_cu_attention_bf16(const bf16 *qkv, int ld, bf16 *ctx, const int32_t *start, const int32_t *items,
+                          const int32_t *nitems, int grid_items, int nb, int heads, int dh, int tc_lmax, int pdl,
+                          cudaStream_t st);
 cudaError_t wf_cu_attention_setup(void);
 
 /* ---- head.cu ---- */

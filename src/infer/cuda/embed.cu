@@ -3,7 +3,9 @@
 
 /* One warp per token; 16-byte copies when E allows. */
 static __global__ void embed_gather_k(const int32_t *__restrict__ ids, const int32_t *__restrict__ posid, int T,
-                               const bf16 *__restrict__ word, int E, int trigram, bf16 *__restrict__ out)
+                               const bf16 *__restrict__ word, int E, int trigram, bf16 *__restrict__ out,
+                               const float *__restrict__ pos, const float *__restrict__ type0, int H,
+                               bf16 *__restrict__ pout)
 {
     int r = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
     int lane = threadIdx.x & 31;
@@ -35,11 +37,18 @@ static __global__ void embed_gather_k(const int32_t *__restrict__ ids, const int
                 dst[j] = src[s] >= 0 ? word[src[s] * E + j] : __float2bfloat16(0.0f);
         }
     }
+    if (pout) {
+        const float *pr = pos + (size_t)p * H;
+        bf16 *po = pout + (size_t)r * H;
+        for (int j = lane; j < H; j += 32)
+            po[j] = __float2bfloat16(pr[j] + type0[j]);
+    }
 }
 
 void wf_cu_embed_gather(const int32_t *ids, const int32_t *posid, int T, const bf16 *word, int E, int trigram,
-                        bf16 *out, cudaStream_t st)
+                        bf16 *out, const float *pos, const float *type0, int H, bf16 *pout, cudaStream_t st)
 {
     int wpb = 8;
-    embed_gather_k<<<(T + wpb - 1) / wpb, 32 * wpb, 0, st>>>(ids, posid, T, word, E, trigram, out);
+    embed_gather_k<<<(T + wpb - 1) / wpb, 32 * wpb, 0, st>>>(ids, posid, T, word, E, trigram, out, pos, type0, H,
+                                                               pout);
 }
