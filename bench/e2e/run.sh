@@ -303,6 +303,7 @@ upstream:
   servers:
     - address: 127.0.0.1:$up_port
   keepalive: 32
+admin: {enabled: false}   # benchmarks may run next to another wafer
 EOF
     [ "$4" = 1 ] && wafer_detection_yaml "$1"
     true

@@ -156,6 +156,7 @@ upstream:
   servers:
     - address: 127.0.0.1:$up_port
   keepalive: 32
+admin: {enabled: false}   # benchmarks may run next to another wafer
 EOF
 
 run_wrk() { # label round url threads conns seconds -> appends a row to $dir/rows

@@ -62,6 +62,7 @@ listen:
       session_timeout: 1h
 upstream: {servers: [{address: 127.0.0.1:$UP}], keepalive: 32}
 limits: {max_connections: 8192}
+admin: {enabled: false}
 EOF
 nginx -p "$D/up" -c "$D/up/nginx.conf" -e "$D/up/err.log" & PIDS="$PIDS $!"
 nginx -p "$D/ng" -c "$D/ng/nginx.conf" -e "$D/ng/err.log" & PIDS="$PIDS $!"
