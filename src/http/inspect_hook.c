@@ -21,24 +21,32 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#define CACHE_TEXT 256   /* longest unit text the cache holds */
+/* A cache key is the unit's model text when it has at most CACHE_KEY bytes,
+ * otherwise its token ids (as 16-bit values; at most CACHE_KEY / 2 of them):
+ * the model reads only the ids, so two texts with the same ids have the same
+ * verdict, and a long text (a JWT cookie, a JSON blob) can be cached too. */
+#define CACHE_KEY 128
 #define CACHE_WAYS 4
+enum { KEY_TEXT = 1, KEY_IDS = 2 };
 #define LOG_EVERY_MS 1000
 #define TOP_UNITS WF_SECEV_MAX_UNITS
 
 typedef struct {
     uint64_t hash, engine;
-    uint32_t len, stamp;
+    uint32_t stamp;
+    uint16_t len;
+    uint8_t kind;         /* KEY_TEXT, KEY_IDS */
     float probs[WF_MAX_LABELS];
-    char text[CACHE_TEXT];
+    char key[CACHE_KEY];
 } centry_t;
 
 typedef struct {
     uint32_t unit;        /* index in the request's units */
     bool done, failed;
     float *probs;         /* num_labels, arena */
-    const char *mtext;    /* model text kept for the cache (arena), or NULL */
-    uint32_t mlen;
+    const char *mkey;     /* cache key kept for cache_put (arena), or NULL */
+    uint16_t mlen;
+    uint8_t mkind;
     uint64_t hash;
 } cunit_t;
 
@@ -86,19 +94,20 @@ typedef struct wf_insp {
     size_t ids_cap;
     char *text;
     size_t text_cap;
+    _Alignas(uint16_t) char key16[CACHE_KEY]; /* a cache key of token ids */
     uint64_t log_last, log_quiet;  /* overload log: last line, lines suppressed since */
 } wf_insp_t;
 
 /* ---- the cache ---- */
 
-static bool cache_get(wf_insp_t *wi, uint64_t eng, uint64_t h, const char *t, size_t len, float *out, int L)
+static bool cache_get(wf_insp_t *wi, uint64_t eng, int kind, uint64_t h, const char *k, size_t len, float *out, int L)
 {
-    if (!wi->cache_sets || len > CACHE_TEXT)
+    if (!wi->cache_sets || len > CACHE_KEY)
         return false;
     centry_t *set = &wi->cache[(h & (wi->cache_sets - 1)) * CACHE_WAYS];
     for (int i = 0; i < CACHE_WAYS; i++) {
         centry_t *e = &set[i];
-        if (e->hash == h && e->len == len && e->engine == eng && !memcmp(e->text, t, len)) {
+        if (e->hash == h && e->len == len && e->kind == kind && e->engine == eng && !memcmp(e->key, k, len)) {
             memcpy(out, e->probs, sizeof(float) * (size_t)L);
             e->stamp = ++wi->stamp;
             return true;
@@ -107,9 +116,10 @@ static bool cache_get(wf_insp_t *wi, uint64_t eng, uint64_t h, const char *t, si
     return false;
 }
 
-static void cache_put(wf_insp_t *wi, uint64_t eng, uint64_t h, const char *t, size_t len, const float *p, int L)
+static void cache_put(wf_insp_t *wi, uint64_t eng, int kind, uint64_t h, const char *k, size_t len, const float *p,
+                      int L)
 {
-    if (!wi->cache_sets || len > CACHE_TEXT)
+    if (!wi->cache_sets || len > CACHE_KEY)
         return;
     centry_t *set = &wi->cache[(h & (wi->cache_sets - 1)) * CACHE_WAYS];
     centry_t *v = &set[0];
@@ -123,10 +133,11 @@ static void cache_put(wf_insp_t *wi, uint64_t eng, uint64_t h, const char *t, si
     }
     v->hash = h;
     v->engine = eng;
-    v->len = (uint32_t)len;
+    v->kind = (uint8_t)kind;
+    v->len = (uint16_t)len;
     v->stamp = ++wi->stamp;
     memcpy(v->probs, p, sizeof(float) * (size_t)L);
-    memcpy(v->text, t, len);
+    memcpy(v->key, k, len);
 }
 
 /* ---- security events ---- */
@@ -400,8 +411,8 @@ static void on_verdict(void *arg, uint64_t key, uint32_t unit, const float *prob
     if (probs) {
         int L = wf_detect_engine_meta(ir->eng)->num_labels;
         memcpy(c->probs, probs, sizeof(float) * (size_t)L);
-        if (c->mtext)
-            cache_put(wi, wf_detect_engine_id(ir->eng), c->hash, c->mtext, c->mlen, probs, L);
+        if (c->mkey)
+            cache_put(wi, wf_detect_engine_id(ir->eng), c->mkind, c->hash, c->mkey, c->mlen, probs, L);
     } else {
         c->failed = true;
     }
@@ -454,6 +465,7 @@ static wf_insp_action_t classify(wf_insp_req_t *ir, const wf_http_request_t *req
     int L = meta->num_labels, M = wf_detect_engine_max_len(ir->eng);
     uint64_t eid = wf_detect_engine_id(ir->eng);
     size_t tmax = wf_unit_text_max(&dc->inspect);
+    bool vocab16 = wf_tokenizer_vocab_size(tok) <= 65536;
     wf_inspect_stats_t ist = { 0 };
     /* a unit lost for want of memory would be a request forwarded partly uninspected */
     if (ensure_scratch(wi, tmax, (size_t)M) ||
@@ -479,22 +491,45 @@ static wf_insp_action_t classify(wf_insp_req_t *ir, const wf_http_request_t *req
         if (!c->probs)
             return overload(wi, ir, dc, "out of memory");
         size_t len = WF_MIN(wf_unit_text(u, wi->text, tmax), tmax);
-        c->hash = wf_hash64(wi->text, len, 0x77af);
-        if (cache_get(wi, eid, c->hash, wi->text, len, c->probs, L)) {
-            WF_STAT_INC(&w->stats, units_cached);
-            c->done = true;
-            ir->ncu++;
-            continue;
-        }
-        if (len <= CACHE_TEXT && wi->cache_sets) {
-            char *t = wf_arena_alloc(&ir->arena, len ? len : 1);
-            if (t) {
-                memcpy(t, wi->text, len);
-                c->mtext = t;
-                c->mlen = (uint32_t)len;
+        /* the key: the text, or (a long text) its token ids, tokenized here once for the cache and the model */
+        int k = 0, kind = 0;
+        const char *key = NULL;
+        size_t klen = 0;
+        if (len <= CACHE_KEY) {
+            kind = KEY_TEXT;
+            key = wi->text;
+            klen = len;
+        } else {
+            k = wf_tokenizer_encode(tok, wi->text, len, wi->ids, M);
+            if (k > 0 && (size_t)k * 2 <= CACHE_KEY && vocab16) {
+                uint16_t *p = (uint16_t *)wi->key16;
+                for (int j = 0; j < k; j++)
+                    p[j] = (uint16_t)wi->ids[j];
+                kind = KEY_IDS;
+                key = wi->key16;
+                klen = (size_t)k * 2;
             }
         }
-        int k = wf_tokenizer_encode(tok, wi->text, len, wi->ids, M);
+        if (kind) {
+            c->hash = wf_hash64(key, klen, 0x77af + (uint64_t)kind);
+            if (cache_get(wi, eid, kind, c->hash, key, klen, c->probs, L)) {
+                WF_STAT_INC(&w->stats, units_cached);
+                c->done = true;
+                ir->ncu++;
+                continue;
+            }
+            if (wi->cache_sets) {
+                char *t = wf_arena_alloc(&ir->arena, klen ? klen : 1);
+                if (t) {
+                    memcpy(t, key, klen);
+                    c->mkey = t;
+                    c->mlen = (uint16_t)klen;
+                    c->mkind = (uint8_t)kind;
+                }
+            }
+        }
+        if (!k)
+            k = wf_tokenizer_encode(tok, wi->text, len, wi->ids, M);
         if (k <= 0) {
             c->done = c->failed = true;
             ir->ncu++;
