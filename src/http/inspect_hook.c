@@ -21,11 +21,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-/* A cache key is the unit's model text when it has at most CACHE_KEY bytes,
- * otherwise its token ids (as 16-bit values; at most CACHE_KEY / 2 of them):
- * the model reads only the ids, so two texts with the same ids have the same
- * verdict, and a long text (a JWT cookie, a JSON blob) can be cached too. */
-#define CACHE_KEY 128
+/* An entry holds the class probabilities (num_labels floats) followed by its
+ * key, in CACHE_DATA bytes: the key is the unit's model text when it fits
+ * there (232 bytes with the default model's 6 labels; at least 128 bytes, as
+ * WF_MAX_LABELS is 32), otherwise its token ids as 16-bit values. The model
+ * reads only the ids, so two texts with the same ids have the same verdict,
+ * and a long text (a JWT cookie, a JSON blob) is cached too; one with more
+ * ids than fit is not. */
+#define CACHE_DATA 256
 #define CACHE_WAYS 4
 enum { KEY_TEXT = 1, KEY_IDS = 2 };
 #define LOG_EVERY_MS 1000
@@ -34,10 +37,9 @@ enum { KEY_TEXT = 1, KEY_IDS = 2 };
 typedef struct {
     uint64_t hash, engine;
     uint32_t stamp;
-    uint16_t len;
+    uint16_t len;         /* of the key */
     uint8_t kind;         /* KEY_TEXT, KEY_IDS */
-    float probs[WF_MAX_LABELS];
-    char key[CACHE_KEY];
+    float data[CACHE_DATA / sizeof(float)]; /* probabilities, then the key */
 } centry_t;
 
 typedef struct {
@@ -94,21 +96,25 @@ typedef struct wf_insp {
     size_t ids_cap;
     char *text;
     size_t text_cap;
-    _Alignas(uint16_t) char key16[CACHE_KEY]; /* a cache key of token ids */
+    _Alignas(uint16_t) char key16[CACHE_DATA]; /* a cache key of token ids */
     uint64_t log_last, log_quiet;  /* overload log: last line, lines suppressed since */
 } wf_insp_t;
 
 /* ---- the cache ---- */
 
+/* The longest key an entry holds next to L probabilities. */
+static size_t cache_key_max(int L) { return CACHE_DATA - sizeof(float) * (size_t)L; }
+
 static bool cache_get(wf_insp_t *wi, uint64_t eng, int kind, uint64_t h, const char *k, size_t len, float *out, int L)
 {
-    if (!wi->cache_sets || len > CACHE_KEY)
+    if (!wi->cache_sets || len > cache_key_max(L))
         return false;
     centry_t *set = &wi->cache[(h & (wi->cache_sets - 1)) * CACHE_WAYS];
     for (int i = 0; i < CACHE_WAYS; i++) {
         centry_t *e = &set[i];
-        if (e->hash == h && e->len == len && e->kind == kind && e->engine == eng && !memcmp(e->key, k, len)) {
-            memcpy(out, e->probs, sizeof(float) * (size_t)L);
+        if (e->hash == h && e->len == len && e->kind == kind && e->engine == eng &&
+            !memcmp((const char *)(e->data + L), k, len)) {
+            memcpy(out, e->data, sizeof(float) * (size_t)L);
             e->stamp = ++wi->stamp;
             return true;
         }
@@ -119,7 +125,7 @@ static bool cache_get(wf_insp_t *wi, uint64_t eng, int kind, uint64_t h, const c
 static void cache_put(wf_insp_t *wi, uint64_t eng, int kind, uint64_t h, const char *k, size_t len, const float *p,
                       int L)
 {
-    if (!wi->cache_sets || len > CACHE_KEY)
+    if (!wi->cache_sets || len > cache_key_max(L))
         return;
     centry_t *set = &wi->cache[(h & (wi->cache_sets - 1)) * CACHE_WAYS];
     centry_t *v = &set[0];
@@ -136,8 +142,8 @@ static void cache_put(wf_insp_t *wi, uint64_t eng, int kind, uint64_t h, const c
     v->kind = (uint8_t)kind;
     v->len = (uint16_t)len;
     v->stamp = ++wi->stamp;
-    memcpy(v->probs, p, sizeof(float) * (size_t)L);
-    memcpy(v->key, k, len);
+    memcpy(v->data, p, sizeof(float) * (size_t)L);
+    memcpy((char *)(v->data + L), k, len);
 }
 
 /* ---- security events ---- */
@@ -466,6 +472,7 @@ static wf_insp_action_t classify(wf_insp_req_t *ir, const wf_http_request_t *req
     uint64_t eid = wf_detect_engine_id(ir->eng);
     size_t tmax = wf_unit_text_max(&dc->inspect);
     bool vocab16 = wf_tokenizer_vocab_size(tok) <= 65536;
+    size_t kmax = cache_key_max(L);
     wf_inspect_stats_t ist = { 0 };
     /* a unit lost for want of memory would be a request forwarded partly uninspected */
     if (ensure_scratch(wi, tmax, (size_t)M) ||
@@ -495,13 +502,13 @@ static wf_insp_action_t classify(wf_insp_req_t *ir, const wf_http_request_t *req
         int k = 0, kind = 0;
         const char *key = NULL;
         size_t klen = 0;
-        if (len <= CACHE_KEY) {
+        if (len <= kmax) {
             kind = KEY_TEXT;
             key = wi->text;
             klen = len;
         } else {
             k = wf_tokenizer_encode(tok, wi->text, len, wi->ids, M);
-            if (k > 0 && (size_t)k * 2 <= CACHE_KEY && vocab16) {
+            if (k > 0 && (size_t)k * 2 <= kmax && vocab16) {
                 uint16_t *p = (uint16_t *)wi->key16;
                 for (int j = 0; j < k; j++)
                     p[j] = (uint16_t)wi->ids[j];

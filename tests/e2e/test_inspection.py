@@ -545,11 +545,11 @@ def _units_metrics(w):
 
 
 def test_long_values_are_cached_by_their_token_ids(start_wafer, pyup):
-    """A unit text over 128 bytes is cached by its token ids: the same long value again is answered by the cache,
+    """A unit text over 232 bytes is cached by its token ids: the same long value again is answered by the cache,
     a long attack is blocked both times, and a long value that differs is classified anew."""
     w = start_wafer(pyup.address, detection=detection(), policy=pol("block"))
-    token = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9." + "eyJzdWIiOiIxMjM0NTY3ODkwIiwibmFtZSI6IkpvaG4gRG9lIn0" * 3
-    attack = SQLI_Q + "%20" + "a" * 150
+    token = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9." + "eyJzdWIiOiIxMjM0NTY3ODkwIiwibmFtZSI6IkpvaG4gRG9lIn0" * 5
+    attack = SQLI_Q + "%20" + "a" * 250
     with w.connect() as c:
         assert c.request("GET", uniq("/c"), [("Cookie", "session=" + token)]).status == 200
         m0 = _units_metrics(w)
