@@ -287,7 +287,7 @@ def test_overload_fail_open_forwards_uninspected_and_says_so(start_wafer, pyup):
 def test_overload_fail_closed_answers_503_and_never_forwards(start_wafer, pyup, tmp_path):
     evpath = str(tmp_path / "events.jsonl")
     w = _slow_wafer(start_wafer, pyup, "fail_closed", events=evpath, max_queue=2)
-    targets = [uniq("/fc") + "?q=word%d+%s" % (i, uuid.uuid4().hex) for i in range(6)]
+    targets = [uniq("/fc") + "?q=word%d%%2C+%s" % (i, uuid.uuid4().hex) for i in range(6)]
     codes = []
     conns = [HTTP(w.port, 5, w.host) for _ in targets]
     for c, t in zip(conns, targets):
