@@ -1,7 +1,8 @@
 /*
  * Inspection of proxied requests (inspect_hook.h): client lists and bans,
- * unit extraction, the per-worker cache, submission to the detection
- * service, the verdict and what the policy makes of it, security events.
+ * unit extraction, the verdict cache (shared by the workers), submission to
+ * the detection service, the verdict and what the policy makes of it,
+ * security events.
  *
  * A parked request lives in a slot of the worker's request table; its key
  * for the detection service is (sequence << 32 | slot), so that a verdict
@@ -18,6 +19,7 @@
 #include "wafer/policy.h"
 #include "wafer/secops.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -36,7 +38,7 @@ enum { KEY_TEXT = 1, KEY_IDS = 2 };
 
 typedef struct {
     uint64_t hash, engine;
-    uint32_t stamp;
+    uint32_t stamp;       /* the set's clock at the last use */
     uint16_t len;         /* of the key */
     uint8_t kind;         /* KEY_TEXT, KEY_IDS */
     float data[CACHE_DATA / sizeof(float)]; /* probabilities, then the key */
@@ -89,9 +91,6 @@ typedef struct wf_insp {
     uint32_t nslots;
     uint32_t *free_slots;
     uint32_t nfree;
-    centry_t *cache;
-    uint32_t cache_sets;           /* power of two; 0: no cache */
-    uint32_t stamp;
     int32_t *ids;
     size_t ids_cap;
     char *text;
@@ -102,35 +101,95 @@ typedef struct wf_insp {
 
 /* ---- the cache ---- */
 
+/* The cache is shared by the workers (a value one worker has classified is
+ * known to all): cache_entries x workers entries, sets of CACHE_WAYS, each set
+ * with its own mutex and LRU clock. It is made at start, from the starting
+ * configuration, and freed after the workers exited. */
+typedef struct {
+    pthread_mutex_t mu;
+    uint32_t clock;
+} cset_t;
+
+static struct {
+    centry_t *e;
+    cset_t *set;
+    uint32_t nsets; /* power of two; 0: no cache */
+} cache;
+
+static int cache_init(uint64_t entries)
+{
+    uint32_t sets = 1;
+    while ((uint64_t)sets * CACHE_WAYS < entries && sets < (1u << 24))
+        sets <<= 1;
+    cache.e = calloc((size_t)sets * CACHE_WAYS, sizeof(*cache.e));
+    cache.set = calloc(sets, sizeof(*cache.set));
+    if (!cache.e || !cache.set) {
+        free(cache.e);
+        free(cache.set);
+        cache.e = NULL;
+        cache.set = NULL;
+        return -ENOMEM;
+    }
+    for (uint32_t i = 0; i < sets; i++)
+        pthread_mutex_init(&cache.set[i].mu, NULL);
+    cache.nsets = sets;
+    return 0;
+}
+
+static void cache_free(void)
+{
+    for (uint32_t i = 0; i < cache.nsets; i++)
+        pthread_mutex_destroy(&cache.set[i].mu);
+    free(cache.e);
+    free(cache.set);
+    cache.e = NULL;
+    cache.set = NULL;
+    cache.nsets = 0;
+}
+
 /* The longest key an entry holds next to L probabilities. */
 static size_t cache_key_max(int L) { return CACHE_DATA - sizeof(float) * (size_t)L; }
 
-static bool cache_get(wf_insp_t *wi, uint64_t eng, int kind, uint64_t h, const char *k, size_t len, float *out, int L)
+static bool cache_get(uint64_t eng, int kind, uint64_t h, const char *k, size_t len, float *out, int L)
 {
-    if (!wi->cache_sets || len > cache_key_max(L))
+    if (!cache.nsets || len > cache_key_max(L))
         return false;
-    centry_t *set = &wi->cache[(h & (wi->cache_sets - 1)) * CACHE_WAYS];
+    uint32_t si = (uint32_t)h & (cache.nsets - 1);
+    cset_t *cs = &cache.set[si];
+    centry_t *set = &cache.e[(size_t)si * CACHE_WAYS];
+    bool hit = false;
+    pthread_mutex_lock(&cs->mu);
     for (int i = 0; i < CACHE_WAYS; i++) {
         centry_t *e = &set[i];
         if (e->hash == h && e->len == len && e->kind == kind && e->engine == eng &&
             !memcmp((const char *)(e->data + L), k, len)) {
             memcpy(out, e->data, sizeof(float) * (size_t)L);
-            e->stamp = ++wi->stamp;
-            return true;
+            e->stamp = ++cs->clock;
+            hit = true;
+            break;
         }
     }
-    return false;
+    pthread_mutex_unlock(&cs->mu);
+    return hit;
 }
 
-static void cache_put(wf_insp_t *wi, uint64_t eng, int kind, uint64_t h, const char *k, size_t len, const float *p,
-                      int L)
+static void cache_put(uint64_t eng, int kind, uint64_t h, const char *k, size_t len, const float *p, int L)
 {
-    if (!wi->cache_sets || len > cache_key_max(L))
+    if (!cache.nsets || len > cache_key_max(L))
         return;
-    centry_t *set = &wi->cache[(h & (wi->cache_sets - 1)) * CACHE_WAYS];
+    uint32_t si = (uint32_t)h & (cache.nsets - 1);
+    cset_t *cs = &cache.set[si];
+    centry_t *set = &cache.e[(size_t)si * CACHE_WAYS];
+    pthread_mutex_lock(&cs->mu);
     centry_t *v = &set[0];
     for (int i = 0; i < CACHE_WAYS; i++) {
         if (set[i].engine == 0) {
+            v = &set[i];
+            break;
+        }
+        /* another worker may have put the same key while this one waited for the model */
+        if (set[i].hash == h && set[i].len == len && set[i].kind == kind && set[i].engine == eng &&
+            !memcmp((const char *)(set[i].data + L), k, len)) {
             v = &set[i];
             break;
         }
@@ -141,9 +200,10 @@ static void cache_put(wf_insp_t *wi, uint64_t eng, int kind, uint64_t h, const c
     v->engine = eng;
     v->kind = (uint8_t)kind;
     v->len = (uint16_t)len;
-    v->stamp = ++wi->stamp;
+    v->stamp = ++cs->clock;
     memcpy(v->data, p, sizeof(float) * (size_t)L);
     memcpy((char *)(v->data + L), k, len);
+    pthread_mutex_unlock(&cs->mu);
 }
 
 /* ---- security events ---- */
@@ -418,7 +478,7 @@ static void on_verdict(void *arg, uint64_t key, uint32_t unit, const float *prob
         int L = wf_detect_engine_meta(ir->eng)->num_labels;
         memcpy(c->probs, probs, sizeof(float) * (size_t)L);
         if (c->mkey)
-            cache_put(wi, wf_detect_engine_id(ir->eng), c->mkind, c->hash, c->mkey, c->mlen, probs, L);
+            cache_put(wf_detect_engine_id(ir->eng), c->mkind, c->hash, c->mkey, c->mlen, probs, L);
     } else {
         c->failed = true;
     }
@@ -519,13 +579,13 @@ static wf_insp_action_t classify(wf_insp_req_t *ir, const wf_http_request_t *req
         }
         if (kind) {
             c->hash = wf_hash64(key, klen, 0x77af + (uint64_t)kind);
-            if (cache_get(wi, eid, kind, c->hash, key, klen, c->probs, L)) {
+            if (cache_get(eid, kind, c->hash, key, klen, c->probs, L)) {
                 WF_STAT_INC(&w->stats, units_cached);
                 c->done = true;
                 ir->ncu++;
                 continue;
             }
-            if (wi->cache_sets) {
+            if (cache.nsets) {
                 char *t = wf_arena_alloc(&ir->arena, klen ? klen : 1);
                 if (t) {
                     memcpy(t, key, klen);
@@ -837,15 +897,6 @@ int wf_insp_worker_init(wf_worker_t *w)
     for (uint32_t i = 0; i < wi->nslots; i++)
         wi->free_slots[i] = wi->nslots - 1 - i;
     wi->nfree = wi->nslots;
-    if (dc && dc->cache_entries) {
-        uint32_t sets = 1;
-        while (sets * CACHE_WAYS < dc->cache_entries)
-            sets <<= 1;
-        wi->cache = calloc((size_t)sets * CACHE_WAYS, sizeof(*wi->cache));
-        if (!wi->cache)
-            goto nomem;
-        wi->cache_sets = sets;
-    }
     w->insp = wi;
     if (wf_detect_global) {
         int rc = wf_detect_port_open(wf_detect_global, w->loop, on_verdict, wi, &wi->port);
@@ -881,7 +932,6 @@ void wf_insp_worker_free(wf_worker_t *w)
     }
     free(wi->table);
     free(wi->free_slots);
-    free(wi->cache);
     free(wi->ids);
     free(wi->text);
     free(wi);
@@ -930,9 +980,15 @@ int wf_insp_prepare(wf_server_conf_t *sc, bool first, char *err, size_t errlen)
                 return -1;
             }
             char msg[600];
+            if (dc->cache_entries && cache_init((uint64_t)dc->cache_entries * (uint64_t)sc->workers) < 0) {
+                snprintf(err, errlen, "%s: detection: no memory for a cache of %llu entries", sc->file,
+                         (unsigned long long)dc->cache_entries * (unsigned long long)sc->workers);
+                return -1;
+            }
             sc->detect->ports = sc->workers;
             int rc = wf_detect_start(dc, &wf_detect_global, msg, sizeof(msg));
             if (rc) {
+                cache_free();
                 snprintf(err, errlen, "%s: detection: %s", sc->file, msg);
                 return -1;
             }
@@ -958,6 +1014,7 @@ void wf_insp_shutdown(void)
 {
     wf_detect_stop(wf_detect_global);
     wf_detect_global = NULL;
+    cache_free();
 }
 
 int wf_server_conf_check(wf_server_conf_t *sc, char *err, size_t errlen)

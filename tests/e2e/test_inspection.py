@@ -565,3 +565,18 @@ def test_long_values_are_cached_by_their_token_ids(start_wafer, pyup):
         assert c.request("GET", "/shop?id=" + attack).status == 403
         m4 = _units_metrics(w)
         assert m4["cached"] == m3["cached"] + 1 and m4["model"] == m3["model"], (m3, m4)
+
+
+def test_workers_share_the_cache(start_wafer, pyup):
+    """A value one worker sent to the model is answered from the cache on every connection, whichever worker it
+    lands on."""
+    w = start_wafer(pyup.address, workers=2, detection=detection(), policy=pol("block"))
+    target = "/shared?q=" + uuid.uuid4().hex + "%2C+best+pizza"  # a comma: not fast-path safe
+    with w.connect() as c:
+        assert c.request("GET", target).status == 200
+    m0 = _units_metrics(w)
+    for _ in range(16):  # new connections: the kernel spreads them over both workers
+        with w.connect() as c:
+            assert c.request("GET", target).status == 200
+    m1 = _units_metrics(w)
+    assert m1["model"] == m0["model"] and m1["cached"] == m0["cached"] + 16, (m0, m1)
