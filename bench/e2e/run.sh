@@ -10,7 +10,7 @@
 # nothing):
 #   wafer      wafer with inspection on: `detection:` with MODEL (models/default), BACKEND (cpu) and, on the CPU
 #              backend, as many inference threads as workers (INFER_THREADS to change it; 0: one per CPU), the other
-#              detection settings at their defaults (the per-worker verdict cache of unit texts included); `policy:`
+#              detection settings at their defaults (the verdict cache included); `policy:`
 #              mode block, flow bans off (every request of the benchmark comes from one client address, which a
 #              ban would shut out after five attacks). When this wafer refuses those sections (`wafer -t`), it runs
 #              as a plain proxy and its rows say "PLAIN PROXY".

@@ -9,6 +9,14 @@
  *       temporary directory and prints a table: for each model and sequence
  *       length, batch-1 latency and sequences/s, and the same for a batch of
  *       BATCH sequences.
+ *   bench_infer units MODEL_DIR TEXTS_FILE [-t THREADS] [-b 1,4,16,64] [-s SECONDS]
+ *       TEXTS_FILE: one model input text per line (e.g. the "text" fields of
+ *       `wafer extract --json` over a request sample). Tokenizes every line
+ *       with the model's tokenizer (timed: tokenization per unit), prints the
+ *       token-count distribution, then for each batch size runs the texts in
+ *       order, BATCH at a time, over and over until -s seconds have passed,
+ *       and prints microseconds per unit and units/s (the engine's cost at
+ *       the batch sizes the proxy forms: docs/benchmarks.md).
  *   bench_infer ids MODEL_DIR IDS_FILE [-t THREADS]
  *       IDS_FILE: one sequence per line, space-separated token ids. Runs all
  *       of them as one batch and prints one JSON array of logits per line.
@@ -116,6 +124,140 @@ static int cmd_bench(int argc, char **argv)
     return 0;
 }
 
+/* -------------------------------------------------------------------- units */
+
+static int cmp_int(const void *a, const void *b) { return *(const int *)a - *(const int *)b; }
+
+static int cmd_units(int argc, char **argv)
+{
+    if (argc < 2) {
+        fprintf(stderr, "usage: bench_infer units MODEL_DIR TEXTS_FILE [-t THREADS] [-b 1,4,16,64] [-s SECONDS]\n");
+        return 2;
+    }
+    int threads = 1;
+    double secs = 1.0;
+    char bs_s[256] = "1,4,16,64";
+    for (int i = 2; i + 1 < argc; i++) {
+        if (!strcmp(argv[i], "-t"))
+            threads = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "-s"))
+            secs = atof(argv[++i]);
+        else if (!strcmp(argv[i], "-b"))
+            snprintf(bs_s, sizeof(bs_s), "%s", argv[++i]);
+    }
+    int bs[16], nb = 0, bmax = 1;
+    for (char *tok = strtok(bs_s, ","); tok && nb < 16; tok = strtok(NULL, ","))
+        if ((bs[nb] = atoi(tok)) > 0) {
+            bmax = bs[nb] > bmax ? bs[nb] : bmax;
+            nb++;
+        }
+    wf_model_t *m;
+    wf_err_t err = { { 0 } };
+    if (wf_model_load(argv[0], &m, &err) != WF_OK) {
+        fprintf(stderr, "load: %s\n", err.msg);
+        return 2;
+    }
+    const wf_tokenizer_t *tok = wf_model_get_tokenizer(m);
+    int M = wf_model_get_meta(m)->max_len;
+    FILE *f = fopen(argv[1], "r");
+    if (!f) {
+        perror(argv[1]);
+        return 2;
+    }
+    size_t cap = 1024, n = 0, chars = 0;
+    char **texts = malloc(sizeof(char *) * cap);
+    size_t *tlens = malloc(sizeof(size_t) * cap);
+    char *line = NULL;
+    size_t lcap = 0;
+    ssize_t got;
+    while ((got = getline(&line, &lcap, f)) > 0) {
+        if (line[got - 1] == '\n')
+            got--;
+        if (n == cap) {
+            cap *= 2;
+            texts = realloc(texts, sizeof(char *) * cap);
+            tlens = realloc(tlens, sizeof(size_t) * cap);
+        }
+        texts[n] = malloc((size_t)got + 1);
+        memcpy(texts[n], line, (size_t)got);
+        tlens[n] = (size_t)got;
+        chars += (size_t)got;
+        n++;
+    }
+    free(line);
+    fclose(f);
+    if (!n) {
+        fprintf(stderr, "%s: no texts\n", argv[1]);
+        return 2;
+    }
+    int32_t *ids = malloc(sizeof(int32_t) * n * (size_t)M);
+    int *lens = malloc(sizeof(int) * n), *sorted = malloc(sizeof(int) * n);
+    double t0 = tm_now_s();
+    size_t tokens = 0;
+    for (size_t i = 0; i < n; i++) {
+        lens[i] = wf_tokenizer_encode(tok, texts[i], tlens[i], ids + i * (size_t)M, M);
+        if (lens[i] <= 0) {
+            fprintf(stderr, "line %zu: tokenizer error\n", i + 1);
+            return 2;
+        }
+        tokens += (size_t)lens[i];
+    }
+    double ttok = tm_now_s() - t0;
+    memcpy(sorted, lens, sizeof(int) * n);
+    qsort(sorted, n, sizeof(int), cmp_int);
+    size_t at_max = 0;
+    for (size_t i = 0; i < n; i++)
+        at_max += lens[i] == M;
+    printf("%zu texts, %.1f bytes and %.1f tokens a text (with [CLS] and [SEP]; median %d, p90 %d, %.1f%% cut at "
+           "%d); tokenization %.2f us a text\n",
+           n, (double)chars / n, (double)tokens / n, sorted[n / 2], sorted[n * 9 / 10], 100.0 * at_max / n, M,
+           ttok * 1e6 / n);
+    wf_session_opts_t o = { "cpu", threads, bmax, bmax * M };
+    wf_session_t *s;
+    if (wf_session_new(m, &o, &s, &err) != WF_OK) {
+        fprintf(stderr, "session: %s\n", err.msg);
+        return 2;
+    }
+    const int32_t **ptrs = malloc(sizeof(*ptrs) * (size_t)bmax);
+    int *bl = malloc(sizeof(int) * (size_t)bmax);
+    float *probs = malloc(sizeof(float) * (size_t)bmax * WF_MAX_LABELS);
+    printf("| threads | batch | us per unit | units/s | us per token |\n|---|---|---|---|---|\n");
+    for (int bi = 0; bi < nb; bi++) {
+        int B = bs[bi];
+        size_t pos = 0, units = 0, toks = 0;
+        double start = tm_now_s(), t;
+        do {
+            int k = 0;
+            for (; k < B; k++, pos = (pos + 1) % n) {
+                ptrs[k] = ids + pos * (size_t)M;
+                bl[k] = lens[pos];
+                toks += (size_t)lens[pos];
+            }
+            if (wf_session_run(s, ptrs, bl, k, probs, NULL) != WF_OK) {
+                fprintf(stderr, "run failed\n");
+                return 2;
+            }
+            units += (size_t)k;
+            t = tm_now_s() - start;
+        } while (t < secs);
+        printf("| %d | %d | %.1f | %.0f | %.2f |\n", threads, B, t * 1e6 / units, units / t, t * 1e6 / toks);
+        fflush(stdout);
+    }
+    wf_session_free(s);
+    wf_model_free(m);
+    for (size_t i = 0; i < n; i++)
+        free(texts[i]);
+    free(texts);
+    free(tlens);
+    free(ids);
+    free(lens);
+    free(sorted);
+    free(ptrs);
+    free(bl);
+    free(probs);
+    return 0;
+}
+
 /* ---------------------------------------------------------------------- ids */
 
 static int cmd_ids(int argc, char **argv)
@@ -200,9 +342,12 @@ int main(int argc, char **argv)
 {
     if (argc >= 2 && !strcmp(argv[1], "bench"))
         return cmd_bench(argc - 2, argv + 2);
+    if (argc >= 2 && !strcmp(argv[1], "units"))
+        return cmd_units(argc - 2, argv + 2);
     if (argc >= 2 && !strcmp(argv[1], "ids"))
         return cmd_ids(argc - 2, argv + 2);
     fprintf(stderr, "usage: bench_infer bench [-t N] [-b BATCH] [-l LENS] [-m MODELS] [-s SECONDS]\n"
+                    "       bench_infer units MODEL_DIR TEXTS_FILE [-t N] [-b 1,4,16,64] [-s SECONDS]\n"
                     "       bench_infer ids MODEL_DIR IDS_FILE [-t N]\n");
     return 2;
 }

@@ -62,7 +62,7 @@
     X(body_over_limit, "request bodies longer than the inspection limit")                                    \
     X(units_extracted, "inspection units extracted from requests")                                          \
     X(units_safe, "units skipped by the fast path")                                                         \
-    X(units_cached, "units whose probabilities came from the worker's cache")                               \
+    X(units_cached, "units whose probabilities came from the verdict cache")                                \
     X(units_model, "units submitted to the model")                                                          \
     X(allowlisted, "requests from allow-listed clients (not inspected)")                                    \
     X(denied, "connections and requests refused: deny-listed client")                                       \

@@ -59,7 +59,7 @@ int wf_detect_conf_parse(const wf_conf_t *c, const wf_conf_node_t *node, const c
     dc->max_inflight = 4096;
     dc->overload = WF_OVERLOAD_FAIL_OPEN;
     dc->timeout_ms = 1000;
-    dc->cache_entries = 4096;
+    dc->cache_entries = 65536;
     dc->body_over_limit = WF_BODY_INSPECT_PREFIX;
     wf_inspect_conf_default(&dc->inspect);
     dc->inspect.nheaders = 0; /* owned copies below */

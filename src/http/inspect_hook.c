@@ -1,7 +1,8 @@
 /*
  * Inspection of proxied requests (inspect_hook.h): client lists and bans,
- * unit extraction, the per-worker cache, submission to the detection
- * service, the verdict and what the policy makes of it, security events.
+ * unit extraction, the verdict cache (shared by the workers), submission to
+ * the detection service, the verdict and what the policy makes of it,
+ * security events.
  *
  * A parked request lives in a slot of the worker's request table; its key
  * for the detection service is (sequence << 32 | slot), so that a verdict
@@ -18,27 +19,38 @@
 #include "wafer/policy.h"
 #include "wafer/secops.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 
-#define CACHE_TEXT 256   /* longest unit text the cache holds */
+/* An entry holds the class probabilities (num_labels floats) followed by its
+ * key, in CACHE_DATA bytes: the key is the unit's model text when it fits
+ * there (232 bytes with the default model's 6 labels; at least 128 bytes, as
+ * WF_MAX_LABELS is 32), otherwise its token ids as 16-bit values. The model
+ * reads only the ids, so two texts with the same ids have the same verdict,
+ * and a long text (a JWT cookie, a JSON blob) is cached too; one with more
+ * ids than fit is not. */
+#define CACHE_DATA 256
 #define CACHE_WAYS 4
+enum { KEY_TEXT = 1, KEY_IDS = 2 };
 #define LOG_EVERY_MS 1000
 #define TOP_UNITS WF_SECEV_MAX_UNITS
 
 typedef struct {
     uint64_t hash, engine;
-    uint32_t len, stamp;
-    float probs[WF_MAX_LABELS];
-    char text[CACHE_TEXT];
+    uint32_t stamp;       /* the set's clock at the last use */
+    uint16_t len;         /* of the key */
+    uint8_t kind;         /* KEY_TEXT, KEY_IDS */
+    float data[CACHE_DATA / sizeof(float)]; /* probabilities, then the key */
 } centry_t;
 
 typedef struct {
     uint32_t unit;        /* index in the request's units */
     bool done, failed;
     float *probs;         /* num_labels, arena */
-    const char *mtext;    /* model text kept for the cache (arena), or NULL */
-    uint32_t mlen;
+    const char *mkey;     /* cache key kept for cache_put (arena), or NULL */
+    uint16_t mlen;
+    uint8_t mkind;
     uint64_t hash;
 } cunit_t;
 
@@ -79,42 +91,105 @@ typedef struct wf_insp {
     uint32_t nslots;
     uint32_t *free_slots;
     uint32_t nfree;
-    centry_t *cache;
-    uint32_t cache_sets;           /* power of two; 0: no cache */
-    uint32_t stamp;
     int32_t *ids;
     size_t ids_cap;
     char *text;
     size_t text_cap;
+    _Alignas(uint16_t) char key16[CACHE_DATA]; /* a cache key of token ids */
     uint64_t log_last, log_quiet;  /* overload log: last line, lines suppressed since */
 } wf_insp_t;
 
 /* ---- the cache ---- */
 
-static bool cache_get(wf_insp_t *wi, uint64_t eng, uint64_t h, const char *t, size_t len, float *out, int L)
+/* The cache is shared by the workers (a value one worker has classified is
+ * known to all): cache_entries x workers entries, sets of CACHE_WAYS, each set
+ * with its own mutex and LRU clock. It is made at start, from the starting
+ * configuration, and freed after the workers exited. */
+typedef struct {
+    pthread_mutex_t mu;
+    uint32_t clock;
+} cset_t;
+
+static struct {
+    centry_t *e;
+    cset_t *set;
+    uint32_t nsets; /* power of two; 0: no cache */
+} cache;
+
+static int cache_init(uint64_t entries)
 {
-    if (!wi->cache_sets || len > CACHE_TEXT)
-        return false;
-    centry_t *set = &wi->cache[(h & (wi->cache_sets - 1)) * CACHE_WAYS];
-    for (int i = 0; i < CACHE_WAYS; i++) {
-        centry_t *e = &set[i];
-        if (e->hash == h && e->len == len && e->engine == eng && !memcmp(e->text, t, len)) {
-            memcpy(out, e->probs, sizeof(float) * (size_t)L);
-            e->stamp = ++wi->stamp;
-            return true;
-        }
+    uint32_t sets = 1;
+    while ((uint64_t)sets * CACHE_WAYS < entries && sets < (1u << 24))
+        sets <<= 1;
+    cache.e = calloc((size_t)sets * CACHE_WAYS, sizeof(*cache.e));
+    cache.set = calloc(sets, sizeof(*cache.set));
+    if (!cache.e || !cache.set) {
+        free(cache.e);
+        free(cache.set);
+        cache.e = NULL;
+        cache.set = NULL;
+        return -ENOMEM;
     }
-    return false;
+    for (uint32_t i = 0; i < sets; i++)
+        pthread_mutex_init(&cache.set[i].mu, NULL);
+    cache.nsets = sets;
+    return 0;
 }
 
-static void cache_put(wf_insp_t *wi, uint64_t eng, uint64_t h, const char *t, size_t len, const float *p, int L)
+static void cache_free(void)
 {
-    if (!wi->cache_sets || len > CACHE_TEXT)
+    for (uint32_t i = 0; i < cache.nsets; i++)
+        pthread_mutex_destroy(&cache.set[i].mu);
+    free(cache.e);
+    free(cache.set);
+    cache.e = NULL;
+    cache.set = NULL;
+    cache.nsets = 0;
+}
+
+/* The longest key an entry holds next to L probabilities. */
+static size_t cache_key_max(int L) { return CACHE_DATA - sizeof(float) * (size_t)L; }
+
+static bool cache_get(uint64_t eng, int kind, uint64_t h, const char *k, size_t len, float *out, int L)
+{
+    if (!cache.nsets || len > cache_key_max(L))
+        return false;
+    uint32_t si = (uint32_t)h & (cache.nsets - 1);
+    cset_t *cs = &cache.set[si];
+    centry_t *set = &cache.e[(size_t)si * CACHE_WAYS];
+    bool hit = false;
+    pthread_mutex_lock(&cs->mu);
+    for (int i = 0; i < CACHE_WAYS; i++) {
+        centry_t *e = &set[i];
+        if (e->hash == h && e->len == len && e->kind == kind && e->engine == eng &&
+            !memcmp((const char *)(e->data + L), k, len)) {
+            memcpy(out, e->data, sizeof(float) * (size_t)L);
+            e->stamp = ++cs->clock;
+            hit = true;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&cs->mu);
+    return hit;
+}
+
+static void cache_put(uint64_t eng, int kind, uint64_t h, const char *k, size_t len, const float *p, int L)
+{
+    if (!cache.nsets || len > cache_key_max(L))
         return;
-    centry_t *set = &wi->cache[(h & (wi->cache_sets - 1)) * CACHE_WAYS];
+    uint32_t si = (uint32_t)h & (cache.nsets - 1);
+    cset_t *cs = &cache.set[si];
+    centry_t *set = &cache.e[(size_t)si * CACHE_WAYS];
+    pthread_mutex_lock(&cs->mu);
     centry_t *v = &set[0];
     for (int i = 0; i < CACHE_WAYS; i++) {
         if (set[i].engine == 0) {
+            v = &set[i];
+            break;
+        }
+        /* another worker may have put the same key while this one waited for the model */
+        if (set[i].hash == h && set[i].len == len && set[i].kind == kind && set[i].engine == eng &&
+            !memcmp((const char *)(set[i].data + L), k, len)) {
             v = &set[i];
             break;
         }
@@ -123,10 +198,12 @@ static void cache_put(wf_insp_t *wi, uint64_t eng, uint64_t h, const char *t, si
     }
     v->hash = h;
     v->engine = eng;
-    v->len = (uint32_t)len;
-    v->stamp = ++wi->stamp;
-    memcpy(v->probs, p, sizeof(float) * (size_t)L);
-    memcpy(v->text, t, len);
+    v->kind = (uint8_t)kind;
+    v->len = (uint16_t)len;
+    v->stamp = ++cs->clock;
+    memcpy(v->data, p, sizeof(float) * (size_t)L);
+    memcpy((char *)(v->data + L), k, len);
+    pthread_mutex_unlock(&cs->mu);
 }
 
 /* ---- security events ---- */
@@ -400,8 +477,8 @@ static void on_verdict(void *arg, uint64_t key, uint32_t unit, const float *prob
     if (probs) {
         int L = wf_detect_engine_meta(ir->eng)->num_labels;
         memcpy(c->probs, probs, sizeof(float) * (size_t)L);
-        if (c->mtext)
-            cache_put(wi, wf_detect_engine_id(ir->eng), c->hash, c->mtext, c->mlen, probs, L);
+        if (c->mkey)
+            cache_put(wf_detect_engine_id(ir->eng), c->mkind, c->hash, c->mkey, c->mlen, probs, L);
     } else {
         c->failed = true;
     }
@@ -454,6 +531,8 @@ static wf_insp_action_t classify(wf_insp_req_t *ir, const wf_http_request_t *req
     int L = meta->num_labels, M = wf_detect_engine_max_len(ir->eng);
     uint64_t eid = wf_detect_engine_id(ir->eng);
     size_t tmax = wf_unit_text_max(&dc->inspect);
+    bool vocab16 = wf_tokenizer_vocab_size(tok) <= 65536;
+    size_t kmax = cache_key_max(L);
     wf_inspect_stats_t ist = { 0 };
     /* a unit lost for want of memory would be a request forwarded partly uninspected */
     if (ensure_scratch(wi, tmax, (size_t)M) ||
@@ -479,22 +558,45 @@ static wf_insp_action_t classify(wf_insp_req_t *ir, const wf_http_request_t *req
         if (!c->probs)
             return overload(wi, ir, dc, "out of memory");
         size_t len = WF_MIN(wf_unit_text(u, wi->text, tmax), tmax);
-        c->hash = wf_hash64(wi->text, len, 0x77af);
-        if (cache_get(wi, eid, c->hash, wi->text, len, c->probs, L)) {
-            WF_STAT_INC(&w->stats, units_cached);
-            c->done = true;
-            ir->ncu++;
-            continue;
-        }
-        if (len <= CACHE_TEXT && wi->cache_sets) {
-            char *t = wf_arena_alloc(&ir->arena, len ? len : 1);
-            if (t) {
-                memcpy(t, wi->text, len);
-                c->mtext = t;
-                c->mlen = (uint32_t)len;
+        /* the key: the text, or (a long text) its token ids, tokenized here once for the cache and the model */
+        int k = 0, kind = 0;
+        const char *key = NULL;
+        size_t klen = 0;
+        if (len <= kmax) {
+            kind = KEY_TEXT;
+            key = wi->text;
+            klen = len;
+        } else {
+            k = wf_tokenizer_encode(tok, wi->text, len, wi->ids, M);
+            if (k > 0 && (size_t)k * 2 <= kmax && vocab16) {
+                uint16_t *p = (uint16_t *)wi->key16;
+                for (int j = 0; j < k; j++)
+                    p[j] = (uint16_t)wi->ids[j];
+                kind = KEY_IDS;
+                key = wi->key16;
+                klen = (size_t)k * 2;
             }
         }
-        int k = wf_tokenizer_encode(tok, wi->text, len, wi->ids, M);
+        if (kind) {
+            c->hash = wf_hash64(key, klen, 0x77af + (uint64_t)kind);
+            if (cache_get(eid, kind, c->hash, key, klen, c->probs, L)) {
+                WF_STAT_INC(&w->stats, units_cached);
+                c->done = true;
+                ir->ncu++;
+                continue;
+            }
+            if (cache.nsets) {
+                char *t = wf_arena_alloc(&ir->arena, klen ? klen : 1);
+                if (t) {
+                    memcpy(t, key, klen);
+                    c->mkey = t;
+                    c->mlen = (uint16_t)klen;
+                    c->mkind = (uint8_t)kind;
+                }
+            }
+        }
+        if (!k)
+            k = wf_tokenizer_encode(tok, wi->text, len, wi->ids, M);
         if (k <= 0) {
             c->done = c->failed = true;
             ir->ncu++;
@@ -795,15 +897,6 @@ int wf_insp_worker_init(wf_worker_t *w)
     for (uint32_t i = 0; i < wi->nslots; i++)
         wi->free_slots[i] = wi->nslots - 1 - i;
     wi->nfree = wi->nslots;
-    if (dc && dc->cache_entries) {
-        uint32_t sets = 1;
-        while (sets * CACHE_WAYS < dc->cache_entries)
-            sets <<= 1;
-        wi->cache = calloc((size_t)sets * CACHE_WAYS, sizeof(*wi->cache));
-        if (!wi->cache)
-            goto nomem;
-        wi->cache_sets = sets;
-    }
     w->insp = wi;
     if (wf_detect_global) {
         int rc = wf_detect_port_open(wf_detect_global, w->loop, on_verdict, wi, &wi->port);
@@ -839,7 +932,6 @@ void wf_insp_worker_free(wf_worker_t *w)
     }
     free(wi->table);
     free(wi->free_slots);
-    free(wi->cache);
     free(wi->ids);
     free(wi->text);
     free(wi);
@@ -888,9 +980,15 @@ int wf_insp_prepare(wf_server_conf_t *sc, bool first, char *err, size_t errlen)
                 return -1;
             }
             char msg[600];
+            if (dc->cache_entries && cache_init((uint64_t)dc->cache_entries * (uint64_t)sc->workers) < 0) {
+                snprintf(err, errlen, "%s: detection: no memory for a cache of %llu entries", sc->file,
+                         (unsigned long long)dc->cache_entries * (unsigned long long)sc->workers);
+                return -1;
+            }
             sc->detect->ports = sc->workers;
             int rc = wf_detect_start(dc, &wf_detect_global, msg, sizeof(msg));
             if (rc) {
+                cache_free();
                 snprintf(err, errlen, "%s: detection: %s", sc->file, msg);
                 return -1;
             }
@@ -916,6 +1014,7 @@ void wf_insp_shutdown(void)
 {
     wf_detect_stop(wf_detect_global);
     wf_detect_global = NULL;
+    cache_free();
 }
 
 int wf_server_conf_check(wf_server_conf_t *sc, char *err, size_t errlen)

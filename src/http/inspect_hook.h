@@ -27,9 +27,9 @@ typedef enum {
 
 typedef struct wf_insp_req wf_insp_req_t;
 
-/* Per worker (in the worker's thread): the detection port, the request
- * table, the cache. Without a detection service, only bans and client
- * lists apply. */
+/* Per worker (in the worker's thread): the detection port and the request
+ * table (the verdict cache is the process's, made by wf_insp_prepare).
+ * Without a detection service, only bans and client lists apply. */
 int wf_insp_worker_init(wf_worker_t *w);
 void wf_insp_worker_free(wf_worker_t *w);
 

@@ -75,7 +75,7 @@ static const struct row {
     { "wafer_inspection_requests_total", NULL, "result", "banned", F(banned) },
     { "wafer_inspection_requests_total", NULL, "result", "indicator", F(indicator_matched) },
     { "wafer_inspection_units_total",
-      "Inspection units: extracted, skipped by the fast path, answered by a worker's cache, sent to the model.",
+      "Inspection units: extracted, skipped by the fast path, answered by the verdict cache, sent to the model.",
       "state", "extracted", F(units_extracted) },
     { "wafer_inspection_units_total", NULL, "state", "safe", F(units_safe) },
     { "wafer_inspection_units_total", NULL, "state", "cached", F(units_cached) },

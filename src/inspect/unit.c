@@ -151,6 +151,85 @@ static bool words_ok(const unsigned char *s, size_t n, bool value, bool path)
     return true;
 }
 
+/* Words that make an expression or a clause of words alone, with spaces and
+ * no punctuation: SQL operators (1 or 1, 1 is not null, 1 div 0, 1 in users
+ * in SQLite), clauses appended to a condition (order by 5, group by, limit,
+ * offset, into), CASE expressions, literals; and commands that take words as
+ * arguments (netsh firewall set opmode disable, net view, which gcc), beyond
+ * those deny_words holds. A phrase with one of them as a
+ * letter run goes to the model (as does any English sentence with "and",
+ * "or", "is", "in": the phrase rule is for names, places and labels).
+ * Lower case, sorted. */
+static const word_t phrase_words[] = {
+    W("against"), W("all"), W("and"), W("any"), W("as"), W("awk"), W("base64"), W("between"), W("binary"),
+    W("bitsadmin"), W("by"), W("case"), W("certutil"), W("chown"), W("collate"), W("crontab"), W("cscript"),
+    W("csh"), W("dash"), W("del"), W("dir"), W("div"), W("else"), W("end"), W("env"), W("escape"), W("exists"),
+    W("export"), W("false"), W("find"), W("for"), W("from"), W("ftp"), W("gcc"), W("glob"), W("grep"), W("group"),
+    W("halt"), W("id"), W("in"), W("into"), W("is"), W("join"), W("kill"), W("killall"), W("ksh"), W("like"),
+    W("limit"), W("match"), W("mkdir"), W("mod"), W("mount"), W("mshta"), W("net"), W("netsh"), W("nmap"),
+    W("node"), W("nohup"), W("not"), W("null"), W("offset"), W("on"), W("or"), W("order"), W("perl"), W("php"),
+    W("python"), W("reboot"), W("reg"), W("regexp"), W("regsvr"), W("rlike"), W("ruby"), W("rundll"), W("sc"),
+    W("schtasks"), W("scp"), W("sed"), W("similar"), W("some"), W("sounds"), W("ssh"), W("su"), W("sudo"), W("tar"),
+    W("taskkill"), W("tasklist"), W("tcsh"), W("then"), W("true"), W("unknown"), W("useradd"), W("usermod"),
+    W("when"), W("where"), W("which"), W("wmic"), W("wscript"), W("xor"), W("xterm"),
+};
+
+/* A Latin-1 letter in UTF-8 (U+00C0..U+00FF but the signs U+00D7 and U+00F7)
+ * at s[i]: 2 (its length), or 0. */
+static size_t latin1_letter(const unsigned char *s, size_t i, size_t n)
+{
+    if (s[i] != 0xc3 || i + 1 >= n || s[i + 1] < 0x80 || s[i + 1] > 0xbf || s[i + 1] == 0x97 || s[i + 1] == 0xb7)
+        return 0;
+    return 2;
+}
+
+/* Phrase rule, for a text with a space or a non-ASCII byte: words of ASCII
+ * letters, digits and Latin-1 letters (names, places, labels: "Jamón
+ * Ibérico", "Pasar por caja", "Calle Soria 164", "Ávila") separated by single
+ * spaces, no space at either end, no other byte; every
+ * ASCII letter run passes words_ok (so no listed word, no on... handler, no
+ * true/false/null) and none is a phrase word. Without punctuation a phrase
+ * cannot close a quote, start a tag, a path, a command or a template: only
+ * SQL in a numeric context reads words alone, and phrase_words holds what it
+ * can do with them. */
+static bool phrase_safe(const unsigned char *s, size_t n)
+{
+    if (!n || s[0] == ' ' || s[n - 1] == ' ')
+        return false;
+    for (size_t i = 0; i < n;) {
+        size_t k;
+        if (is_alnum(s[i])) {
+            i++;
+        } else if (s[i] == ' ' && s[i - 1] != ' ') {
+            i++;
+        } else if ((k = latin1_letter(s, i, n))) {
+            i += k;
+        } else {
+            return false;
+        }
+    }
+    if (!words_ok(s, n, true, false))
+        return false;
+    for (size_t i = 0; i < n;) {
+        if (!is_alpha(s[i])) {
+            i++;
+            continue;
+        }
+        size_t j = i;
+        char w[16];
+        while (j < n && is_alpha(s[j]))
+            j++;
+        if (j - i < sizeof(w)) {
+            for (size_t t = i; t < j; t++)
+                w[t - i] = (char)(s[t] | 0x20);
+            if (word_in(phrase_words, WF_ARRAY_LEN(phrase_words), w, j - i))
+                return false;
+        }
+        i = j;
+    }
+    return true;
+}
+
 /* Value rule: [A-Za-z0-9_.-], '.' only between digits (numbers, versions),
  * '-' only between letters or digits (no leading '-', no "--"), and not in
  * a value of digits and '-' alone (5739-5738 is arithmetic: a blind SQL
@@ -214,7 +293,12 @@ bool wf_inspect_text_is_safe(wf_unit_kind_t kind, wf_str_t text, size_t max_len)
     const unsigned char *s = (const unsigned char *)text.p;
     if (kind == WF_UNIT_PATH || kind == WF_UNIT_SEGMENT)
         return text.n <= 4 * max_len && path_safe(s, text.n);
-    return text.n <= max_len && value_safe(s, text.n);
+    if (text.n > max_len)
+        return false;
+    for (size_t i = 0; i < text.n; i++)
+        if (s[i] == ' ' || s[i] >= 0x80)
+            return phrase_safe(s, text.n);
+    return value_safe(s, text.n);
 }
 
 bool wf_unit_is_safe(const wf_inspect_conf_t *conf, const wf_unit_t *u)

@@ -287,7 +287,7 @@ def test_overload_fail_open_forwards_uninspected_and_says_so(start_wafer, pyup):
 def test_overload_fail_closed_answers_503_and_never_forwards(start_wafer, pyup, tmp_path):
     evpath = str(tmp_path / "events.jsonl")
     w = _slow_wafer(start_wafer, pyup, "fail_closed", events=evpath, max_queue=2)
-    targets = [uniq("/fc") + "?q=word%d+%s" % (i, uuid.uuid4().hex) for i in range(6)]
+    targets = [uniq("/fc") + "?q=word%d%%2C+%s" % (i, uuid.uuid4().hex) for i in range(6)]
     codes = []
     conns = [HTTP(w.port, 5, w.host) for _ in targets]
     for c, t in zip(conns, targets):
@@ -534,3 +534,49 @@ def test_a_model_that_does_not_load_is_a_configuration_error(start_wafer, pyup, 
                       policy=pol("block", thresholds={"sqlinjection": 0.9}))
     rc, out = run_check(bad_class.conf_path)
     assert rc == 1 and "sqlinjection" in out
+
+
+def _units_metrics(w):
+    import re
+    import urllib.request
+    with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % w.admin_port, timeout=5) as r:
+        text = r.read().decode()
+    return {k: int(v) for k, v in re.findall(r'wafer_inspection_units_total\{state="(\w+)"\} (\d+)', text)}
+
+
+def test_long_values_are_cached_by_their_token_ids(start_wafer, pyup):
+    """A unit text over 232 bytes is cached by its token ids: the same long value again is answered by the cache,
+    a long attack is blocked both times, and a long value that differs is classified anew."""
+    w = start_wafer(pyup.address, detection=detection(), policy=pol("block"))
+    token = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9." + "eyJzdWIiOiIxMjM0NTY3ODkwIiwibmFtZSI6IkpvaG4gRG9lIn0" * 5
+    attack = SQLI_Q + "%20" + "a" * 250
+    with w.connect() as c:
+        assert c.request("GET", uniq("/c"), [("Cookie", "session=" + token)]).status == 200
+        m0 = _units_metrics(w)
+        assert c.request("GET", uniq("/c"), [("Cookie", "session=" + token)]).status == 200
+        m1 = _units_metrics(w)
+        assert m1["cached"] == m0["cached"] + 1 and m1["model"] == m0["model"], (m0, m1)
+        # a change in what the model reads (its first 64 tokens) is a new key
+        assert c.request("GET", uniq("/c"), [("Cookie", "session=x" + token)]).status == 200
+        m2 = _units_metrics(w)
+        assert m2["model"] == m1["model"] + 1, (m1, m2)
+        assert c.request("GET", "/shop?id=" + attack).status == 403
+        m3 = _units_metrics(w)
+        assert c.request("GET", "/shop?id=" + attack).status == 403
+        m4 = _units_metrics(w)
+        assert m4["cached"] == m3["cached"] + 1 and m4["model"] == m3["model"], (m3, m4)
+
+
+def test_workers_share_the_cache(start_wafer, pyup):
+    """A value one worker sent to the model is answered from the cache on every connection, whichever worker it
+    lands on."""
+    w = start_wafer(pyup.address, workers=2, detection=detection(), policy=pol("block"))
+    target = "/shared?q=" + uuid.uuid4().hex + "%2C+best+pizza"  # a comma: not fast-path safe
+    with w.connect() as c:
+        assert c.request("GET", target).status == 200
+    m0 = _units_metrics(w)
+    for _ in range(16):  # new connections: the kernel spreads them over both workers
+        with w.connect() as c:
+            assert c.request("GET", target).status == 200
+    m1 = _units_metrics(w)
+    assert m1["model"] == m0["model"] and m1["cached"] == m0["cached"] + 16, (m0, m1)

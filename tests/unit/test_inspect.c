@@ -610,11 +610,20 @@ TEST(fast_path_rule)
     static const char *const safe[] = {
         "",      "1",          "42",  "3.14", "1.2.3",    "abc_DEF", "en-US", "es-AR", "true", "null",
         "B92A8B48B9008CD29F622A994E0F650D", "550e8400-e29b-41d4-a716-446655440000", "Vino", "a1-b2",
+        /* phrases: names, places, labels */
+        "a b", "Pasar por caja", "Jam\xc3\xb3n Ib\xc3\xa9rico", "Calle Soria 164", "Villafranca de la Sierra",
+        "\xc3\x81vila", /* one word with a Latin-1 letter */
     };
     static const char *const unsafe[] = {
         "1 or 1=1", "' or '1'='1", "<script>", "../etc/passwd", "1--", "-1", "5739-5738", "2024-01-05",
         "select", "SeLeCt", "union", "onload", "onwebkitanimationiteration", "0x41424344", "1-true",
-        "a..b", "config.php", ".htaccess", "whoami", "__proto__", "alert", "a b", "x;ls", "$ne",
+        "a..b", "config.php", ".htaccess", "whoami", "__proto__", "alert", "x;ls", "$ne",
+        /* phrases that are SQL, script or odd spacing */
+        "1 or 1", "1 OR 1", "1 xor 1", "1 is not null", "1 div 0", "1 in users", "order by 5", "1 group by 2",
+        "1 limit 1", "case when 1 then 2 else 3 end", "1 and sleep 5", "union select password from users",
+        "x union all select 1", "a true", "null x", "a onmouseover b", "a 0x41", "x  y", " a", "a ", "a\tb",
+        "a\nb", "Jam\xc3\xb3n \xc3\x97 2", "a \xc3", "Se\xc3\xb1or Or", "a_b c", "a-b c", "a.b c", "cat x",
+        "ls la", "a b c d e f g h i j k l m n o p q r s t u v w x y z a b c d e f g", /* 65 bytes */
         "1e5.", "sleep", "WAITFOR", "Char", "L2V0.", "%27",
         "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", /* 65 bytes */
     };
