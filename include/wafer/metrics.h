@@ -78,4 +78,23 @@ int wf_metrics_render(wf_buf_t *out);
  * wf_admin_start calls it. */
 void wf_metrics_process_register(void);
 
+/* ---- labelled counters ----
+ * A process-wide bounded table of counters keyed by up to WF_LCOUNT_LABELS
+ * short label values (an action, a class, a route name), for families whose
+ * label values are only known at run time. Any thread may add; the common
+ * case (the key exists) takes no lock. When the table is full, new keys are
+ * counted under the value "other" in every label, so no count is lost. */
+#define WF_LCOUNT_LABELS 3
+#define WF_LCOUNT_VALUE 48 /* longest label value kept; longer ones are cut */
+
+typedef struct wf_lcount wf_lcount_t;
+
+/* labels: the label names (NULL-terminated, at most WF_LCOUNT_LABELS).
+ * capacity: keys held (64..65536). Registers its collector. NULL on ENOMEM. */
+wf_lcount_t *wf_lcount_new(const char *family, const char *help, const char *const *labels, size_t capacity);
+/* Adds n to the counter of the key (values in label order; NULL reads as ""). */
+void wf_lcount_add(wf_lcount_t *t, const char *const *values, uint64_t n);
+/* Unregisters and frees (no thread may be adding). */
+void wf_lcount_free(wf_lcount_t *t);
+
 #endif

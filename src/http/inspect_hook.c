@@ -14,6 +14,7 @@
 #include "inspect_hook.h"
 #include "wafer/ioc.h"
 #include "wafer/misp.h"
+#include "wafer/metrics.h"
 #include "wafer/admin.h"
 #include "wafer/detect.h"
 #include "wafer/policy.h"
@@ -312,6 +313,16 @@ void wf_insp_end(wf_insp_req_t *ir)
 
 void wf_insp_cancel(wf_insp_req_t *ir) { wf_insp_end(ir); }
 
+/* ---- requests by action, class and route (wafer_inspection_verdicts_total) ---- */
+
+static wf_lcount_t *verdicts;
+
+static void count_verdict(wf_secev_action_t a, const char *cls, const wf_route_t *route)
+{
+    const char *v[] = { wf_secev_action_name(a), cls, route ? route->name : "" };
+    wf_lcount_add(verdicts, v, 1);
+}
+
 /* ---- overload ---- */
 
 /* Applies detection.overload: counts, logs (at most once a second per worker) and, for a request
@@ -329,6 +340,7 @@ static wf_insp_action_t overload(wf_insp_t *wi, wf_insp_req_t *ir, const wf_dete
         if (wf_secops_emit_global(&ev) < 0)
             WF_STAT_INC(&w->stats, events_dropped);
     }
+    count_verdict(closed ? WF_SECEV_UNAVAILABLE : WF_SECEV_PASS, "none", ir ? ir->route : NULL);
     if (closed)
         WF_STAT_INC(&w->stats, overload_closed);
     else
@@ -441,8 +453,12 @@ static wf_insp_action_t decide(wf_insp_req_t *ir)
     ir->attack = v.attack;
     ir->cls = v.cls;
     ir->score = v.score;
-    if (!v.attack)
+    if (!v.attack) {
+        count_verdict(ir->mode == WF_MODE_TAG ? WF_SECEV_TAG : WF_SECEV_PASS, meta->labels[0], ir->route);
         return ir->mode == WF_MODE_TAG ? WF_INSP_TAG : WF_INSP_PASS;
+    }
+    count_verdict(ir->mode == WF_MODE_MONITOR ? WF_SECEV_MONITOR : ir->mode == WF_MODE_TAG ? WF_SECEV_TAG : WF_SECEV_BLOCK,
+                  meta->labels[v.cls], ir->route);
     switch (ir->mode) {
     case WF_MODE_MONITOR:
         WF_STAT_INC(&w->stats, monitored);
@@ -661,10 +677,12 @@ wf_insp_action_t wf_insp_begin(wf_worker_t *w, const wf_insp_start_t *st, wf_ins
             ev_src_req(&s, st);
             ev_fill(&ev, &s, WF_SECEV_DENY, WF_SECEV_R_DENYLIST, 403);
             wf_secops_emit_global(&ev);
+            count_verdict(WF_SECEV_DENY, "none", NULL);
             return WF_INSP_REFUSE;
         }
         if (cl == WF_CLIENT_ALLOW) {
             WF_STAT_INC(&w->stats, allowlisted);
+            count_verdict(WF_SECEV_PASS, "none", NULL);
             return WF_INSP_PASS;
         }
     }
@@ -676,6 +694,7 @@ wf_insp_action_t wf_insp_begin(wf_worker_t *w, const wf_insp_start_t *st, wf_ins
         ev_src_req(&s, st);
         ev_fill(&ev, &s, WF_SECEV_BAN, WF_SECEV_R_BANNED, 403);
         wf_secops_emit_global(&ev);
+        count_verdict(WF_SECEV_BAN, "none", NULL);
         return WF_INSP_REFUSE;
     }
     if (wf_misp_global) {
@@ -691,8 +710,10 @@ wf_insp_action_t wf_insp_begin(wf_worker_t *w, const wf_insp_start_t *st, wf_ins
             ev_fill(&ev, &s, block ? WF_SECEV_DENY : WF_SECEV_MONITOR, WF_SECEV_R_INDICATOR, block ? 403 : 0);
             wf_ioc_hit_secev(&hit, &ev);
             wf_secops_emit_global(&ev);
-            if (block)
+            if (block) {
+                count_verdict(WF_SECEV_DENY, "none", NULL);
                 return WF_INSP_REFUSE;
+            }
         }
     }
     const wf_detect_conf_t *dc = gc->detect;
@@ -706,8 +727,10 @@ wf_insp_action_t wf_insp_begin(wf_worker_t *w, const wf_insp_start_t *st, wf_ins
         route = wf_policy_route(pol, req->host, req->path);
         mode = route->mode_set ? route->mode : pol->mode;
     }
-    if (mode == WF_MODE_OFF)
+    if (mode == WF_MODE_OFF) {
+        count_verdict(WF_SECEV_PASS, "none", route);
         return WF_INSP_PASS;
+    }
     if (!wi->port) /* the worker could not open its detection port (logged at start) */
         return overload(wi, NULL, dc, "no detection port in this worker");
     wf_insp_req_t *ir = req_new(wi);
@@ -961,6 +984,17 @@ static int bind_policy(wf_server_conf_t *sc, char *err, size_t errlen)
 int wf_insp_prepare(wf_server_conf_t *sc, bool first, char *err, size_t errlen)
 {
     const wf_detect_conf_t *dc = sc->detect;
+    if (!verdicts) {
+        static const char *const labels[] = { "action", "class", "route", NULL };
+        verdicts = wf_lcount_new("wafer_inspection_verdicts_total",
+                                 "Requests by what the firewall did (action), the deciding class (benign, an attack "
+                                 "class, or none when no model verdict decided) and route.",
+                                 labels, 4096);
+        if (!verdicts) {
+            snprintf(err, errlen, "out of memory");
+            return -1;
+        }
+    }
     if (sc->policy) {
         if (!wf_bans_global) {
             wf_bans_global = wf_bans_new(&sc->policy->ban);

@@ -3,6 +3,8 @@
 
 #include <math.h>
 #include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -261,4 +263,157 @@ int wf_metrics_render(wf_buf_t *out)
         collectors[i].fn(&m, collectors[i].arg);
     pthread_mutex_unlock(&reg_lock);
     return m.err;
+}
+
+/* ---- labelled counters ---- */
+
+typedef struct {
+    _Atomic uint64_t count;
+    _Atomic uint32_t state; /* 0 free, 1 being filled, 2 published */
+    uint32_t hash;
+    char values[WF_LCOUNT_LABELS][WF_LCOUNT_VALUE];
+} lc_entry_t;
+
+struct wf_lcount {
+    const char *family, *help;
+    const char *labels[WF_LCOUNT_LABELS];
+    int nlabels;
+    size_t cap, mask, used;
+    lc_entry_t *e;
+    lc_entry_t other;
+    pthread_mutex_t lock; /* insertions only */
+};
+
+static uint32_t lc_hash(const char (*v)[WF_LCOUNT_VALUE], int n)
+{
+    uint32_t h = 2166136261u;
+    for (int i = 0; i < n; i++)
+        for (const char *p = v[i];; p++) {
+            h = (h ^ (unsigned char)*p) * 16777619u;
+            if (!*p)
+                break;
+        }
+    return h;
+}
+
+static void lc_collect(wf_metrics_t *m, void *arg)
+{
+    wf_lcount_t *t = arg;
+    wf_metrics_family(m, t->family, WF_METRIC_COUNTER, t->help);
+    for (size_t i = 0; i <= t->cap; i++) {
+        lc_entry_t *e = i < t->cap ? &t->e[i] : &t->other;
+        if (i < t->cap && atomic_load_explicit(&e->state, memory_order_acquire) != 2)
+            continue;
+        uint64_t c = atomic_load_explicit(&e->count, memory_order_relaxed);
+        if (i == t->cap && !c)
+            continue;
+        /* one sample with up to three label pairs */
+        const char *l[WF_LCOUNT_LABELS] = { 0 };
+        const char *v[WF_LCOUNT_LABELS] = { 0 };
+        for (int k = 0; k < t->nlabels; k++) {
+            l[k] = t->labels[k];
+            v[k] = e->values[k];
+        }
+        if (t->nlabels == 1)
+            wf_metrics_sample(m, NULL, l[0], v[0], NULL, (double)c);
+        else if (t->nlabels == 2)
+            wf_metrics_sample(m, NULL, l[0], v[0], l[1], v[1], NULL, (double)c);
+        else
+            wf_metrics_sample(m, NULL, l[0], v[0], l[1], v[1], l[2], v[2], NULL, (double)c);
+    }
+}
+
+wf_lcount_t *wf_lcount_new(const char *family, const char *help, const char *const *labels, size_t capacity)
+{
+    wf_lcount_t *t = calloc(1, sizeof(*t));
+    if (!t)
+        return NULL;
+    size_t cap = 64;
+    while (cap < capacity && cap < 65536)
+        cap <<= 1;
+    t->e = calloc(cap, sizeof(*t->e));
+    if (!t->e) {
+        free(t);
+        return NULL;
+    }
+    t->family = family;
+    t->help = help;
+    while (t->nlabels < WF_LCOUNT_LABELS && labels[t->nlabels]) {
+        t->labels[t->nlabels] = labels[t->nlabels];
+        snprintf(t->other.values[t->nlabels], WF_LCOUNT_VALUE, "other");
+        t->nlabels++;
+    }
+    t->cap = cap;
+    t->mask = cap - 1;
+    pthread_mutex_init(&t->lock, NULL);
+    if (wf_metrics_register(family, lc_collect, t)) {
+        wf_lcount_free(t);
+        return NULL;
+    }
+    return t;
+}
+
+void wf_lcount_add(wf_lcount_t *t, const char *const *values, uint64_t n)
+{
+    if (!t)
+        return;
+    char key[WF_LCOUNT_LABELS][WF_LCOUNT_VALUE];
+    memset(key, 0, sizeof(key));
+    for (int k = 0; k < t->nlabels; k++) {
+        /* cut at a UTF-8 boundary: label values must stay valid UTF-8 */
+        const char *v = values[k] ? values[k] : "";
+        size_t len = strnlen(v, WF_LCOUNT_VALUE - 1);
+        if (len == WF_LCOUNT_VALUE - 1)
+            while (len && ((unsigned char)v[len] & 0xC0) == 0x80)
+                len--;
+        memcpy(key[k], v, len);
+    }
+    uint32_t h = lc_hash((const char (*)[WF_LCOUNT_VALUE])key, t->nlabels);
+    bool locked = false;
+    for (;;) {
+        size_t i = h & t->mask;
+        for (size_t probes = 0; probes < t->cap; probes++, i = (i + 1) & t->mask) {
+            lc_entry_t *e = &t->e[i];
+            uint32_t st = atomic_load_explicit(&e->state, memory_order_acquire);
+            if (st == 2) {
+                if (e->hash == h && !memcmp(e->values, key, sizeof(key))) {
+                    atomic_fetch_add_explicit(&e->count, n, memory_order_relaxed);
+                    if (locked)
+                        pthread_mutex_unlock(&t->lock);
+                    return;
+                }
+                continue;
+            }
+            if (st == 1 || !locked)
+                break; /* an insertion in progress or a free slot: insert under the lock */
+            /* locked and free: the key is not in the table; take the slot */
+            if (t->used * 4 >= t->cap * 3)
+                goto full;
+            atomic_store_explicit(&e->state, 1, memory_order_relaxed);
+            e->hash = h;
+            memcpy(e->values, key, sizeof(key));
+            atomic_store_explicit(&e->count, n, memory_order_relaxed);
+            atomic_store_explicit(&e->state, 2, memory_order_release);
+            t->used++;
+            pthread_mutex_unlock(&t->lock);
+            return;
+        }
+        if (locked)
+            goto full;
+        pthread_mutex_lock(&t->lock);
+        locked = true;
+    }
+full:
+    atomic_fetch_add_explicit(&t->other.count, n, memory_order_relaxed);
+    pthread_mutex_unlock(&t->lock);
+}
+
+void wf_lcount_free(wf_lcount_t *t)
+{
+    if (!t)
+        return;
+    wf_metrics_unregister(t);
+    pthread_mutex_destroy(&t->lock);
+    free(t->e);
+    free(t);
 }

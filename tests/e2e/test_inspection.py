@@ -181,6 +181,27 @@ def test_block_answers_json_when_accept_asks(wafer_block):
     assert j["status"] == 403 and j["request_id"] == r.header("X-Request-Id")
 
 
+def _verdict_count(w, action, cls, route="default"):
+    from harness import HTTP
+    with HTTP(w.admin_port) as c:
+        r = c.request("GET", "/metrics", host="admin")
+    assert r.status == 200
+    series = 'wafer_inspection_verdicts_total{action="%s",class="%s",route="%s"} ' % (action, cls, route)
+    for line in r.body.decode().splitlines():
+        if line.startswith(series):
+            return float(line[len(series):])
+    return 0.0
+
+
+def test_verdicts_are_counted_by_action_class_and_route(wafer_block):
+    blocked, passed = _verdict_count(wafer_block, "block", "sqli"), _verdict_count(wafer_block, "pass", "benign")
+    with wafer_block.connect() as c:
+        assert c.request("GET", uniq("/cnt") + "?id=" + SQLI_Q).status == 403
+        assert c.request("GET", uniq("/cnt") + "?q=" + uuid.uuid4().hex + "%27%28").status == 200
+    assert _verdict_count(wafer_block, "block", "sqli") == blocked + 1
+    assert _verdict_count(wafer_block, "pass", "benign") == passed + 1
+
+
 def test_attack_in_a_chunked_body_is_blocked(wafer_block, pyup):
     data = b"a=1&b=2&comment=" + XSS_Q.encode()
     target = uniq("/chunked-attack")

@@ -69,4 +69,57 @@ TEST(render_limit)
     wf_metrics_unregister(&h);
 }
 
+#include <pthread.h>
+
+static wf_lcount_t *lc_shared;
+
+static void *lc_thread(void *arg)
+{
+    const char *route = arg;
+    for (int i = 0; i < 10000; i++) {
+        const char *v[] = { i % 2 ? "block" : "pass", i % 2 ? "sqli" : "benign", route };
+        wf_lcount_add(lc_shared, v, 1);
+    }
+    return NULL;
+}
+
+TEST(labelled_counters)
+{
+    const char *labels[] = { "action", "class", "route", NULL };
+    lc_shared = wf_lcount_new("wafer_test_verdicts_total", "Verdicts.", labels, 64);
+    CHECK(lc_shared != NULL);
+    pthread_t th[4];
+    const char *routes[] = { "api", "api", "default", "a\"b" };
+    for (int i = 0; i < 4; i++)
+        pthread_create(&th[i], NULL, lc_thread, (void *)routes[i]);
+    for (int i = 0; i < 4; i++)
+        pthread_join(th[i], NULL);
+    wf_buf_t b;
+    wf_buf_init(&b, 64, 1 << 20);
+    CHECK_EQ_INT(wf_metrics_render(&b), 0);
+    wf_buf_append(&b, "", 1);
+    const char *t = wf_buf_rptr(&b);
+    CHECK(strstr(t, "wafer_test_verdicts_total{action=\"block\",class=\"sqli\",route=\"api\"} 10000\n") != NULL);
+    CHECK(strstr(t, "wafer_test_verdicts_total{action=\"pass\",class=\"benign\",route=\"default\"} 5000\n") != NULL);
+    CHECK(strstr(t, "route=\"a\\\"b\"} 5000\n") != NULL);
+    CHECK(strstr(t, "other") == NULL);
+    /* past 3/4 of the capacity, new keys count under "other" and nothing is lost */
+    char name[32];
+    for (int i = 0; i < 100; i++) {
+        snprintf(name, sizeof(name), "r%d", i);
+        const char *v[] = { "pass", "benign", name };
+        wf_lcount_add(lc_shared, v, 2);
+    }
+    wf_buf_clear(&b);
+    CHECK_EQ_INT(wf_metrics_render(&b), 0);
+    wf_buf_append(&b, "", 1);
+    t = wf_buf_rptr(&b);
+    const char *o = strstr(t, "{action=\"other\",class=\"other\",route=\"other\"} ");
+    CHECK(o != NULL);
+    long other = o ? strtol(strchr(o, '}') + 2, NULL, 10) : 0;
+    CHECK_EQ_INT(other, 2 * (100 - (48 - 6))); /* 6 keys above; 48 = 3/4 of 64 */
+    wf_lcount_free(lc_shared);
+    wf_buf_free(&b);
+}
+
 TEST_MAIN()
