@@ -41,7 +41,15 @@ def test_exposition_counts_and_passes_promtool(start_wafer, pyup, tmp_path):
     with w.connect() as c:
         c.send(b"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n")
         assert c.read_response().status == 400
-    after = scrape(w)
+    # a response is counted once it is logged, which may come just after the client has read it
+    deadline = time.monotonic() + 5
+    while True:
+        after = scrape(w)
+        done = (sample(after, "wafer_request_duration_seconds_count") or 0) - \
+            (sample(before, "wafer_request_duration_seconds_count") or 0)
+        if done >= 7 or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
 
     def delta(series):
         return sample(after, series) - (sample(before, series) or 0)
