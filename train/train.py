@@ -407,7 +407,7 @@ def main():
     ap.add_argument("--request-fpr", type=float, default=0.0005,
                     help="benign validation requests flagged, for the joint thresholds (train/calib.py)")
     ap.add_argument("--pick-margin", type=float, default=0.005)
-    ap.add_argument("--name", default="wafer-default-2026.11")
+    ap.add_argument("--name", default="wafer-default-2026.11-r2")
     ap.add_argument("--time-limit", type=float, default=420, help="seconds; later configs are skipped")
     args = ap.parse_args()
     t_start = time.time()
