@@ -6,11 +6,13 @@
 parity.jsonl (from train.py) holds test unit texts with PyTorch's float32
 probabilities; this runs `wafer classify --json` on the same texts and prints
 the largest absolute difference. --speed times `wafer classify` over a file of
-unit texts (one a line) and subtracts the time of a one-text run (model load).
+unit texts (one a line) and subtracts the time of a one-text run (model load):
+CPU time (user + system) of the process, the best of --rounds, and wall time.
 Standard library only.
 """
 import argparse
 import json
+import resource
 import subprocess
 import sys
 import time
@@ -40,6 +42,7 @@ def main():
     ap.add_argument("--parity")
     ap.add_argument("--speed")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--rounds", type=int, default=3, help="--speed: rounds, the one with the least CPU time counts")
     a = ap.parse_args()
     labels = json.load(open(a.model + "/wafer.json"))["labels"]
     rep = {"model": a.model}
@@ -56,15 +59,25 @@ def main():
         with open(a.speed, encoding="utf-8") as f:
             texts = [l.rstrip("\n") for l in f if l.strip()]
         cmd = [a.wafer, "classify", "-m", a.model, "--threads", str(a.threads)]
-        t0 = time.perf_counter()
-        subprocess.run(cmd, input=(texts[0] + "\n").encode(), stdout=subprocess.DEVNULL, check=True)
-        t1 = time.perf_counter()
-        subprocess.run(cmd, input=("\n".join(texts) + "\n").encode(), stdout=subprocess.DEVNULL, check=True)
-        t2 = time.perf_counter()
-        run = (t2 - t1) - (t1 - t0)
+
+        def timed(inp):
+            """wall seconds and CPU seconds (user + system) of one run"""
+            r0, w0 = resource.getrusage(resource.RUSAGE_CHILDREN), time.perf_counter()
+            subprocess.run(cmd, input=inp.encode(), stdout=subprocess.DEVNULL, check=True)
+            r1, w1 = resource.getrusage(resource.RUSAGE_CHILDREN), time.perf_counter()
+            return w1 - w0, (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
+        best = None
+        for _ in range(a.rounds):  # the machine is shared: the least disturbed round
+            w_one, c_one = timed(texts[0] + "\n")
+            w_all, c_all = timed("\n".join(texts) + "\n")
+            cpu, wall = c_all - c_one, w_all - w_one
+            if best is None or cpu < best[0]:
+                best = (cpu, wall)
+        cpu, wall = best
         rep["speed_units"] = len(texts)
-        rep["units_per_s"] = round(len(texts) / run, 1)
-        rep["us_per_unit"] = round(run / len(texts) * 1e6, 1)
+        rep["cpu_us_per_unit"] = round(cpu / len(texts) * 1e6, 1)
+        rep["units_per_cpu_s"] = round(len(texts) / cpu, 1)
+        rep["wall_us_per_unit"] = round(wall / len(texts) * 1e6, 1)
     print(json.dumps(rep))
 
 

@@ -36,6 +36,9 @@ import re
 import sys
 import urllib.parse
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import header_data  # noqa: E402
+
 CLASSES = ["benign", "sqli", "xss", "cmdi", "traversal", "other_injection"]
 
 # ---------------------------------------------------------------- helpers
@@ -650,6 +653,84 @@ def benign_texts(rng, words, sents, n):
     return out
 
 
+# ---------------------------------------------------------------- header-borne attacks (train/header_data.py)
+
+
+def embed_header(rng, pools, words, payload, header):
+    """A request whose `header` carries the payload; the other headers benign."""
+    host = rng.choice(pools.hl)
+    hdr = [(n, v) for n, v in header_data.benign_headers(rng, host, pools.hl, pools.pl, words) if n != header]
+    hdr.insert(rng.randint(0, len(hdr)), (header, payload))
+    base = rng.choice(pools.pl) if pools.pl and rng.random() < 0.7 else rng.choice(FORM_PATHS + API_PATHS)
+    args = filler_args(rng, rng.randint(0, 2))
+    target = safe_target(base) + ("?" + "&".join("%s=%s" % kv for kv in args) if args else "")
+    if not header_ok(header, payload):
+        return None, None
+    return build_raw("GET", host, target, hdr), {"kind": "header", "name": header.lower()}
+
+
+def header_rows(args, rng_seed, pools, words, items, seen):
+    """Appended after every other row, with generators of their own seeds, so
+    that the rows above keep their bytes and their splits:
+    - Shellshock (cmdi) and Log4Shell (other_injection) payloads, mostly in an
+      inspected header (User-Agent, Referer, X-Forwarded-For, ...), some in a
+      query, form or JSON value;
+    - 4% of the labelled sqli/xss/cmdi payloads once more, in a header, with
+      the same split key as their first embedding (so still in one split);
+    - benign requests with the header shapes of real traffic (browsers, apps,
+      bots, libraries; search and same-site referers; proxy chains) and benign
+      logins and names with command words and accents (`hai-ping2`, `José`)."""
+    rng = random.Random(rng_seed * 7 + 4)
+    gen = []
+    for p in header_data.shellshock(random.Random(rng_seed * 7 + 1), args.shellshock):
+        gen.append((p, "cmdi", "synthetic/shellshock"))
+    for p in header_data.log4shell(random.Random(rng_seed * 7 + 2), args.log4shell):
+        gen.append((p, "other_injection", "synthetic/log4shell"))
+    for p, cls, src in gen:
+        key = norm_payload(p)
+        if key in seen:
+            continue
+        seen[key] = cls
+        if rng.random() < 0.85:
+            h = rng.choices(header_data.ATTACK_HEADERS, header_data.ATTACK_HEADER_W)[0]
+            raw, loc = embed_header(rng, pools, words, p, h)
+            if raw is None:
+                continue
+        else:
+            raw, loc = embed(rng, pools, p, cls, rng.choice(["query", "form", "json"]))
+        items.append({"raw": raw, "label": cls, "source": src, "loc": loc, "payload": p, "group": "p:" + key})
+    again = []
+    for it in items:
+        if it["label"] in ("sqli", "xss", "cmdi") and it["source"].split("/")[0] not in ("synthetic",) \
+                and it.get("payload") and rng.random() < 0.04:
+            again.append(it)
+    for it in again:
+        h = rng.choices(header_data.ATTACK_HEADERS[:4], [40, 25, 25, 10])[0]
+        raw, loc = embed_header(rng, pools, words, it["payload"], h)
+        if raw is None:
+            continue
+        items.append({"raw": raw, "label": it["label"], "source": it["source"] + "#header", "loc": loc,
+                      "payload": it["payload"], "group": it["group"]})
+    brng = random.Random(rng_seed * 7 + 3)
+    for _ in range(args.benign_headers):
+        host = brng.choice(pools.hl)
+        hdr = header_data.benign_headers(brng, host, pools.hl, pools.pl, words)
+        base = brng.choice(pools.pl) if pools.pl and brng.random() < 0.7 else brng.choice(FORM_PATHS + API_PATHS)
+        fa = filler_args(brng, brng.randint(0, 2))
+        target = safe_target(base) + ("?" + "&".join("%s=%s" % kv for kv in fa) if fa else "")
+        key = norm_payload("\n".join(v for n, v in hdr if n != "Accept"))
+        items.append({"raw": build_raw("GET", host, target, hdr), "label": "benign", "source": "synthetic/headers",
+                      "loc": None, "group": "h:" + key})
+    for t in header_data.login_names(brng, words, args.logins):
+        key = norm_payload(t)
+        if not key or key in seen:
+            continue
+        seen[key] = "benign"
+        raw, loc = embed(brng, pools, t, "benign", brng.choice(["query", "form", "form", "json", "cookie"]))
+        items.append({"raw": raw, "label": "benign", "source": "synthetic/logins", "loc": loc, "payload": t,
+                      "group": "p:" + key})
+
+
 # ---------------------------------------------------------------- main
 
 
@@ -663,6 +744,10 @@ def main():
     ap.add_argument("--licenses", default="/usr/share/common-licenses")
     ap.add_argument("--synthetic-benign", type=int, default=40000, help="synthetic benign texts from Debian text")
     ap.add_argument("--max-payload", type=int, default=2048)
+    ap.add_argument("--shellshock", type=int, default=1500, help="generated Shellshock payloads (before de-duplication)")
+    ap.add_argument("--log4shell", type=int, default=2500, help="generated Log4Shell payloads (before de-duplication)")
+    ap.add_argument("--benign-headers", type=int, default=8000, help="benign requests with varied inspected headers")
+    ap.add_argument("--logins", type=int, default=3000, help="benign logins and names with command words, accents")
     args = ap.parse_args()
     rng = random.Random(args.seed)
     data = args.data
@@ -753,6 +838,8 @@ def main():
         else:
             raw, loc = embed(rng, pools, t, "benign")
         items.append({"raw": raw, "label": "benign", "source": src, "loc": loc, "payload": t, "group": "p:" + key})
+
+    header_rows(args, rng_seed=args.seed, pools=pools, words=words, items=items, seen=seen)
 
     # split
     splits = {"train": [], "valid": [], "test": []}

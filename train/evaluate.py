@@ -6,11 +6,12 @@
 UNITS_DIR is build_units.py's output. Every distinct unit text of the
 validation and test splits goes through `wafer classify --json` (so the numbers
 are wafer's, not PyTorch's). With --calibrate, the per-class thresholds in
-DIR/wafer.json are set on the validation split: for each attack class, the
-smallest threshold (at least 0.5) at which at most budget/5 of the distinct
-benign validation units reach that class, starting at --unit-budget (0.1% of
-benign units over all classes) and tightened by 20% steps until at most
---request-fpr (0.1%) of the benign validation requests are flagged.
+DIR/wafer.json are set on the validation split, jointly (train/calib.py): every
+attack class's threshold sits just above one of the benign validation scores of
+that class, chosen so that the validation attack requests detected are the
+most for at most --request-fpr (0.05%) of the benign validation requests
+flagged. --equal-share keeps the earlier rule (per class, at most budget/5 of
+the distinct benign units, thresholds at least 0.5).
 
 Verdict of a request: attack if any of its units reaches its class threshold;
 its class is that of the unit with the largest margin over its class
@@ -27,6 +28,10 @@ import json
 import lzma
 import os
 import subprocess
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import calib  # noqa: E402
 
 CLASSES = ["benign", "sqli", "xss", "cmdi", "traversal", "other_injection"]
 
@@ -174,7 +179,12 @@ def main():
     ap.add_argument("--out", default=None)
     ap.add_argument("--calibrate", action="store_true")
     ap.add_argument("--unit-budget", type=float, default=0.001)
-    ap.add_argument("--request-fpr", type=float, default=0.001)
+    ap.add_argument("--request-fpr", type=float, default=0.0005,
+                    help="target share of benign validation requests flagged (train/calib.py says why below 0.1%%)")
+    ap.add_argument("--reuse-probs", action="store_true",
+                    help="take the probabilities from OUT/probs.json.xz (written by an earlier run on this model)")
+    ap.add_argument("--equal-share", action="store_true",
+                    help="the earlier rule: an equal unit budget per class, thresholds at least 0.5")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--splits", help="data.py's output: per-request verdicts of the test split come from wafer scan")
     a = ap.parse_args()
@@ -184,7 +194,14 @@ def main():
     te = read_xz(os.path.join(a.units, "test.units.jsonl.xz"))
     va_req = read_xz(os.path.join(a.units, "valid.requests.jsonl.xz"))
     te_req = read_xz(os.path.join(a.units, "test.requests.jsonl.xz"))
-    probs = classify(a.wafer, a.model, {u["text"] for u in va} | {u["text"] for u in te}, a.threads)
+    cache = os.path.join(out, "probs.json.xz")
+    if a.reuse_probs and os.path.exists(cache):
+        with lzma.open(cache, "rt", encoding="utf-8") as f:
+            probs = json.load(f)
+    else:
+        probs = classify(a.wafer, a.model, {u["text"] for u in va} | {u["text"] for u in te}, a.threads)
+        with lzma.open(cache, "wt", encoding="utf-8") as f:
+            json.dump(probs, f)
     meta_path = os.path.join(a.model, "wafer.json")
     with open(meta_path) as f:
         meta = json.load(f)
@@ -193,14 +210,23 @@ def main():
         th = dict(zip(meta["labels"], th))
     cal = None
     if a.calibrate:
-        budget = a.unit_budget
-        for _ in range(20):
-            th = calibrate(va, probs, budget)
-            vm = request_metrics(requests_eval(va, va_req, probs, th))
-            if vm["fpr"] <= a.request_fpr:
-                break
-            budget *= 0.8
-        cal = {"unit_budget": budget, "valid_request_fpr": vm["fpr"], "valid_tpr": vm["tpr"]}
+        if a.equal_share:
+            budget = a.unit_budget
+            for _ in range(20):
+                th = calibrate(va, probs, budget)
+                vm = request_metrics(requests_eval(va, va_req, probs, th))
+                if vm["fpr"] <= a.request_fpr:
+                    break
+                budget *= 0.8
+            cal = {"rule": "equal share", "unit_budget": budget}
+        else:
+            lab = {r["id"]: r["label"] for r in va_req}
+            nb = sum(1 for r in va_req if r["label"] == "benign")
+            th, info = calib.greedy(CLASSES, [(u["req"], [probs[u["text"]][c] for c in CLASSES]) for u in va], lab,
+                                    int(a.request_fpr * nb))
+            cal = {"rule": "joint (train/calib.py)", "request_fpr_target": a.request_fpr, **info}
+        vm = request_metrics(requests_eval(va, va_req, probs, th))
+        cal.update({"valid_request_fpr": vm["fpr"], "valid_tpr": vm["tpr"]})
         meta["thresholds"] = th
         with open(meta_path, "w") as f:
             json.dump(meta, f, indent=2)

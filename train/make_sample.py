@@ -41,7 +41,8 @@ def main():
     for lab, q in QUOTA.items():
         rows = by[lab]
         wrong = [r for r in rows if (pred[r["id"]]["verdict"] == "attack") == (lab == "benign")]
-        right = [r for r in rows if r not in wrong]
+        wrong_ids = {r["id"] for r in wrong}
+        right = [r for r in rows if r["id"] not in wrong_ids]
         take = wrong[:q // 3] if lab != "benign" else wrong[:20]
         take += rng.sample(right, min(len(right), q - len(take)))
         for r in take:

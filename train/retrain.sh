@@ -14,8 +14,8 @@ set -eu
 DATA=${DATA:-../shared/datasets}
 WORK=${WORK:-.devwork/train}
 WAFER=${WAFER:-./build/wafer}
-DEFAULT_CONFIG=wp-l2-h128-e12
-NAME=wafer-default-2026.11
+DEFAULT_CONFIG=wp-l2-h128-ml128-e8-ls
+NAME=wafer-default-2026.11-r2
 cmd=${1:-}
 case "$cmd" in
 prepare)
@@ -23,12 +23,12 @@ prepare)
     mkdir -p "$WORK"
     python3 train/data.py --data "$DATA" --out "$WORK/splits"
     python3 train/build_units.py --wafer "$WAFER" --splits "$WORK/splits" --out "$WORK/units"
-    cp train/train.py "$WORK/train.py"
+    cp train/train.py train/calib.py "$WORK/"
     du -sh "$WORK/units"
     ;;
 train)
     configs=${2:-$DEFAULT_CONFIG}
-    [ "$configs" = all ] && configs=wp-l2-h128,wp-l2-h256,wp-l4-h256,bytes-l2-h256,wp-l2-h128-e12,wp-l4-h128-e12
+    [ "$configs" = all ] && configs=wp-l2-h128-ml128-e8,wp-l2-h128,wp-l2-h256,wp16k-l2-h128-ml128-e8,wp-l2-h128-ml128-e8-ls,wp-l2-h128-e12
     out=${OUT:-/tmp/wafer-train}
     mkdir -p "$out/train"
     python3 "$WORK/train.py" --units "$WORK/units" --out "$out/train" --configs "$configs" --name "$NAME" \

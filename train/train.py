@@ -28,6 +28,8 @@ import sys
 import time
 
 import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import torch
 
 CLASSES = ["benign", "sqli", "xss", "cmdi", "traversal", "other_injection"]
@@ -45,6 +47,14 @@ CONFIGS = {
                            epochs=12),
     "wp-l4-h128-e12": dict(tok="wordpiece", vocab=8192, layers=4, hidden=128, heads=2, inter=512, max_len=64,
                            epochs=12),
+    # third round (header attacks, joint thresholds): the small model with a longer input (only long units pay:
+    # the mean unit is ~25 tokens), a larger vocabulary (fewer tokens a unit, same compute a token), label smoothing
+    "wp-l2-h128-ml128-e8": dict(tok="wordpiece", vocab=8192, layers=2, hidden=128, heads=2, inter=512, max_len=128,
+                                epochs=8),
+    "wp16k-l2-h128-ml128-e8": dict(tok="wordpiece", vocab=16384, layers=2, hidden=128, heads=2, inter=512,
+                                   max_len=128, epochs=8),
+    "wp-l2-h128-ml128-e8-ls": dict(tok="wordpiece", vocab=8192, layers=2, hidden=128, heads=2, inter=512,
+                                   max_len=128, epochs=8, smoothing=0.05),
 }
 
 
@@ -131,6 +141,15 @@ def predict(model, ids, lens, dev, bs=2048):
     for idx, p in out:
         probs[idx] = p
     return probs.numpy()
+
+
+def calibrate_joint(probs, units, reqs, fpr):
+    """calib.greedy over the validation units (train/calib.py)."""
+    import calib
+    lab = {r["id"]: r["label"] for r in reqs}
+    nb = sum(1 for r in reqs if r["label"] == "benign")
+    pl = [[float(x) for x in row] for row in probs]
+    return calib.greedy(CLASSES, [(u["req"], pl[i]) for i, u in enumerate(units)], lab, int(fpr * nb))
 
 
 def calibrate(probs, labels, budget):
@@ -293,7 +312,7 @@ def run_config(args, cname, dev, tr_texts, tr_y, va, va_y, va_req, te, te_req, c
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min(1.0, (s + 1) / (0.05 * steps)) * max(0.0, (steps - s) / steps))
     Y = torch.from_numpy(tr_y)
-    lossf = torch.nn.CrossEntropyLoss(weight=cw)
+    lossf = torch.nn.CrossEntropyLoss(weight=cw, label_smoothing=cfg.get("smoothing", 0.0))
     step = 0
     g = torch.Generator().manual_seed(args.seed)
     for ep in range(epochs):
@@ -332,7 +351,8 @@ def run_config(args, cname, dev, tr_texts, tr_y, va, va_y, va_req, te, te_req, c
             seen.add(u["text"])
             keep.append(i)
     keep = np.array(keep)
-    th = calibrate(vp[keep], va_y[keep], args.fpr_budget)
+    th_unit = calibrate(vp[keep], va_y[keep], args.fpr_budget)
+    th, cal_info = calibrate_joint(vp, va, va_req, args.request_fpr)
     vrows = request_eval(va, va_req, vp, th)
     vm = metrics(vrows)
     tp = predict(model, TX, TXL, dev)
@@ -344,7 +364,11 @@ def run_config(args, cname, dev, tr_texts, tr_y, va, va_y, va_req, te, te_req, c
     name = "wafer-sweep-" + cname
     export(model.cpu(), cfg, name, vocab_path, th, mdir)
     model.to(dev)
-    sweep[cname] = {"config": cfg, "params": nparams, "train_s": round(train_s, 1), "thresholds": th,
+    ne = sum(p.numel() for n_, p in model.named_parameters() if "embeddings" not in n_)
+    mean_tok = float(VXL.float().mean())
+    sweep[cname] = {"config": cfg, "params": nparams, "params_non_embedding": ne, "valid_mean_tokens": mean_tok,
+                    "cost_proxy": ne * mean_tok, "train_s": round(train_s, 1), "thresholds": th,
+                    "calibration": cal_info, "thresholds_equal_share": th_unit,
                     "valid": {k: vm[k] for k in ["tpr_labelled", "fpr", "benign_fp", "benign_requests", "per_class"]},
                     "test": tm, "test_units": um}
     log(cname, "params", nparams, "train_s", round(train_s, 1), "valid tpr", vm["tpr_labelled"], "fpr", vm["fpr"],
@@ -380,8 +404,10 @@ def main():
     ap.add_argument("--batch", type=int, default=256)
     ap.add_argument("--lr", type=float, default=5e-4)
     ap.add_argument("--fpr-budget", type=float, default=0.001, help="benign units over threshold, all classes")
+    ap.add_argument("--request-fpr", type=float, default=0.0005,
+                    help="benign validation requests flagged, for the joint thresholds (train/calib.py)")
     ap.add_argument("--pick-margin", type=float, default=0.005)
-    ap.add_argument("--name", default="wafer-default-2026.11")
+    ap.add_argument("--name", default="wafer-default-2026.11-r2")
     ap.add_argument("--time-limit", type=float, default=420, help="seconds; later configs are skipped")
     args = ap.parse_args()
     t_start = time.time()
@@ -426,7 +452,7 @@ def main():
         sys.exit("no configuration trained")
     best = max(v["valid"]["tpr_labelled"] for v in sweep.values())
     ok = [k for k, v in sweep.items() if v["valid"]["tpr_labelled"] >= best - args.pick_margin]
-    chosen = min(ok, key=lambda k: sweep[k]["params"] * sweep[k]["config"]["max_len"])
+    chosen = min(ok, key=lambda k: sweep[k]["cost_proxy"])
     log("chosen", chosen, "best valid tpr", best)
     d = os.path.join(args.out, "models", "default")
     shutil.copytree(os.path.join(args.out, "models", chosen), d, dirs_exist_ok=True)

@@ -389,7 +389,12 @@ def test_blocked_requests_of_a_running_wafer_become_alerts(hive, start_wafer, py
     alerts = {a["title"].split(" from ")[0]: a for a in h.alerts.values()}
     assert set(alerts) == {"wafer: sqli", "wafer: xss"}, list(alerts)
     a = alerts["wafer: sqli"]
-    assert "(3 requests)" in a["title"] and a["severity"] == 4
+    # severity follows the highest score (docs/thehive.md): the model's own sqli probability for the unit
+    p = subprocess.run([wafer_bin(), "classify", "-m", os.path.join(ROOT, "models", "default"), "--json", "--",
+                        "query id: 1 UNION SELECT username,password FROM users--"], capture_output=True, timeout=60)
+    score = json.loads(p.stdout.decode().splitlines()[0])["probs"]["sqli"]
+    want = 1 if score < 0.7 else 2 if score < 0.9 else 3 if score < 0.98 else 4
+    assert "(3 requests)" in a["title"] and a["severity"] == want, (score, a["severity"])
     assert "class:sqli" in a["tags"] and "action:block" in a["tags"]
     obs = {(o["dataType"], o["data"]) for o in a["observables"]}
     assert ("ip", "127.0.0.1") in obs and ("user-agent", "evil-bot/1.0") in obs
