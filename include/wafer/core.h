@@ -11,6 +11,7 @@
 #define WAFER_CORE_H
 
 #include "wafer/common.h"
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -88,6 +89,10 @@ void wf_buf_compact(wf_buf_t *b);
 
 /* ---- UTF-8 ---- */
 
+/* The length (1-4) of the valid UTF-8 sequence at p[0..n), n >= 1, or 0 when
+ * it is not one (overlong forms, surrogates and code points past U+10FFFF are
+ * invalid). */
+size_t wf_utf8_seq_len(const unsigned char *p, size_t n);
 /* Writes code point cp (at most 0x10FFFF; not checked) as 1-4 bytes of UTF-8
  * at o; returns the count. */
 static inline size_t wf_utf8_put(char *o, uint32_t cp)
@@ -119,6 +124,12 @@ static inline size_t wf_utf8_put(char *o, uint32_t cp)
 /* Monotonic clock in nanoseconds / milliseconds. */
 uint64_t wf_now_ns(void);
 static inline uint64_t wf_now_ms(void) { return wf_now_ns() / 1000000u; }
+
+/* A condition variable whose timed waits run on the monotonic clock (not
+ * moved by changes to the wall clock), and a wait of at most ms on it. The
+ * wait returns 0 when signalled (or woken spuriously), ETIMEDOUT after ms. */
+int wf_cond_init_monotonic(pthread_cond_t *cv);
+int wf_cond_wait_ms(pthread_cond_t *cv, pthread_mutex_t *mu, uint64_t ms);
 /* Wall clock, microseconds since the epoch. */
 uint64_t wf_wall_us(void);
 /* Writes an RFC 3339 UTC timestamp with milliseconds ("2026-11-21T06:24:44.123Z")

@@ -119,41 +119,13 @@ int wf_admin_set_info(const char *key, const char *value)
     return rc;
 }
 
-/* Length of the valid UTF-8 sequence at p (1-4), or 0 if invalid. */
-static size_t utf8_seq(const unsigned char *p, size_t n)
-{
-    if (p[0] < 0x80)
-        return 1;
-    size_t len;
-    uint32_t cp;
-    if ((p[0] & 0xe0) == 0xc0)
-        len = 2, cp = p[0] & 0x1f;
-    else if ((p[0] & 0xf0) == 0xe0)
-        len = 3, cp = p[0] & 0x0f;
-    else if ((p[0] & 0xf8) == 0xf0)
-        len = 4, cp = p[0] & 0x07;
-    else
-        return 0;
-    if (len > n)
-        return 0;
-    for (size_t i = 1; i < len; i++) {
-        if ((p[i] & 0xc0) != 0x80)
-            return 0;
-        cp = cp << 6 | (p[i] & 0x3f);
-    }
-    static const uint32_t min[] = { 0, 0, 0x80, 0x800, 0x10000 };
-    if (cp < min[len] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-        return 0;
-    return len;
-}
-
 int wf_admin_json_str(wf_buf_t *b, wf_str_t s)
 {
     int rc = wf_buf_append(b, "\"", 1);
     const unsigned char *p = (const unsigned char *)s.p;
     size_t i = 0, run = 0;
     while (!rc && i < s.n) {
-        size_t k = utf8_seq(p + i, s.n - i);
+        size_t k = wf_utf8_seq_len(p + i, s.n - i);
         char esc[8];
         const char *rep = NULL;
         if (k == 0 || p[i] < 0x20 || p[i] == 0x7f) {

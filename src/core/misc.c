@@ -48,6 +48,31 @@ uint64_t wf_now_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+int wf_cond_init_monotonic(pthread_cond_t *cv)
+{
+    pthread_condattr_t ca;
+    int rc = pthread_condattr_init(&ca);
+    if (rc)
+        return rc;
+    if (!(rc = pthread_condattr_setclock(&ca, CLOCK_MONOTONIC)))
+        rc = pthread_cond_init(cv, &ca);
+    pthread_condattr_destroy(&ca);
+    return rc;
+}
+
+int wf_cond_wait_ms(pthread_cond_t *cv, pthread_mutex_t *mu, uint64_t ms)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    ts.tv_sec += (time_t)(ms / 1000);
+    ts.tv_nsec += (long)(ms % 1000) * 1000000;
+    if (ts.tv_nsec >= 1000000000) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000;
+    }
+    return pthread_cond_timedwait(cv, mu, &ts);
+}
+
 uint64_t wf_wall_us(void)
 {
     struct timespec ts;
@@ -84,9 +109,7 @@ uint64_t wf_hash64(const void *p, size_t n, uint64_t seed)
     return h;
 }
 
-/* The length of the valid UTF-8 sequence at p[0..n), or 0 when it is not one
- * (overlong forms, surrogates and code points past U+10FFFF are invalid). */
-static size_t utf8_seq_len(const unsigned char *p, size_t n)
+size_t wf_utf8_seq_len(const unsigned char *p, size_t n)
 {
     unsigned c = p[0];
     size_t len;
@@ -133,7 +156,7 @@ static void json_str_escape(json_put_fn put, void *ctx, const char *p, size_t n,
             continue;
         }
         if (c >= 0x80 && mode == 2) {
-            size_t k = utf8_seq_len((const unsigned char *)p + i, n - i);
+            size_t k = wf_utf8_seq_len((const unsigned char *)p + i, n - i);
             if (k) {
                 i += k;
                 continue;

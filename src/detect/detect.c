@@ -386,11 +386,7 @@ static int engine_new(wf_detect_t *d, const char *dir, bool allow_cuda, wf_detec
         }
     }
     pthread_mutex_init(&e->mu, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&e->cv, &ca);
-    pthread_condattr_destroy(&ca);
+    wf_cond_init_monotonic(&e->cv);
     e->mu_init = true;
     int started = 0;
     for (int i = 0; i < e->nthreads; i++) {

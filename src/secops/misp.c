@@ -1164,11 +1164,7 @@ int wf_misp_new(const wf_misp_conf_t *conf, wf_ioc_store_t *store, wf_misp_t **o
     m->action = m->conf->action;
     pthread_mutex_init(&m->mu, NULL);
     pthread_mutex_init(&m->sq_mu, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&m->cv, &ca);
-    pthread_condattr_destroy(&ca);
+    wf_cond_init_monotonic(&m->cv);
     *out = m;
     return 0;
 }
@@ -1406,15 +1402,7 @@ static void *thread_main(void *arg)
             if (due <= now)
                 break;
             uint64_t wait = WF_MIN(due - now, 3600000);
-            struct timespec ts;
-            clock_gettime(CLOCK_MONOTONIC, &ts);
-            ts.tv_sec += (time_t)(wait / 1000);
-            ts.tv_nsec += (long)(wait % 1000) * 1000000;
-            if (ts.tv_nsec >= 1000000000) {
-                ts.tv_sec++;
-                ts.tv_nsec -= 1000000000;
-            }
-            pthread_cond_timedwait(&m->cv, &m->mu, &ts);
+            wf_cond_wait_ms(&m->cv, &m->mu, wait);
         }
         bool stop = m->stop;
         pthread_mutex_unlock(&m->mu);

@@ -52,15 +52,7 @@ static void *hive_main(void *arg)
             break;
         /* at least every second, so that a stop is seen soon */
         wait = WF_MIN(WF_MAX(wait, 10), 1000);
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        ts.tv_sec += (time_t)(wait / 1000);
-        ts.tv_nsec += (long)(wait % 1000) * 1000000;
-        if (ts.tv_nsec >= 1000000000) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000;
-        }
-        pthread_cond_timedwait(&s->cv, &s->mu, &ts);
+        wf_cond_wait_ms(&s->cv, &s->mu, wait);
     }
     pthread_mutex_unlock(&s->mu);
     wf_thehive_finish(s->th, wf_now_ms() + s->conf->flush_timeout_ms);
@@ -80,11 +72,7 @@ static int hive_open(const void *conf, const char *name, void **state, char *err
         return rc;
     }
     pthread_mutex_init(&s->mu, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&s->cv, &ca);
-    pthread_condattr_destroy(&ca);
+    wf_cond_init_monotonic(&s->cv);
     if ((rc = pthread_create(&s->thread, NULL, hive_main, s)) != 0) {
         snprintf(err, errlen, "sink %s: cannot start its thread: %s", name, strerror(rc));
         pthread_cond_destroy(&s->cv);

@@ -680,3 +680,18 @@ def hdr(headers, name):
     n = name.lower()
     vals = [v for k, v in headers if k.lower() == n]
     return vals[0] if vals else None
+
+
+def read_events(path, n, timeout=5.0):
+    """The security events in a file sink's JSON-lines file, once there are at
+    least n of them (or whatever is there when timeout seconds have passed)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with open(path) as f:
+                evs = [json.loads(ln) for ln in f if ln.strip()]
+        except FileNotFoundError:
+            evs = []
+        if len(evs) >= n or time.monotonic() > deadline:
+            return evs
+        time.sleep(0.05)

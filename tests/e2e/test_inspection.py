@@ -17,7 +17,7 @@ import uuid
 
 import pytest
 
-from harness import HTTP, ROOT, build_request, chunked
+from harness import HTTP, ROOT, build_request, chunked, read_events
 
 MODEL = os.path.join(ROOT, "models", "default")
 
@@ -323,7 +323,7 @@ def test_overload_fail_closed_answers_503_and_never_forwards(start_wafer, pyup, 
     err = w.stderr()
     assert "answering 503 (overload: fail_closed)" in err
     assert "inference queue full" in err or "verdict timeout" in err
-    evs = _events(evpath, 6)
+    evs = read_events(evpath, 6)
     assert len(evs) == 6 and all(e["event"]["action"] == "unavailable" and e["event"]["reason"] == "overload"
                                  and e["http"]["response"]["status_code"] == 503 for e in evs), evs
 
@@ -491,19 +491,6 @@ def test_repeated_detections_ban_the_client_until_the_ban_ends(start_wafer, pyup
 
 # -- security events, readiness, version -----------------------------------------------
 
-def _events(path, n, timeout=5):
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with open(path) as f:
-                evs = [json.loads(ln) for ln in f if ln.strip()]
-        except FileNotFoundError:
-            evs = []
-        if len(evs) >= n or time.monotonic() > deadline:
-            return evs
-        time.sleep(0.05)
-
-
 def test_blocked_and_monitored_requests_write_security_events(start_wafer, pyup, tmp_path):
     import urllib.request
     evpath = str(tmp_path / "events.jsonl")
@@ -516,7 +503,7 @@ def test_blocked_and_monitored_requests_write_security_events(start_wafer, pyup,
         rid = r.header("X-Request-Id")
         assert c.request("GET", "/watch/x", [("Referer", XSS)]).status == 200
         assert c.request("GET", uniq("/ok") + "?q=best+pizza").status == 200
-    evs = _events(evpath, 2)
+    evs = read_events(evpath, 2)
     assert len(evs) == 2, evs
     blk = [e for e in evs if e["event"]["action"] == "block"][0]
     assert blk["http"]["request"]["id"] == rid

@@ -422,21 +422,7 @@ def test_check_rejects_a_bad_misp_section(wafer_binary, tmp_path):
 
 # -- indicators on the request path --------------------------------------------------
 
-def _events_file(path, n, timeout=5.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with open(path) as f:
-                evs = [json.loads(ln) for ln in f if ln.strip()]
-        except FileNotFoundError:
-            evs = []
-        if len(evs) >= n or time.monotonic() > deadline:
-            return evs
-        time.sleep(0.05)
-
-
 def _indicator_wafer(start_wafer, pyup, tmp_path, action):
-    from harness import HTTP  # noqa: F401  (the harness is on sys.path through conftest)
     feed = tmp_path / "agents.csv"
     feed.write_text("BadBot/6.6 (+scan)\n")
     events = str(tmp_path / "events.jsonl")
@@ -463,7 +449,8 @@ def test_indicator_match_is_refused_before_inference(start_wafer, pyup, tmp_path
     assert r.status == 403
     assert not pyup.seen(lambda q: q["target"] == "/ioc-block-1")
     assert _get(w, "/ioc-block-2", "curl/8.0").status == 200
-    evs = _events_file(events, 1)
+    from harness import read_events
+    evs = read_events(events, 1)
     assert len(evs) == 1, evs
     ev = evs[0]
     assert ev["event"]["action"] == "deny" and ev["event"]["reason"] == "indicator", ev
@@ -474,5 +461,6 @@ def test_indicator_match_is_refused_before_inference(start_wafer, pyup, tmp_path
 def test_indicator_match_flagged_goes_on(start_wafer, pyup, tmp_path):
     w, events = _indicator_wafer(start_wafer, pyup, tmp_path, "flag")
     assert _get(w, "/ioc-flag-1", "BadBot/6.6 (+scan)").status == 200
-    evs = _events_file(events, 1)
+    from harness import read_events
+    evs = read_events(events, 1)
     assert len(evs) == 1 and evs[0]["event"]["action"] == "monitor" and evs[0]["event"]["reason"] == "indicator", evs

@@ -3,30 +3,18 @@ per route), connection limits per client address, and a flood of requests
 from a second process kept to the configured rate."""
 
 import json
-import os
 import subprocess
 import sys
 import time
 import uuid
 
 from counters import counters
+from harness import read_events
 
 
 def get(w, path):
     with w.connect() as c:
         return c.request("GET", path)
-
-
-def read_events(path, n, timeout=3.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if os.path.exists(path):
-            with open(path) as f:
-                evs = [json.loads(line) for line in f if line.strip()]
-            if len(evs) >= n:
-                return evs
-        time.sleep(0.05)
-    raise AssertionError("fewer than %d security events in %s" % (n, path))
 
 
 def test_client_rate_429_with_retry_after(start_wafer, pyup, tmp_path):
@@ -46,7 +34,9 @@ def test_client_rate_429_with_retry_after(start_wafer, pyup, tmp_path):
     assert get(w, "/rl/%s/after" % tag).status == 200
     assert "client rate limit reached: 429" in w.stderr()
     assert counters(w).get("rate_limited", 0) >= 2
-    ev = read_events(events, 2)[0]
+    evs = read_events(events, 2)
+    assert len(evs) >= 2, evs
+    ev = evs[0]
     assert ev["event"]["action"] == "limit" and ev["event"]["reason"] == "rate", ev
     assert ev["http"]["response"]["status_code"] == 429
     assert ev["http"]["request"]["id"] == statuses[3].body.decode().split("request id: ")[1].strip()
@@ -91,7 +81,9 @@ def test_connections_per_client(start_wafer, pyup, tmp_path):
     c2.close()
     n = counters(w)
     assert n.get("conn_limited") == 1, n
-    ev = read_events(events, 1)[0]
+    evs = read_events(events, 1)
+    assert evs, "no security event"
+    ev = evs[0]
     assert ev["event"]["action"] == "limit" and ev["event"]["reason"] == "connlimit", ev
 
 
@@ -145,7 +137,7 @@ from test_tls import https, p, pki, tls_listen  # noqa: E402,F401  (the PKI fixt
 
 
 def test_identity_rate_per_verified_client_certificate(start_wafer, pyup, pki):  # noqa: F811
-    from harness import free_port
+    from harness import free_port, read_events
     port = free_port()
     w = start_wafer(pyup.address, listen=tls_listen(port, pki, client_ca=p(pki, "ca.pem"), client_verify="optional"),
                     rate_limits={"identity": {"rate": "1/m", "burst": 2}})
