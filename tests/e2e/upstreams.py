@@ -174,7 +174,10 @@ class PyUpstream:
             threading.Thread(target=self._serve, args=(c, cid), daemon=True).start()
 
     def _serve(self, c, cid):
-        c.settimeout(30)
+        try:
+            c.settimeout(30)
+        except OSError:  # stop() closed the connection before this thread ran
+            return
         r = _Reader(c)
         nreq = 0
         try:
