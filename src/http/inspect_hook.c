@@ -27,10 +27,12 @@
 /* An entry holds the class probabilities (num_labels floats) followed by its
  * key, in CACHE_DATA bytes: the key is the unit's model text when it fits
  * there (232 bytes with the default model's 6 labels; at least 128 bytes, as
- * WF_MAX_LABELS is 32), otherwise its token ids as 16-bit values. The model
- * reads only the ids, so two texts with the same ids have the same verdict,
- * and a long text (a JWT cookie, a JSON blob) is cached too; one with more
- * ids than fit is not. */
+ * WF_MAX_LABELS is 32), otherwise its token ids: their count in two bytes,
+ * then the ids packed in as many bits as the vocabulary needs (13 for the
+ * default model's 8192, so its 128 ids take 210 bytes). The model reads only
+ * the ids, so two texts with the same ids have the same verdict, and a long
+ * text (a JWT cookie, a JSON blob) is cached too; one with more ids than fit
+ * is not. The key is exact: no hash decides a hit. */
 #define CACHE_DATA 256
 #define CACHE_WAYS 4
 enum { KEY_TEXT = 1, KEY_IDS = 2 };
@@ -96,7 +98,7 @@ typedef struct wf_insp {
     size_t ids_cap;
     char *text;
     size_t text_cap;
-    _Alignas(uint16_t) char key16[CACHE_DATA]; /* a cache key of token ids */
+    char idkey[CACHE_DATA]; /* a cache key of token ids */
     uint64_t log_last, log_quiet;  /* overload log: last line, lines suppressed since */
 } wf_insp_t;
 
@@ -150,6 +152,33 @@ static void cache_free(void)
 
 /* The longest key an entry holds next to L probabilities. */
 static size_t cache_key_max(int L) { return CACHE_DATA - sizeof(float) * (size_t)L; }
+
+/* Packs k token ids of `bits` bits each after a two-byte count into out
+ * (cap bytes). Returns the key's length, or 0 when it does not fit. */
+static size_t pack_ids(const int32_t *ids, int k, unsigned bits, uint8_t *out, size_t cap)
+{
+    size_t n = 2 + ((size_t)k * bits + 7) / 8;
+    if (k <= 0 || k > 0xffff || n > cap)
+        return 0;
+    out[0] = (uint8_t)k;
+    out[1] = (uint8_t)(k >> 8);
+    memset(out + 2, 0, n - 2);
+    uint64_t acc = 0;
+    unsigned have = 0;
+    size_t o = 2;
+    for (int j = 0; j < k; j++) {
+        acc |= (uint64_t)(uint32_t)ids[j] << have;
+        have += bits;
+        while (have >= 8) {
+            out[o++] = (uint8_t)acc;
+            acc >>= 8;
+            have -= 8;
+        }
+    }
+    if (have)
+        out[o++] = (uint8_t)acc;
+    return o;
+}
 
 static bool cache_get(uint64_t eng, int kind, uint64_t h, const char *k, size_t len, float *out, int L)
 {
@@ -547,7 +576,9 @@ static wf_insp_action_t classify(wf_insp_req_t *ir, const wf_http_request_t *req
     int L = meta->num_labels, M = wf_detect_engine_max_len(ir->eng);
     uint64_t eid = wf_detect_engine_id(ir->eng);
     size_t tmax = wf_unit_text_max(&dc->inspect);
-    bool vocab16 = wf_tokenizer_vocab_size(tok) <= 65536;
+    unsigned id_bits = 1;
+    while (id_bits < 31 && (1u << id_bits) < (unsigned)wf_tokenizer_vocab_size(tok))
+        id_bits++;
     size_t kmax = cache_key_max(L);
     wf_inspect_stats_t ist = { 0 };
     /* a unit lost for want of memory would be a request forwarded partly uninspected */
@@ -584,13 +615,10 @@ static wf_insp_action_t classify(wf_insp_req_t *ir, const wf_http_request_t *req
             klen = len;
         } else {
             k = wf_tokenizer_encode(tok, wi->text, len, wi->ids, M);
-            if (k > 0 && (size_t)k * 2 <= kmax && vocab16) {
-                uint16_t *p = (uint16_t *)wi->key16;
-                for (int j = 0; j < k; j++)
-                    p[j] = (uint16_t)wi->ids[j];
+            klen = pack_ids(wi->ids, k, id_bits, (uint8_t *)wi->idkey, kmax);
+            if (klen) {
                 kind = KEY_IDS;
-                key = wi->key16;
-                klen = (size_t)k * 2;
+                key = wi->idkey;
             }
         }
         if (kind) {

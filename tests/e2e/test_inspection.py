@@ -577,6 +577,26 @@ def test_long_values_are_cached_by_their_token_ids(start_wafer, pyup):
         assert m4["cached"] == m3["cached"] + 1 and m4["model"] == m3["model"], (m3, m4)
 
 
+def test_values_that_fill_every_position_are_cached(start_wafer, pyup):
+    """A value long enough to fill all the model's positions (128 token ids, more than 116 16-bit ids fit in an
+    entry) is cached too: its ids are packed in the bits the vocabulary needs. Twice the same: one model run."""
+    import urllib.parse
+    w = start_wafer(pyup.address, detection=detection(), policy=pol("block"))
+    prose = ("We stayed three nights at the lake house and the kids loved the boat trips. The kitchen was small "
+             "but had everything we needed, and the owner left fresh bread every morning. Parking is a short walk "
+             "up the hill, which is worth knowing if you travel with heavy bags. We would happily come back next "
+             "summer with our friends from the city, and we recommend the fish restaurant by the harbour. ") * 3
+    body = urllib.parse.urlencode({"comment": prose}).encode()
+    hdr = [("Content-Type", "application/x-www-form-urlencoded")]
+    with w.connect() as c:
+        assert c.request("POST", "/f", hdr, body).status == 200
+        m0 = _units_metrics(w)
+        for _ in range(3):
+            assert c.request("POST", "/f", hdr, body).status == 200
+        m1 = _units_metrics(w)
+        assert m1["model"] == m0["model"] and m1["cached"] == m0["cached"] + 3 * m0["model"], (m0, m1)
+
+
 def test_workers_share_the_cache(start_wafer, pyup):
     """A value one worker sent to the model is answered from the cache on every connection, whichever worker it
     lands on."""
