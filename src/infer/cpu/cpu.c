@@ -344,6 +344,7 @@ typedef struct {
     cpu_t *c;
     const float *qkv;
     float *ctx;
+    bool first_only; /* only each sequence's first query row, written to ctx row s */
 } attn_job_t;
 
 /* Softmax over each row of S (rows, L), in place. */
@@ -388,7 +389,9 @@ WF_SIMD static void softmax_rows(float *S, int rows, int L)
 }
 
 /* One item: ATTN_QBLOCK query rows of one head of one sequence, against all
- * keys of that sequence only (packed batches need no mask). */
+ * keys of that sequence only (packed batches need no mask). With first_only,
+ * the first query row of the sequence alone (items of later blocks do
+ * nothing), its context written to row s of ctx. */
 static void attn_items(void *ctx, int i0, int i1, int tid)
 {
     attn_job_t *j = ctx;
@@ -404,7 +407,10 @@ static void attn_items(void *ctx, int i0, int i1, int tid)
         for (int it = i0; it < i1; it++) {
             int s = c->items[3 * it], hd = c->items[3 * it + 1], q0 = c->items[3 * it + 2];
             int base = c->start[s], L = c->start[s + 1] - base;
-            int nq = q0 + ATTN_QBLOCK < L ? ATTN_QBLOCK : L - q0;
+            if (j->first_only && q0)
+                continue;
+            int nq = j->first_only ? 1 : q0 + ATTN_QBLOCK < L ? ATTN_QBLOCK : L - q0;
+            size_t orow = j->first_only ? (size_t)s : (size_t)(base + q0);
             const float *Q = j->qkv + (size_t)(base + q0) * ld + hd * dh;
             const float *K = j->qkv + (size_t)base * ld + Iw + hd * dh;
             const float *V = K + Iw;
@@ -413,14 +419,17 @@ static void attn_items(void *ctx, int i0, int i1, int tid)
             wf_gemm(PK, L, dh, Q, ld, nq, S, L, 0, npk);
             softmax_rows(S, nq, L);
             wf_gemm_pack_view(V, 1, (size_t)ld, 1.0f, NULL, dh, L, PV);
-            wf_gemm(PV, dh, L, S, L, nq, j->ctx + (size_t)(base + q0) * Iw + hd * dh, Iw, 0, npv);
+            wf_gemm(PV, dh, L, S, L, nq, j->ctx + orow * Iw + hd * dh, Iw, 0, npv);
         }
         return;
     }
     for (int it = i0; it < i1; it++) {
         int s = c->items[3 * it], hd = c->items[3 * it + 1], q0 = c->items[3 * it + 2];
         int base = c->start[s], L = c->start[s + 1] - base;
-        int nq = q0 + ATTN_QBLOCK < L ? ATTN_QBLOCK : L - q0;
+        if (j->first_only && q0)
+            continue;
+        int nq = j->first_only ? 1 : q0 + ATTN_QBLOCK < L ? ATTN_QBLOCK : L - q0;
+        size_t orow = j->first_only ? (size_t)s : (size_t)(base + q0);
         const float *Q = j->qkv + (size_t)(base + q0) * ld + hd * dh;
         const float *K = j->qkv + (size_t)base * ld + Iw + hd * dh;
         const float *V = K + Iw;
@@ -429,7 +438,7 @@ static void attn_items(void *ctx, int i0, int i1, int tid)
         softmax_rows(S, nq, L);
         /* ctx = S V */
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, dh, L, 1.0f, S, L, V, ld, 0.0f,
-                    j->ctx + (size_t)(base + q0) * Iw + hd * dh, Iw);
+                    j->ctx + orow * Iw + hd * dh, Iw);
     }
 }
 
@@ -519,7 +528,21 @@ static epi_t epi_act(const cpu_t *c, const lin_t *L)
     return e;
 }
 
-static void forward_layer(cpu_t *c, const layer_t *L, int T)
+/* Moves row start[s] of m to row s, for s < n (start is increasing and
+ * start[s] >= s, so no row is overwritten before it is moved). */
+static void first_rows(float *m, int ld, int width, const int *start, int n)
+{
+    for (int s = 0; s < n; s++)
+        if (start[s] != s)
+            memmove(m + (size_t)s * ld, m + (size_t)start[s] * ld, sizeof(float) * (size_t)width);
+}
+
+/* One layer over the T tokens of the batch; with nseq > 0 (the last layer),
+ * the classifier reads only each sequence's first token, so after keys and
+ * values of every token the layer goes on with the nseq first rows alone
+ * (each row's result depends on its own inputs only, so they are the same
+ * as over every token), leaving them in rows 0..nseq-1 of the output. */
+static void forward_layer(cpu_t *c, const layer_t *L, int T, int nseq)
 {
     const wf_arch_dims_t *d = &c->d;
     int H = d->hidden, Iw = d->true_hidden, F = d->inter;
@@ -545,8 +568,14 @@ static void forward_layer(cpu_t *c, const layer_t *L, int T)
         epi_t e1 = epi_none(&L->proj1);
         linear(c, src[L->src1], lds[L->src1], T, &L->proj1, c->qkv + L->proj0.out, 3 * Iw, &e1);
     }
-    attn_job_t aj = { c, c->qkv, c->ctx };
+    attn_job_t aj = { c, c->qkv, c->ctx, nseq > 0 };
     wf_tpool_for(c->pool, c->nitems, 1, attn_items, &aj);
+    if (nseq > 0) {
+        T = nseq;
+        first_rows(c->x, H, H, c->start, nseq);
+        if (d->bottleneck)
+            first_rows(c->bt, 2 * Iw, Iw, c->start, nseq);
+    }
 
     const float *res = d->bottleneck ? bi : c->x;
     int ldres = d->bottleneck ? 2 * Iw : H;
@@ -576,6 +605,20 @@ static void forward_layer(cpu_t *c, const layer_t *L, int T)
     float *t = c->x;
     c->x = c->x2;
     c->x2 = t;
+}
+
+/* WAFER_CPU_LAST_LAYER=all runs the last layer over every token (for
+ * comparison); read once. */
+static bool first_rows_on(void)
+{
+    static atomic_int on = -1;
+    int v = atomic_load_explicit(&on, memory_order_relaxed);
+    if (v < 0) {
+        const char *e = getenv("WAFER_CPU_LAST_LAYER");
+        v = !(e && strcmp(e, "all") == 0);
+        atomic_store_explicit(&on, v, memory_order_relaxed);
+    }
+    return v;
 }
 
 static wf_status_t cpu_run(void *state, const wf_batch_t *b, float *logits)
@@ -612,11 +655,13 @@ static wf_status_t cpu_run(void *state, const wf_batch_t *b, float *logits)
     } else {
         wf_tpool_for(c->pool, b->n, 1, emb_plain, &ej);
     }
-    for (int l = 0; l < c->cfg.num_hidden_layers; l++)
-        forward_layer(c, &c->layers[l], T);
+    int nl = c->cfg.num_hidden_layers;
+    bool first_only = first_rows_on();
+    for (int l = 0; l < nl; l++)
+        forward_layer(c, &c->layers[l], T, first_only && l == nl - 1 ? b->n : 0);
 
     for (int s = 0; s < b->n; s++)
-        memcpy(c->cls_in + (size_t)s * H, c->x + (size_t)c->start[s] * H, sizeof(float) * H);
+        memcpy(c->cls_in + (size_t)s * H, c->x + (size_t)(first_only ? s : c->start[s]) * H, sizeof(float) * H);
     const float *pooled = c->cls_in;
     if (d->has_pooler) {
         epi_t e = epi_none(&c->pooler);
