@@ -37,23 +37,35 @@ static __device__ __forceinline__ float wsum(float v)
 template <typename TI>
 static __global__ void __launch_bounds__(ATTN_WARPS * 32)
     attn_k(const TI *__restrict__ qkv, int ld, bf16 *__restrict__ ctx, const int32_t *__restrict__ start,
-           const int32_t *__restrict__ items, const int32_t *__restrict__ nitems, int heads, int dh, int skip_le)
+           const int32_t *__restrict__ items, const int32_t *__restrict__ nitems, int heads, int dh, int skip_le,
+           const TI *__restrict__ qc)
 {
     __shared__ float ks[ATTN_KT][ATTN_DMAX + 1];
     __shared__ float vs[ATTN_KT][ATTN_DMAX + 1];
     __shared__ float qs[ATTN_WARPS][WF_CU_ATTN_QB / ATTN_WARPS][ATTN_DMAX];
     asm volatile("griddepcontrol.wait;" ::: "memory"); /* no-op unless launched with pdl */
     asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
-    if ((int)blockIdx.x >= *nitems)
-        return;
-    int it = items[blockIdx.x], seq = it >> 16, q0 = (it & 0xffff) * WF_CU_ATTN_QB;
+    /* qc: one block per sequence, its first query only, from qc (row seq), the output at row seq */
+    int seq, q0 = 0;
+    if (qc) {
+        seq = blockIdx.x;
+    } else {
+        if ((int)blockIdx.x >= *nitems)
+            return;
+        int it = items[blockIdx.x];
+        seq = it >> 16;
+        q0 = (it & 0xffff) * WF_CU_ATTN_QB;
+    }
     int hd = blockIdx.y;
     int base = start[seq], L = start[seq + 1] - base;
     if (L <= skip_le)
-        return; /* the tensor-core kernel's */
+        return; /* the tensor-core kernel's (or, with qc, an empty sequence) */
     int I = heads * dh;
+    int QL = qc ? 1 : L; /* queries this launch answers */
     int warp = threadIdx.x / 32, lane = threadIdx.x & 31;
     const TI *Q = qkv + (size_t)base * ld + hd * dh, *K = Q + I, *V = Q + 2 * I;
+    if (qc)
+        Q = qc + (size_t)seq * I + hd * dh;
     float scale = rsqrtf((float)dh);
 
     /* this warp's query rows: q0 + warp + ATTN_WARPS * k */
@@ -63,7 +75,7 @@ static __global__ void __launch_bounds__(ATTN_WARPS * 32)
     for (int k = 0; k < RW; k++) {
         int q = q0 + warp + ATTN_WARPS * k;
         for (int d = lane; d < dh; d += 32)
-            qs[warp][k][d] = q < L ? ldv(Q + (size_t)q * ld + d) * scale : 0.0f;
+            qs[warp][k][d] = q < QL ? ldv(Q + (size_t)q * ld + d) * scale : 0.0f;
         m[k] = -INFINITY;
         l[k] = 0.0f;
 #pragma unroll
@@ -82,7 +94,7 @@ static __global__ void __launch_bounds__(ATTN_WARPS * 32)
 #pragma unroll
         for (int k = 0; k < RW; k++) {
             int q = q0 + warp + ATTN_WARPS * k;
-            if (q >= L)
+            if (q >= QL)
                 continue;
             float s = -INFINITY;
             if (lane < nk) {
@@ -112,10 +124,10 @@ static __global__ void __launch_bounds__(ATTN_WARPS * 32)
 #pragma unroll
     for (int k = 0; k < RW; k++) {
         int q = q0 + warp + ATTN_WARPS * k;
-        if (q >= L)
+        if (q >= QL)
             continue;
         float inv = 1.0f / l[k];
-        bf16 *o = ctx + (size_t)(base + q) * I + hd * dh;
+        bf16 *o = ctx + (size_t)(qc ? seq : base + q) * I + hd * dh;
 #pragma unroll
         for (int i = 0; i < ATTN_DV; i++) {
             int d = lane + 32 * i;
@@ -272,7 +284,14 @@ static void attention(const TI *qkv, int ld, bf16 *ctx, const int32_t *start, co
     cfg.gridDim = dim3(grid_items, heads);
     cfg.blockDim = dim3(ATTN_WARPS * 32);
     cfg.dynamicSmemBytes = 0;
-    cudaLaunchKernelEx(&cfg, attn_k<TI>, qkv, ld, ctx, start, items, nitems, heads, dh, tc_lmax);
+    cudaLaunchKernelEx(&cfg, attn_k<TI>, qkv, ld, ctx, start, items, nitems, heads, dh, tc_lmax, (const TI *)NULL);
+}
+
+void wf_cu_attention_cls(const float *qkv, const float *qc, bf16 *ctx, const int32_t *start, int nb, int heads,
+                         int dh, cudaStream_t st)
+{
+    attn_k<float><<<dim3(nb, heads), ATTN_WARPS * 32, 0, st>>>(qkv, 3 * heads * dh, ctx, start, NULL, NULL, heads, dh,
+                                                               0, qc);
 }
 
 void wf_cu_attention(const float *qkv, bf16 *ctx, const int32_t *start, const int32_t *items, const int32_t *nitems,
