@@ -20,8 +20,9 @@
  * Buckets: a batch of T tokens runs in the smallest bucket of Tb >= T tokens
  * (powers of two from 16, and max_tokens). Padding tokens belong to no
  * sequence: attention and the head never read them, and the products compute
- * them harmlessly. Each bucket is captured, after one eager warm-up, into a
- * CUDA graph: host-to-device copy of the packed input, the forward pass,
+ * them harmlessly. Each bucket is captured, after one eager warm-up on a full
+ * batch of random ids (where each new product shape gets its cuBLASLt
+ * algorithm by timing, tune_pick), into a CUDA graph: host-to-device copy of the packed input, the forward pass,
  * device-to-host copy of the logits. cuBLASLt gets our own workspace, so the
  * graphs hold no memory nodes and can also be instantiated for device launch
  * (the ring's scheduler).
@@ -162,6 +163,7 @@ typedef struct {
     int ntunes;
     double tune_s;      /* host time spent choosing, seconds */
     int tune_changed;   /* shapes where another algorithm than the heuristic's first won */
+    float tune_tol;     /* WAFER_CUDA_TUNE_TOL, default TUNE_TOL */
     cudaEvent_t ev0, ev1;
     void *tune_ref;     /* the heuristic's output (first TUNE_ROWS rows) to compare each candidate with */
     float *tune_cmp;    /* device: max |d - ref|, max |ref| (as int bits) */
@@ -182,7 +184,7 @@ typedef enum { EPI_BIAS, EPI_RELU, EPI_GELU_TANH } epi_t;
  * For each distinct product (m, n, k, leading dimensions, output type, epilogue, C or not), the first time it is
  * enqueued outside a capture (a bucket's warm-up), up to TUNE_CANDS of cuBLASLt's heuristic candidates are run on
  * the real buffers and timed with events; the fastest whose output (first TUNE_ROWS rows) is within TUNE_TOL of
- * the heuristic's first (relative to that output's largest magnitude) is kept for that shape, for every bucket and
+ * the heuristic's first (relative to that output's largest magnitude; WAFER_CUDA_TUNE_TOL) is kept for that shape, for every bucket and
  * layer that has it. Repeating a product is harmless: D is never one of its inputs. */
 #define TUNE_CANDS 32
 #define TUNE_ROWS 256
@@ -275,7 +277,7 @@ static void tune_pick(cu_t *c, struct tune_s *t, const cublasLtMatmulHeuristicRe
             if (WF_CU(cudaMemcpyAsync(h, c->tune_cmp, sizeof(h), cudaMemcpyDeviceToHost, st)) != cudaSuccess ||
                 WF_CU(cudaStreamSynchronize(st)) != cudaSuccess)
                 break;
-            if (!(h[0] <= TUNE_TOL * (h[1] > 1e-6f ? h[1] : 1e-6f)))
+            if (!(h[0] <= c->tune_tol * (h[1] > 1e-6f ? h[1] : 1e-6f)))
                 continue;
             best = ti;
             t->algo = hs[i].algo;
@@ -1500,6 +1502,8 @@ static wf_status_t cu_init(const wf_model_t *m, const wf_session_opts_t *o, void
         c->tune = !(t && !strcmp(t, "0"));
         c->cls_only = !(cl && !strcmp(cl, "0"));
         c->prof_run = pr ? atol(pr) : 0;
+        const char *tt = getenv("WAFER_CUDA_TUNE_TOL");
+        c->tune_tol = tt && atof(tt) > 0 ? (float)atof(tt) : TUNE_TOL;
     }
     if (c->tune) {
         size_t wmax = d->inter;
