@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """PyTorch eager and PyTorch with CUDA Graphs on the same weights as bench_gpu (the seed article's method).
 
-    torch_bench.py --model DIR --name NAME --len L [--batches 1,2,...] [--secs S] [--peak]
+    torch_bench.py --model DIR --name NAME --len L[,L2,...] [--batches 1,2,...] [--secs S] [--peak] [--max-tokens N]
 
 DIR is a model directory written by `bench_gpu -k` (transformers' names and layout). Sequences are all L tokens
 (no padding), bf16 weights and activations. One latency sample is one forward from host input to probabilities
@@ -57,7 +57,8 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--model")
     ap.add_argument("--name", default="model")
-    ap.add_argument("--len", type=int, default=128)
+    ap.add_argument("--len", default="128", help="one length or several, comma-separated")
+    ap.add_argument("--max-tokens", type=int, default=1 << 30, help="skip batches of more tokens")
     ap.add_argument("--batches", default="1,2,4,8,16,32,64,128,256,512,1024,2048,4096")
     ap.add_argument("--secs", type=float, default=0.3)
     ap.add_argument("--peak", action="store_true")
@@ -89,9 +90,10 @@ def main():
     if missing:
         raise SystemExit(f"weights not loaded (would be random, not ours): {missing[:5]}")
     model = model.cuda().eval()
-    L = a.len
-    fl = seq_flops(cfg, L)
-    for B in [int(b) for b in a.batches.split(",")]:
+    for L, B in [(int(l), int(b)) for l in a.len.split(",") for b in a.batches.split(",")]:
+        if B * L > a.max_tokens:
+            continue
+        fl = seq_flops(cfg, L)
         ids = torch.randint(5, cfg["vocab_size"], (B, L), device="cuda")
         host_ids = ids.cpu().pin_memory()
         with torch.inference_mode():

@@ -18,6 +18,8 @@ for b in "$out"/bin/*; do
         -e libgcc_s -e libdl -e libpthread -e librt -e ld-linux
 done | sort -u | while read -r l; do cp -L "$l" "$out/lib/"; done
 cp -r "$src/tests/fixtures/parity" "$out/tests/fixtures/"
+mkdir -p "$out/models"
+cp -r "$src/models/default" "$out/models/"
 cp "$src/tests/gpu/run.sh" "$out/tests/gpu/"
 cp "$src/bench/gpu/torch_bench.py" "$out/bench/gpu/"
 du -sh "$out"

@@ -268,6 +268,19 @@ int main(int argc, char **argv)
         }
         rm_remove_model(dir);
     }
+    /* last: its random batches draw from the generator that the random models above are made with */
+    {
+        char dir[1024];
+        const char *src = getenv("WAFER_SRC");
+        snprintf(dir, sizeof(dir), "%s/models/default", src ? src : WAFER_SOURCE_DIR);
+        pair_t p;
+        if (pair_open(&p, dir, threads) == 0) {
+            random_batches(&p, "models/default");
+            pair_close(&p);
+        } else {
+            g_fail = 1;
+        }
+    }
     printf("\ngpu_agree: %s (host CUDA calls: %llu)\n", g_fail ? "FAIL" : "ok",
            (unsigned long long)wf_cuda_host_calls());
     return g_fail ? 1 : 0;

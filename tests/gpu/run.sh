@@ -2,7 +2,8 @@
 # The GPU checks and benchmarks in one go, for one call on a GPU machine:
 #   tests/gpu/run.sh BUNDLE_DIR OUT_DIR [what...]
 # BUNDLE_DIR is made by tests/gpu/bundle.sh (binaries built elsewhere, their C libraries, fixtures, scripts);
-# logs go to OUT_DIR. what: agree ring bench torch fused (default: all but fused), in the order given. Exit status: 1
+# logs go to OUT_DIR. what: agree ring bench torch fused default tune profile (default: agree ring bench torch), in the
+# order given. Exit status: 1
 # if a check failed.
 set -u
 b=$(cd "$1" && pwd)
@@ -54,6 +55,45 @@ for w in $what; do
             -s "${BENCH_SECS:-0.3}" 2>&1 | tee -a "$out/bench_fused.log"
         WAFER_CUDA_FUSED=1 CUDA_MODULE_LOADING=EAGER timeout 90 "$b/bin/ring_test" "${SOAK:-1000000}" 2>&1 | tee "$out/ring_fused.log"
         [ "${PIPESTATUS[0]}" = 0 ] || { echo "ring (fused kernels): FAILED"; fail=1; }
+        ;;
+    default)
+        echo "== the default model (models/default): bench_gpu -d at lengths 16..128, then PyTorch on the same weights"
+        lens=${DEF_LENS:-16,32,64,128}
+        bats=${DEF_BATCHES:-1,8,64,256,1024,4096,16384,65535}
+        export WAFER_BENCH_MAX_TOKENS=${DEF_MAX_TOKENS:-2097152}
+        timeout 150 "$b/bin/bench_gpu" -v 1 -d "$b/models/default" -l "$lens" -b "$bats" -s "${BENCH_SECS:-0.3}" \
+            2>&1 | tee "$out/default.log"
+        echo "== the same without the first-rows-only last layer (WAFER_CUDA_CLS_ONLY=0)"
+        WAFER_CUDA_CLS_ONLY=0 timeout 120 "$b/bin/bench_gpu" -d "$b/models/default" -l "$lens" -b "$bats" \
+            -s "${BENCH_SECS:-0.3}" 2>&1 | grep -v debug | tee -a "$out/default.log"
+        echo "== the same as main had it (WAFER_CUDA_CLS_ONLY=0 WAFER_CUDA_TUNE=0)"
+        WAFER_CUDA_CLS_ONLY=0 WAFER_CUDA_TUNE=0 timeout 120 "$b/bin/bench_gpu" -d "$b/models/default" -l "$lens" \
+            -b "$bats" -s "${BENCH_SECS:-0.3}" 2>&1 | grep -v debug | tee -a "$out/default.log"
+        timeout 200 python3 "$b/bench/gpu/torch_bench.py" --model "$b/models/default" --name default --len "$lens" \
+            --batches "$bats" --max-tokens "$WAFER_BENCH_MAX_TOKENS" --secs "${BENCH_SECS:-0.3}" 2>&1 \
+            | grep -v Warning | tee -a "$out/default.log"
+        ;;
+    tune)
+        echo "== cuBLASLt algorithms by measurement (default) against the heuristic's first (WAFER_CUDA_TUNE=0), mobilebert"
+        timeout 100 "$b/bin/bench_gpu" -v 1 -k /tmp/wafer-bench-models -m mobilebert -l 128 -b "${TUNE_BATCHES:-1,8,64,1024,4096}" \
+            -s "${BENCH_SECS:-0.3}" 2>&1 | tee "$out/tune.log"
+        WAFER_CUDA_TUNE=0 timeout 80 "$b/bin/bench_gpu" -m mobilebert -l 128 -b "${TUNE_BATCHES:-1,8,64,1024,4096}" \
+            -s "${BENCH_SECS:-0.3}" 2>&1 | tee -a "$out/tune.log"
+        ;;
+    profile)
+        echo "== ncu: one graph replay's kernels (mobilebert, batch 1 and 1024; tuned and not)"
+        ncu=$(command -v ncu || ls /usr/local/cuda*/bin/ncu 2>/dev/null | head -1)
+        for cfg in "1 1" "1 0" "1024 1"; do
+            set -- $cfg
+            WAFER_CUDA_PROFILE_RUN=6 WAFER_CUDA_TUNE=$2 timeout 120 "$ncu" --clock-control none --profile-from-start off \
+                --graph-profiling node --metrics gpu__time_duration.sum --csv --log-file "$out/ncu_b$1_t$2.csv" \
+                "$b/bin/bench_gpu" -m mobilebert -l 128 -b "$1" -s 0 >/dev/null 2>&1
+            echo "ncu batch $1 tune $2: exit $?, $(grep -c gpu__time_duration "$out/ncu_b$1_t$2.csv" 2>/dev/null) kernels"
+            WAFER_CUDA_PROFILE_RUN=6 WAFER_CUDA_TUNE=$2 timeout 60 "$ncu" --clock-control none --profile-from-start off \
+                --graph-profiling graph --metrics gpu__time_duration.sum --csv --log-file "$out/ncu_b$1_t$2_graph.csv" \
+                "$b/bin/bench_gpu" -m mobilebert -l 128 -b "$1" -s 0 >/dev/null 2>&1
+            grep gpu__time_duration "$out/ncu_b$1_t$2_graph.csv" | tail -1
+        done
         ;;
     torch)
         echo "== PyTorch on the same weights"

@@ -37,23 +37,35 @@ static __device__ __forceinline__ float wsum(float v)
 template <typename TI>
 static __global__ void __launch_bounds__(ATTN_WARPS * 32)
     attn_k(const TI *__restrict__ qkv, int ld, bf16 *__restrict__ ctx, const int32_t *__restrict__ start,
-           const int32_t *__restrict__ items, const int32_t *__restrict__ nitems, int heads, int dh, int skip_le)
+           const int32_t *__restrict__ items, const int32_t *__restrict__ nitems, int heads, int dh, int skip_le,
+           const TI *__restrict__ qc)
 {
     __shared__ float ks[ATTN_KT][ATTN_DMAX + 1];
     __shared__ float vs[ATTN_KT][ATTN_DMAX + 1];
     __shared__ float qs[ATTN_WARPS][WF_CU_ATTN_QB / ATTN_WARPS][ATTN_DMAX];
     asm volatile("griddepcontrol.wait;" ::: "memory"); /* no-op unless launched with pdl */
     asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
-    if ((int)blockIdx.x >= *nitems)
-        return;
-    int it = items[blockIdx.x], seq = it >> 16, q0 = (it & 0xffff) * WF_CU_ATTN_QB;
+    /* qc: one block per sequence, its first query only, from qc (row seq), the output at row seq */
+    int seq, q0 = 0;
+    if (qc) {
+        seq = blockIdx.x;
+    } else {
+        if ((int)blockIdx.x >= *nitems)
+            return;
+        int it = items[blockIdx.x];
+        seq = it >> 16;
+        q0 = (it & 0xffff) * WF_CU_ATTN_QB;
+    }
     int hd = blockIdx.y;
     int base = start[seq], L = start[seq + 1] - base;
     if (L <= skip_le)
-        return; /* the tensor-core kernel's */
+        return; /* the tensor-core kernel's (or, with qc, an empty sequence) */
     int I = heads * dh;
+    int QL = qc ? 1 : L; /* queries this launch answers */
     int warp = threadIdx.x / 32, lane = threadIdx.x & 31;
     const TI *Q = qkv + (size_t)base * ld + hd * dh, *K = Q + I, *V = Q + 2 * I;
+    if (qc)
+        Q = qc + (size_t)seq * I + hd * dh;
     float scale = rsqrtf((float)dh);
 
     /* this warp's query rows: q0 + warp + ATTN_WARPS * k */
@@ -63,7 +75,7 @@ static __global__ void __launch_bounds__(ATTN_WARPS * 32)
     for (int k = 0; k < RW; k++) {
         int q = q0 + warp + ATTN_WARPS * k;
         for (int d = lane; d < dh; d += 32)
-            qs[warp][k][d] = q < L ? ldv(Q + (size_t)q * ld + d) * scale : 0.0f;
+            qs[warp][k][d] = q < QL ? ldv(Q + (size_t)q * ld + d) * scale : 0.0f;
         m[k] = -INFINITY;
         l[k] = 0.0f;
 #pragma unroll
@@ -82,7 +94,7 @@ static __global__ void __launch_bounds__(ATTN_WARPS * 32)
 #pragma unroll
         for (int k = 0; k < RW; k++) {
             int q = q0 + warp + ATTN_WARPS * k;
-            if (q >= L)
+            if (q >= QL)
                 continue;
             float s = -INFINITY;
             if (lane < nk) {
@@ -112,10 +124,10 @@ static __global__ void __launch_bounds__(ATTN_WARPS * 32)
 #pragma unroll
     for (int k = 0; k < RW; k++) {
         int q = q0 + warp + ATTN_WARPS * k;
-        if (q >= L)
+        if (q >= QL)
             continue;
         float inv = 1.0f / l[k];
-        bf16 *o = ctx + (size_t)(base + q) * I + hd * dh;
+        bf16 *o = ctx + (size_t)(qc ? seq : base + q) * I + hd * dh;
 #pragma unroll
         for (int i = 0; i < ATTN_DV; i++) {
             int d = lane + 32 * i;
@@ -123,6 +135,128 @@ static __global__ void __launch_bounds__(ATTN_WARPS * 32)
                 o[d] = __float2bfloat16(acc[k][i] * inv);
         }
     }
+}
+
+/*
+ * The same work items with every thread busy, for head sizes of 16, 32 and 64 (attn_row_k): a query row is
+ * AR_G adjacent lanes, each taking every AR_G-th key, with the row's q and its output accumulator in registers;
+ * keys and values stream through shared memory in fp32 tiles of AR_KT rows, padded so that the AR_G rows read
+ * at once fall in distinct banks (16-byte reads, the query's lanes broadcast). Each lane keeps an online softmax
+ * over its keys (exp2, rescaled only when its maximum grows); the AR_G partial results of a row merge by
+ * shuffles at the end. The general kernel above does one query row per warp with serial dot products: an
+ * ncu profile of MobileBERT (head size 32, 128 tokens) gave it 39 us a layer at batch 1 and 79% of the pass at
+ * batch 1024 (docs/benchmarks.md). WAFER_CUDA_ATTN_ROW=0 turns this kernel off.
+ */
+#define AR_G 8
+#define AR_KT 64
+#define AR_THREADS (WF_CU_ATTN_QB * AR_G)
+
+static __device__ __forceinline__ float4 ld4(const float *p) { return *(const float4 *)p; }
+static __device__ __forceinline__ float4 ld4(const bf16 *p)
+{
+    uint2 u = *(const uint2 *)p;
+    float2 a = __bfloat1622float2(*(const __nv_bfloat162 *)&u.x), b = __bfloat1622float2(*(const __nv_bfloat162 *)&u.y);
+    return make_float4(a.x, a.y, b.x, b.y);
+}
+
+template <typename TI, int DH>
+static __global__ void __launch_bounds__(AR_THREADS)
+    attn_row_k(const TI *__restrict__ qkv, int ld, bf16 *__restrict__ ctx, const int32_t *__restrict__ start,
+               const int32_t *__restrict__ items, const int32_t *__restrict__ nitems, int heads, int skip_le)
+{
+    __shared__ __align__(16) float ks[AR_KT][DH + 4];
+    __shared__ __align__(16) float vs[AR_KT][DH + 4];
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+    if ((int)blockIdx.x >= *nitems)
+        return;
+    int it = items[blockIdx.x], seq = it >> 16, q0 = (it & 0xffff) * WF_CU_ATTN_QB;
+    int hd = blockIdx.y;
+    int base = start[seq], L = start[seq + 1] - base;
+    if (L <= skip_le)
+        return; /* the tensor-core kernel's */
+    int I = heads * DH;
+    const TI *Q = qkv + (size_t)base * ld + hd * DH, *K = Q + I, *V = Q + 2 * I;
+    int qi = threadIdx.x / AR_G, kl = threadIdx.x % AR_G, q = q0 + qi;
+    bool active = q < L; /* inactive lanes still join the shuffles */
+    const float scale = rsqrtf((float)DH) * 1.4426950408889634f; /* log2(e): exp2 below */
+    float qr[DH], acc[DH];
+#pragma unroll
+    for (int d = 0; d < DH; d += 4) {
+        float4 v = active ? ld4(Q + (size_t)q * ld + d) : make_float4(0.f, 0.f, 0.f, 0.f);
+        qr[d] = v.x * scale;
+        qr[d + 1] = v.y * scale;
+        qr[d + 2] = v.z * scale;
+        qr[d + 3] = v.w * scale;
+        acc[d] = acc[d + 1] = acc[d + 2] = acc[d + 3] = 0.0f;
+    }
+    float m = -INFINITY, l = 0.0f;
+    for (int t0 = 0; t0 < L; t0 += AR_KT) {
+        int nk = min(AR_KT, L - t0);
+        __syncthreads();
+        for (int e = threadIdx.x; e < nk * (DH / 4); e += AR_THREADS) {
+            int t = e / (DH / 4), d = (e % (DH / 4)) * 4;
+            *(float4 *)&ks[t][d] = ld4(K + (size_t)(t0 + t) * ld + d);
+            *(float4 *)&vs[t][d] = ld4(V + (size_t)(t0 + t) * ld + d);
+        }
+        __syncthreads();
+        if (!active)
+            continue;
+        for (int j = kl; j < nk; j += AR_G) {
+            float s0 = 0.f, s1 = 0.f, s2 = 0.f, s3 = 0.f;
+#pragma unroll
+            for (int d = 0; d < DH; d += 4) {
+                float4 k4 = *(const float4 *)&ks[j][d];
+                s0 = fmaf(qr[d], k4.x, s0);
+                s1 = fmaf(qr[d + 1], k4.y, s1);
+                s2 = fmaf(qr[d + 2], k4.z, s2);
+                s3 = fmaf(qr[d + 3], k4.w, s3);
+            }
+            float sc = (s0 + s1) + (s2 + s3);
+            if (sc > m) {
+                float c = exp2f(m - sc);
+                l *= c;
+#pragma unroll
+                for (int d = 0; d < DH; d++)
+                    acc[d] *= c;
+                m = sc;
+            }
+            float p = exp2f(sc - m);
+            l += p;
+#pragma unroll
+            for (int d = 0; d < DH; d += 4) {
+                float4 v4 = *(const float4 *)&vs[j][d];
+                acc[d] = fmaf(p, v4.x, acc[d]);
+                acc[d + 1] = fmaf(p, v4.y, acc[d + 1]);
+                acc[d + 2] = fmaf(p, v4.z, acc[d + 2]);
+                acc[d + 3] = fmaf(p, v4.w, acc[d + 3]);
+            }
+        }
+    }
+    float mg = m;
+#pragma unroll
+    for (int o = 1; o < AR_G; o <<= 1)
+        mg = fmaxf(mg, __shfl_xor_sync(0xffffffffu, mg, o));
+    float c = m == -INFINITY ? 0.0f : exp2f(m - mg); /* a lane without keys adds nothing */
+    l *= c;
+#pragma unroll
+    for (int d = 0; d < DH; d++)
+        acc[d] *= c;
+#pragma unroll
+    for (int o = 1; o < AR_G; o <<= 1) {
+        l += __shfl_xor_sync(0xffffffffu, l, o);
+#pragma unroll
+        for (int d = 0; d < DH; d++)
+            acc[d] += __shfl_xor_sync(0xffffffffu, acc[d], o);
+    }
+    if (!active)
+        return;
+    float inv = 1.0f / l;
+    bf16 *out = ctx + (size_t)(base + q) * I + hd * DH;
+#pragma unroll
+    for (int d = 0; d < DH; d++) /* lane kl writes its eighth of the row (compile-time register indices) */
+        if (d / (DH / AR_G) == kl)
+            out[d] = __float2bfloat16(acc[d] * inv);
 }
 
 /*
@@ -270,9 +404,27 @@ static void attention(const TI *qkv, int ld, bf16 *ctx, const int32_t *start, co
         cudaLaunchKernelEx(&cfg, attn_tc_k<TI>, qkv, ld, ctx, start, nb, heads, dh, tc_lmax);
     }
     cfg.gridDim = dim3(grid_items, heads);
-    cfg.blockDim = dim3(ATTN_WARPS * 32);
     cfg.dynamicSmemBytes = 0;
-    cudaLaunchKernelEx(&cfg, attn_k<TI>, qkv, ld, ctx, start, items, nitems, heads, dh, tc_lmax);
+    const char *env = getenv("WAFER_CUDA_ATTN_ROW");
+    bool row = !(env && !strcmp(env, "0"));
+    cfg.blockDim = dim3(AR_THREADS);
+    if (row && dh == 16)
+        cudaLaunchKernelEx(&cfg, attn_row_k<TI, 16>, qkv, ld, ctx, start, items, nitems, heads, tc_lmax);
+    else if (row && dh == 32)
+        cudaLaunchKernelEx(&cfg, attn_row_k<TI, 32>, qkv, ld, ctx, start, items, nitems, heads, tc_lmax);
+    else if (row && dh == 64)
+        cudaLaunchKernelEx(&cfg, attn_row_k<TI, 64>, qkv, ld, ctx, start, items, nitems, heads, tc_lmax);
+    else {
+        cfg.blockDim = dim3(ATTN_WARPS * 32);
+        cudaLaunchKernelEx(&cfg, attn_k<TI>, qkv, ld, ctx, start, items, nitems, heads, dh, tc_lmax, (const TI *)NULL);
+    }
+}
+
+void wf_cu_attention_cls(const float *qkv, const float *qc, bf16 *ctx, const int32_t *start, int nb, int heads,
+                         int dh, cudaStream_t st)
+{
+    attn_k<float><<<dim3(nb, heads), ATTN_WARPS * 32, 0, st>>>(qkv, 3 * heads * dh, ctx, start, NULL, NULL, heads, dh,
+                                                               0, qc);
 }
 
 void wf_cu_attention(const float *qkv, bf16 *ctx, const int32_t *start, const int32_t *items, const int32_t *nitems,

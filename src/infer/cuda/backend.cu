@@ -20,8 +20,9 @@
  * Buckets: a batch of T tokens runs in the smallest bucket of Tb >= T tokens
  * (powers of two from 16, and max_tokens). Padding tokens belong to no
  * sequence: attention and the head never read them, and the products compute
- * them harmlessly. Each bucket is captured, after one eager warm-up, into a
- * CUDA graph: host-to-device copy of the packed input, the forward pass,
+ * them harmlessly. Each bucket is captured, after one eager warm-up on a full
+ * batch of random ids (where each new product shape gets its cuBLASLt
+ * algorithm by timing, tune_pick), into a CUDA graph: host-to-device copy of the packed input, the forward pass,
  * device-to-host copy of the logits. cuBLASLt gets our own workspace, so the
  * graphs hold no memory nodes and can also be instantiated for device launch
  * (the ring's scheduler).
@@ -42,6 +43,9 @@ extern "C" {
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <cuda_profiler_api.h>
+#include <stddef.h>
 
 static std::atomic<uint64_t> g_host_calls{ 0 };
 extern "C" void wf_cuda_count_call(void) { g_host_calls.fetch_add(1, std::memory_order_relaxed); }
@@ -153,6 +157,21 @@ typedef struct {
     bucket_t b[MAX_BUCKETS];
     int nb;
     std::mutex mu; /* bucket building */
+    /* cuBLASLt algorithms chosen by measurement (WAFER_CUDA_TUNE=0: off, the heuristic's first everywhere) */
+    int tune;
+    struct tune_s *tunes;
+    int ntunes;
+    double tune_s;      /* host time spent choosing, seconds */
+    int tune_changed;   /* shapes where another algorithm than the heuristic's first won */
+    float tune_tol;     /* WAFER_CUDA_TUNE_TOL, default TUNE_TOL */
+    cudaEvent_t ev0, ev1;
+    void *tune_ref;     /* the heuristic's output (first TUNE_ROWS rows) to compare each candidate with */
+    float *tune_cmp;    /* device: max |d - ref|, max |ref| (as int bits) */
+    /* the last layer on the sequences' first rows only (WAFER_CUDA_CLS_ONLY=0: off) */
+    int cls_only;
+    float *xc32, *qc;
+    /* WAFER_CUDA_PROFILE_RUN=N: run N (from 1) is bracketed by cudaProfilerStart/Stop (ncu --profile-from-start off) */
+    long prof_run, runs;
 } cu_t;
 
 static const char *cu_err_str(cudaError_t e) { return cudaGetErrorString(e); }
@@ -160,6 +179,118 @@ static const char *cu_err_str(cudaError_t e) { return cudaGetErrorString(e); }
 /* ------------------------------------------------------------ products */
 
 typedef enum { EPI_BIAS, EPI_RELU, EPI_GELU_TANH } epi_t;
+
+/* ---- cuBLASLt algorithm choice by measurement ----
+ * For each distinct product (m, n, k, leading dimensions, output type, epilogue, C or not), the first time it is
+ * enqueued outside a capture (a bucket's warm-up), up to TUNE_CANDS of cuBLASLt's heuristic candidates are run on
+ * the real buffers and timed with events; the fastest whose output (first TUNE_ROWS rows) is within TUNE_TOL of
+ * the heuristic's first (relative to that output's largest magnitude; WAFER_CUDA_TUNE_TOL) is kept for that shape, for every bucket and
+ * layer that has it. Repeating a product is harmless: D is never one of its inputs. */
+#define TUNE_CANDS 32
+#define TUNE_ROWS 256
+#define TUNE_TOL 2e-2f
+#define MAX_TUNES 1024
+#define TUNE_SHAPE_BUDGET_S 0.03 /* timed runs per shape, about */
+
+struct tune_s {
+    int m, n, k, ldb, ldd, ldc, f32, epi, hasc, align; /* align: the pointers' common alignment, bytes */
+    cublasLtMatmulAlgo_t algo;
+};
+
+static __global__ void tune_cmp_k(const void *d, const void *ref, int f32, long n, float *out)
+{
+    float dm = 0.0f, rm = 0.0f;
+    for (long i = blockIdx.x * (long)blockDim.x + threadIdx.x; i < n; i += (long)gridDim.x * blockDim.x) {
+        float a = f32 ? ((const float *)d)[i] : __bfloat162float(((const bf16 *)d)[i]);
+        float b = f32 ? ((const float *)ref)[i] : __bfloat162float(((const bf16 *)ref)[i]);
+        float e = fabsf(a - b);
+        dm = fmaxf(dm, e == e && e <= 3.0e38f ? e : 3.0e38f); /* NaN or inf: fails */
+        rm = fmaxf(rm, fabsf(b) <= 3.0e38f ? fabsf(b) : 0.0f);
+    }
+    atomicMax((int *)out, __float_as_int(dm)); /* non-negative floats order as their bits */
+    atomicMax((int *)out + 1, __float_as_int(rm));
+}
+
+static double mono_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static bool stream_capturing(cudaStream_t st)
+{
+    cudaStreamCaptureStatus cs = cudaStreamCaptureStatusNone;
+    return WF_CU(cudaStreamIsCapturing(st, &cs)) != cudaSuccess || cs != cudaStreamCaptureStatusNone;
+}
+
+/* Seconds per run of algo (reps runs after one untimed), or a negative value if it fails. */
+static double tune_time(cu_t *c, const cublasLtMatmulAlgo_t *algo, int reps, cublasLtMatmulDesc_t op,
+                        cublasLtMatrixLayout_t la, cublasLtMatrixLayout_t lb, cublasLtMatrixLayout_t lc,
+                        cublasLtMatrixLayout_t ld, const void *W, const void *X, const void *Cm, void *D,
+                        const float *alpha, const float *beta, cudaStream_t st)
+{
+    if (WF_CU(cublasLtMatmul(c->lt, op, alpha, W, la, X, lb, beta, Cm, lc, D, ld, algo, c->ws, c->ws_bytes, st)) !=
+        CUBLAS_STATUS_SUCCESS)
+        return -1;
+    WF_CU(cudaEventRecord(c->ev0, st));
+    for (int r = 0; r < reps; r++)
+        if (WF_CU(cublasLtMatmul(c->lt, op, alpha, W, la, X, lb, beta, Cm, lc, D, ld, algo, c->ws, c->ws_bytes,
+                                 st)) != CUBLAS_STATUS_SUCCESS)
+            return -1;
+    WF_CU(cudaEventRecord(c->ev1, st));
+    float ms = 0;
+    if (WF_CU(cudaEventSynchronize(c->ev1)) != cudaSuccess || WF_CU(cudaEventElapsedTime(&ms, c->ev0, c->ev1)) != cudaSuccess)
+        return -1;
+    return ms * 1e-3 / reps;
+}
+
+/* The candidates hs[0..found) timed on the real buffers; the winner's algo into t. */
+static void tune_pick(cu_t *c, struct tune_s *t, const cublasLtMatmulHeuristicResult_t *hs, int found,
+                      cublasLtMatmulDesc_t op, cublasLtMatrixLayout_t la, cublasLtMatrixLayout_t lb,
+                      cublasLtMatrixLayout_t lc, cublasLtMatrixLayout_t ld, const void *W, const void *X,
+                      const void *Cm, void *D, cudaStream_t st)
+{
+    double w0 = mono_s();
+    float alpha = 1.0f, beta = Cm != D ? 1.0f : 0.0f;
+    size_t esz = t->f32 ? 4 : 2, cmp_n = (size_t)(t->n < TUNE_ROWS ? t->n : TUNE_ROWS) * t->ldd;
+    t->algo = hs[0].algo;
+    double best = tune_time(c, &hs[0].algo, 3, op, la, lb, lc, ld, W, X, Cm, D, &alpha, &beta, st);
+    if (best < 0 || WF_CU(cudaMemcpyAsync(c->tune_ref, D, cmp_n * esz, cudaMemcpyDeviceToDevice, st)) != cudaSuccess)
+        goto done;
+    {
+        int reps = best > 0 ? (int)(2e-3 / best) : 20;
+        reps = reps < 2 ? 2 : reps > 20 ? 20 : reps;
+        int cands = (int)(TUNE_SHAPE_BUDGET_S / (best * (reps + 1)));
+        cands = cands < 4 ? 4 : cands;
+        if (cands > found)
+            cands = found;
+        best = tune_time(c, &hs[0].algo, reps, op, la, lb, lc, ld, W, X, Cm, D, &alpha, &beta, st);
+        for (int i = 1; i < cands && best > 0; i++) {
+            double ti = tune_time(c, &hs[i].algo, reps, op, la, lb, lc, ld, W, X, Cm, D, &alpha, &beta, st);
+            if (ti < 0 || ti >= best)
+                continue;
+            float h[2];
+            if (WF_CU(cudaMemsetAsync(c->tune_cmp, 0, 2 * sizeof(float), st)) != cudaSuccess)
+                break;
+            tune_cmp_k<<<64, 256, 0, st>>>(D, c->tune_ref, t->f32, (long)cmp_n, c->tune_cmp);
+            if (WF_CU(cudaMemcpyAsync(h, c->tune_cmp, sizeof(h), cudaMemcpyDeviceToHost, st)) != cudaSuccess ||
+                WF_CU(cudaStreamSynchronize(st)) != cudaSuccess)
+                break;
+            if (!(h[0] <= c->tune_tol * (h[1] > 1e-6f ? h[1] : 1e-6f)))
+                continue;
+            best = ti;
+            t->algo = hs[i].algo;
+        }
+        if (memcmp(&t->algo, &hs[0].algo, sizeof(t->algo)) != 0)
+            c->tune_changed++;
+    }
+done:
+    /* leave D as the chosen algorithm computes it, as the warm-up pass expects */
+    WF_CU(cublasLtMatmul(c->lt, op, &alpha, W, la, X, lb, &beta, Cm, lc, D, ld, &t->algo, c->ws, c->ws_bytes, st));
+    (void)WF_CU(cudaGetLastError());
+    c->tune_s += mono_s() - w0;
+}
 
 /* D (rows, L->out; ldd) = X (rows, L->in; ldx) @ W^T + b [+ Cm (rows, L->out; ldc), of D's type], then the
  * epilogue. Row-major for us is column-major transposed for cuBLASLt: D^T = W X^T, m = out, n = rows, k = in.
@@ -178,7 +309,13 @@ static cublasStatus_t gemm_c(cu_t *c, const bf16 *X, int ldx, int rows, const li
     const void *bias = d_f32 ? (const void *)L->b32 : (const void *)L->b16;
     cudaDataType_t dt = d_f32 ? CUDA_R_32F : CUDA_R_16BF;
     float alpha = 1.0f, beta = Cm ? 1.0f : 0.0f;
-    cublasLtMatmulHeuristicResult_t h;
+    cublasLtMatmulHeuristicResult_t hs[TUNE_CANDS];
+    const cublasLtMatmulAlgo_t *algo;
+    /* cuBLASLt's heuristic assumes 256-byte aligned matrices unless told: tell it (q/k/v column slices) */
+    uint32_t align = 256;
+    while (align > 2 && (((uintptr_t)X | (uintptr_t)D | (uintptr_t)L->w | (uintptr_t)(Cm ? Cm : D)) & (align - 1)))
+        align >>= 1;
+    struct tune_s key = { L->out, rows, L->in, ldx, ldd, Cm ? ldc : 0, d_f32, (int)epi, Cm != NULL, (int)align, {} };
     int found = 0;
 #define TRYS(x)                                                                        \
     do {                                                                               \
@@ -201,12 +338,33 @@ static cublasStatus_t gemm_c(cu_t *c, const bf16 *X, int ldx, int rows, const li
     TRYS(cublasLtMatmulPreferenceCreate(&pref));
     TRYS(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &c->ws_bytes,
                                               sizeof(c->ws_bytes)));
-    TRYS(cublasLtMatmulAlgoGetHeuristic(c->lt, op, la, lb, lc, ld, pref, 1, &h, &found));
+    if (align < 256) {
+        TRYS(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &align, sizeof(align)));
+        TRYS(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &align, sizeof(align)));
+        TRYS(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &align, sizeof(align)));
+        TRYS(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &align, sizeof(align)));
+    }
+    TRYS(cublasLtMatmulAlgoGetHeuristic(c->lt, op, la, lb, lc, ld, pref, c->tune ? TUNE_CANDS : 1, hs, &found));
     if (found < 1) {
         s = CUBLAS_STATUS_NOT_SUPPORTED;
         goto out;
     }
-    TRYS(cublasLtMatmul(c->lt, op, &alpha, L->w, la, X, lb, &beta, Cm, lc, D, ld, &h.algo, c->ws, c->ws_bytes, st));
+    algo = &hs[0].algo;
+    if (c->tune) {
+        struct tune_s *t = NULL;
+        for (int i = 0; i < c->ntunes && !t; i++)
+            if (!memcmp(&c->tunes[i], &key, offsetof(struct tune_s, algo)))
+                t = &c->tunes[i];
+        if (!t && c->ntunes < MAX_TUNES && !stream_capturing(st)) {
+            t = &c->tunes[c->ntunes++];
+            *t = key;
+            tune_pick(c, t, hs, found, op, la, lb, lc, ld, L->w, X, Cm, D, st);
+            goto out; /* D computed */
+        }
+        if (t)
+            algo = &t->algo;
+    }
+    TRYS(cublasLtMatmul(c->lt, op, &alpha, L->w, la, X, lb, &beta, Cm, lc, D, ld, algo, c->ws, c->ws_bytes, st));
 #undef TRYS
 out:
     if (lc && lc != ld)
@@ -323,9 +481,9 @@ static cublasStatus_t forward_folded(cu_t *c, const bucket_t *bk, cudaStream_t s
         x16 = x2_16;
         x2_16 = t16;
     }
-    wf_cu_cls_gather(x16, start, nb, H, c->cls16, st);
+    wf_cu_cls_gather(x16, start, nb, H, c->cls16, 0, st);
     GC(c->cls16, H, nb, &c->pooler, c->pooled, true, H, EPI_BIAS, NULL, 0);
-    wf_cu_head(c->pooled, NULL, start, nb, H, c->cls.w32, c->cls.b32, c->C, c->logits, c->probs, st);
+    wf_cu_head(c->pooled, NULL, start, nb, H, c->cls.w32, c->cls.b32, c->C, c->logits, c->probs, 0, st);
 #undef GC
     return CUBLAS_STATUS_SUCCESS;
 }
@@ -343,6 +501,8 @@ static cublasStatus_t forward(cu_t *c, const bucket_t *bk, cudaStream_t st, int 
                   *nitems = c->d_in + bk->lay.nitems, *items = c->d_in + bk->lay.items;
     bool ln = d->norm == WF_NORM_LAYER_NORM;
     bool fz = c->fused && T <= c->fuse_max;
+    int R = T; /* rows of the products and norms: T, or nb in a last layer on the first rows only */
+    int compact = 0; /* the last layer's output is one row per sequence */
     cublasStatus_t s;
     if (c->fold)
         return forward_folded(c, bk, st);
@@ -358,14 +518,14 @@ static cublasStatus_t forward(cu_t *c, const bucket_t *bk, cudaStream_t st, int 
             return CUBLAS_STATUS_EXECUTION_FAILED;                                     \
     } while (0)
     wf_cu_norm_args_t na;
-#define NORM_BEGIN() memset(&na, 0, sizeof(na)), na.nseg = 1, na.layernorm = ln, na.rows = T
+#define NORM_BEGIN() memset(&na, 0, sizeof(na)), na.nseg = 1, na.layernorm = ln, na.rows = R
     /* y = X W^T + b, then the norm na describes (na.y set by this macro on the unfused path) */
 #define LIN_NORM(X, ldx, Lp)                                                           \
     do {                                                                               \
         if (fz && wf_cu_linear_norm_ok((Lp)->in, (Lp)->out, &na)) {                    \
             K(wf_cu_linear_norm(X, ldx, (Lp)->in, (Lp)->w, (Lp)->b32, (Lp)->out, &na, pdl, st)); \
         } else {                                                                       \
-            G(X, ldx, T, Lp, c->g, true, (Lp)->out, EPI_BIAS);                         \
+            G(X, ldx, R, Lp, c->g, true, (Lp)->out, EPI_BIAS);                         \
             na.y = c->g;                                                               \
             na.ldy = (Lp)->out;                                                        \
             wf_cu_norm(&na, st);                                                       \
@@ -381,10 +541,10 @@ static cublasStatus_t forward(cu_t *c, const bucket_t *bk, cudaStream_t st, int 
         if (fz && (Lo)->out == I && wf_cu_ffn_norm_ok(I, F, &na)) {                    \
             K(wf_cu_ffn_norm(X, I, I, (Li)->w, (Li)->b32, F, c->cfg.hidden_act, (Lo)->w, (Lo)->b32, &na, pdl, st)); \
         } else {                                                                       \
-            G(X, I, T, Li, c->h16, false, F, act_epi);                                 \
+            G(X, I, R, Li, c->h16, false, F, act_epi);                                 \
             if (act_kernel)                                                            \
-                wf_cu_act_bf16(c->h16, (long)T * F, c->cfg.hidden_act, st);            \
-            G(c->h16, F, T, Lo, c->g, true, (Lo)->out, EPI_BIAS);                      \
+                wf_cu_act_bf16(c->h16, (long)R * F, c->cfg.hidden_act, st);            \
+            G(c->h16, F, R, Lo, c->g, true, (Lo)->out, EPI_BIAS);                      \
             na.y = c->g;                                                               \
             na.ldy = (Lo)->out;                                                        \
             wf_cu_norm(&na, st);                                                       \
@@ -435,6 +595,27 @@ static cublasStatus_t forward(cu_t *c, const bucket_t *bk, cudaStream_t st, int 
         }
         const bf16 *src[3] = { x16, c->bt16, c->bt16 + I };
         const int lds[3] = { H, 2 * I, 2 * I };
+        /* The head reads only each sequence's first row: in the last layer only K and V are needed for every
+         * token; q, the attention, its output, the FFN and the norms run on the nb first rows (compact, row s =
+         * sequence s), with the residual gathered from them. BERT's layout (q | k | v one product over x). */
+        bool cls = c->cls_only && !fz && !d->bottleneck && !d->kq_shared && !L->proj1.out && L->src0 == SRC_X &&
+                   l == c->cfg.num_hidden_layers - 1;
+        if (cls) {
+            lin_t q = L->proj0, kv = L->proj0;
+            q.out = I;
+            kv.w += (size_t)I * kv.in;
+            kv.b32 += I;
+            kv.b16 += I;
+            kv.out = 2 * I;
+            G(x16, H, T, &kv, c->qkv + I, true, 3 * I, EPI_BIAS);
+            wf_cu_cls_gather(x16, start, nb, H, c->cls16, 0, st);
+            wf_cu_rows_gather_f32(x32, start, nb, H, c->xc32, st);
+            G(c->cls16, H, nb, &q, c->qc, true, I, EPI_BIAS);
+            wf_cu_attention_cls(c->qkv, c->qc, c->ctx16, start, nb, d->heads, d->head_dim, st);
+            R = nb;
+            compact = 1;
+            x32 = c->xc32; /* the residual, compact */
+        } else {
         wf_cu_lin_t p0 = { src[L->src0], L->proj0.w, L->proj0.b32, c->qkv, lds[L->src0], L->proj0.in, L->proj0.out, 3 * I };
         wf_cu_lin_t p1 = { src[L->src1], L->proj1.w, L->proj1.b32, c->qkv + L->proj0.out, lds[L->src1], L->proj1.in,
                            L->proj1.out, 3 * I };
@@ -447,6 +628,7 @@ static cublasStatus_t forward(cu_t *c, const bucket_t *bk, cudaStream_t st, int 
         }
         wf_cu_attention(c->qkv, c->ctx16, start, items, nitems, T / WF_CU_ATTN_QB + nb, nb, d->heads, d->head_dim,
                         tc_lmax, pdl && fz, st);
+        }
 
         NORM_BEGIN();
         na.res = d->bottleneck ? c->bt32 : x32;
@@ -522,11 +704,11 @@ static cublasStatus_t forward(cu_t *c, const bucket_t *bk, cudaStream_t st, int 
         x2_16 = t16;
     }
     if (d->has_pooler) {
-        wf_cu_cls_gather(x16, start, nb, H, c->cls16, st);
+        wf_cu_cls_gather(x16, start, nb, H, c->cls16, compact, st);
         G(c->cls16, H, nb, &c->pooler, c->pooled, true, H, EPI_BIAS);
-        wf_cu_head(c->pooled, NULL, start, nb, H, c->cls.w32, c->cls.b32, c->C, c->logits, c->probs, st);
+        wf_cu_head(c->pooled, NULL, start, nb, H, c->cls.w32, c->cls.b32, c->C, c->logits, c->probs, 0, st);
     } else {
-        wf_cu_head(NULL, x32, start, nb, H, c->cls.w32, c->cls.b32, c->C, c->logits, c->probs, st);
+        wf_cu_head(NULL, x32, start, nb, H, c->cls.w32, c->cls.b32, c->C, c->logits, c->probs, compact, st);
     }
 #undef G
 #undef K
@@ -598,14 +780,48 @@ static wf_status_t capture_any(cu_t *c, bucket_t *bk, bool host, cudaGraphExec_t
 static wf_status_t bucket_build(cu_t *c, bucket_t *bk, bool dev, wf_err_t *err)
 {
     if (!bk->built) {
-        /* Warm-up (module loading, cuBLASLt's first-use work) on an all-empty input. */
-        cudaError_t e = WF_CU(cudaMemsetAsync(c->d_in, 0, bk->lay.total * sizeof(int32_t), c->st));
+        /* Warm-up (module loading, cuBLASLt's first-use work, the choice of cuBLASLt's algorithms) on a full
+         * batch of random ids, so that the products are timed on data like a real batch's. */
+        int n = bk->pub.seqs, Ls = bk->pub.tokens / n;
+        if (Ls > c->cfg.max_position_embeddings)
+            Ls = c->cfg.max_position_embeddings;
+        int32_t *ids = (int32_t *)malloc(sizeof(int32_t) * (size_t)n * Ls);
+        const int32_t **ptrs = (const int32_t **)malloc(sizeof(*ptrs) * n);
+        int *lens = (int *)malloc(sizeof(int) * n);
+        if (!ids || !ptrs || !lens) {
+            free(ids);
+            free(ptrs);
+            free(lens);
+            ERR(WF_ERR_NOMEM, "cuda: out of memory");
+        }
+        uint32_t r = 12345u;
+        for (long i = 0; i < (long)n * Ls; i++) {
+            r = r * 1664525u + 1013904223u;
+            ids[i] = (int32_t)((r >> 8) % (uint32_t)c->cfg.vocab_size);
+        }
+        for (int i = 0; i < n; i++) {
+            ptrs[i] = ids + (size_t)i * Ls;
+            lens[i] = Ls;
+        }
+        wf_batch_t wb = { ptrs, lens, n, n * Ls };
+        wf_cuda_pack(&wb, bk->pub.tokens, bk->pub.seqs, c->h_in);
+        free(ids);
+        free(ptrs);
+        free(lens);
+        double t0 = c->tune_s;
+        int ch0 = c->tune_changed, nt0 = c->ntunes;
+        cudaError_t e = WF_CU(cudaMemcpyAsync(c->d_in, c->h_in, bk->lay.total * sizeof(int32_t), cudaMemcpyHostToDevice,
+                                              c->st));
         cublasStatus_t s = e == cudaSuccess ? forward(c, bk, c->st, c->pdl) : CUBLAS_STATUS_EXECUTION_FAILED;
         if (e == cudaSuccess)
             e = WF_CU(cudaStreamSynchronize(c->st));
         if (e != cudaSuccess || s != CUBLAS_STATUS_SUCCESS)
             ERR(WF_ERR_BACKEND, "cuda: warm-up of the %d-token bucket failed: %s / cuBLASLt %d", bk->pub.tokens,
                 cu_err_str(e), (int)s);
+        if (c->tune)
+            wf_debug("cuda: %d-token bucket: %d products' algorithms chosen by measurement in %.1f ms (%d not "
+                     "cuBLASLt's first); %.1f ms in all so far",
+                     bk->pub.tokens, c->ntunes - nt0, (c->tune_s - t0) * 1e3, c->tune_changed - ch0, c->tune_s * 1e3);
         wf_status_t st = capture_any(c, bk, true, &bk->exec, err);
         if (st != WF_OK)
             return st;
@@ -686,9 +902,14 @@ static wf_status_t cu_run(void *state, const wf_batch_t *b, float *logits)
         }
     }
     wf_cuda_pack(b, bk->pub.tokens, bk->pub.seqs, c->h_in);
+    bool prof = ++c->runs == c->prof_run;
+    if (prof)
+        WF_CU(cudaProfilerStart());
     cudaError_t e = WF_CU(cudaGraphLaunch(bk->exec, c->st));
     if (e == cudaSuccess)
         e = WF_CU(cudaStreamSynchronize(c->st));
+    if (prof)
+        WF_CU(cudaProfilerStop());
     if (e != cudaSuccess) {
         wf_error("cuda: inference failed: %s", cu_err_str(e));
         return WF_ERR_BACKEND;
@@ -1183,6 +1404,13 @@ static void cu_free(void *state)
     }
     if (c->lt)
         WF_CU(cublasLtDestroy(c->lt));
+    if (c->ev0)
+        WF_CU(cudaEventDestroy(c->ev0));
+    if (c->ev1)
+        WF_CU(cudaEventDestroy(c->ev1));
+    if (c->tune_ref)
+        WF_CU(cudaFree(c->tune_ref));
+    free(c->tunes);
     if (c->st)
         WF_CU(cudaStreamDestroy(c->st));
     if (c->wdev)
@@ -1268,6 +1496,31 @@ static wf_status_t cu_init(const wf_model_t *m, const wf_session_opts_t *o, void
     }
     c->ws_bytes = 32u << 20;
     CK(cudaMalloc(&c->ws, c->ws_bytes), "cannot allocate the cuBLASLt workspace");
+    {
+        const char *t = getenv("WAFER_CUDA_TUNE"), *cl = getenv("WAFER_CUDA_CLS_ONLY"),
+                   *pr = getenv("WAFER_CUDA_PROFILE_RUN");
+        c->tune = !(t && !strcmp(t, "0"));
+        c->cls_only = !(cl && !strcmp(cl, "0"));
+        c->prof_run = pr ? atol(pr) : 0;
+        const char *tt = getenv("WAFER_CUDA_TUNE_TOL");
+        c->tune_tol = tt && atof(tt) > 0 ? (float)atof(tt) : TUNE_TOL;
+    }
+    if (c->tune) {
+        size_t wmax = d->inter;
+        if ((size_t)4 * d->true_hidden > wmax)
+            wmax = (size_t)4 * d->true_hidden;
+        if ((size_t)d->hidden > wmax)
+            wmax = d->hidden;
+        c->tunes = (struct tune_s *)calloc(MAX_TUNES, sizeof(struct tune_s));
+        if (!c->tunes) {
+            cu_free(c);
+            ERR(WF_ERR_NOMEM, "out of memory");
+        }
+        CK(cudaEventCreate(&c->ev0), "cannot create an event");
+        CK(cudaEventCreate(&c->ev1), "cannot create an event");
+        CK(cudaMalloc(&c->tune_ref, TUNE_ROWS * wmax * 4 + 256), "cannot allocate the tuning buffer");
+        c->tune_cmp = (float *)((char *)c->tune_ref + TUNE_ROWS * wmax * 4);
+    }
 
     c->fold = !c->fused && fold_decide(c, wf_model_get_weights_refs(m));
     wf_debug("cuda: NoNorms %s", c->fold ? "folded into the products" : "as kernels");
@@ -1305,7 +1558,8 @@ static wf_status_t cu_init(const wf_model_t *m, const wf_session_opts_t *o, void
            olog = take(&a, B * c->C * 4), oprob = take(&a, B * c->C * 4), ox16 = take(&a, T * H * 2),
            ox2_16 = take(&a, T * H * 2), oe = take(&a, T * (size_t)d->emb_in * 2), obt16 = take(&a, T * 2 * I * 2),
            octx = take(&a, T * I * 2), oa16 = take(&a, T * I * 2), oa2_16 = take(&a, T * I * 2), oh = take(&a, T * F * 2),
-           ocls = take(&a, B * H * 2), oin = take(&a, c->in_words * 4), oxq = take(&a, c->fold ? T * 4 * I * 2 : 0);
+           ocls = take(&a, B * H * 2), oin = take(&a, c->in_words * 4), oxq = take(&a, c->fold ? T * 4 * I * 2 : 0),
+           oxc = take(&a, B * H * 4), oqc = take(&a, B * I * 4);
     CK(cudaMalloc((void **)&c->adev, a.off), "cannot allocate activations");
     CK(cudaMemset(c->adev, 0, a.off), "cannot clear activations");
     char *A = c->adev;
@@ -1329,6 +1583,8 @@ static wf_status_t cu_init(const wf_model_t *m, const wf_session_opts_t *o, void
     c->h16 = (bf16 *)(A + oh);
     c->cls16 = (bf16 *)(A + ocls);
     c->xq16 = (bf16 *)(A + oxq);
+    c->xc32 = (float *)(A + oxc);
+    c->qc = (float *)(A + oqc);
     c->d_in = (int32_t *)(A + oin);
     CK(cudaHostAlloc((void **)&c->h_in, c->in_words * 4, cudaHostAllocDefault), "cannot allocate pinned input");
     CK(cudaHostAlloc((void **)&c->h_logits, B * c->C * 4, cudaHostAllocDefault), "cannot allocate pinned output");

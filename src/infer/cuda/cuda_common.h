@@ -108,15 +108,21 @@ void wf_cu_attention(const float *qkv, bf16 *ctx, const int32_t *start, const in
 void wf_cu_attention_bf16(const bf16 *qkv, int ld, bf16 *ctx, const int32_t *start, const int32_t *items,
                           const int32_t *nitems, int grid_items, int nb, int heads, int dh, int tc_lmax, int pdl,
                           cudaStream_t st);
+/* Only each sequence's first query (the head's row), over fp32 K/V in qkv (T, 3I) at the sequences' rows and
+ * the queries qc (nb, I): ctx (nb, I) bf16, row s = sequence s (empty sequences: not written). */
+void wf_cu_attention_cls(const float *qkv, const float *qc, bf16 *ctx, const int32_t *start, int nb, int heads,
+                         int dh, cudaStream_t st);
 cudaError_t wf_cu_attention_setup(void);
 
 /* ---- head.cu ---- */
-/* CLS rows: out (nb, H) bf16 = x16[start[s]] (zeros for empty sequences). */
-void wf_cu_cls_gather(const bf16 *x16, const int32_t *start, int nb, int H, bf16 *out, cudaStream_t st);
+/* CLS rows: out (nb, H) bf16 = x16[start[s]] (x16[s] when compact; zeros for empty sequences). */
+void wf_cu_cls_gather(const bf16 *x16, const int32_t *start, int nb, int H, bf16 *out, int compact, cudaStream_t st);
+/* The same for fp32 rows (never compact). */
+void wf_cu_rows_gather_f32(const float *x, const int32_t *start, int nb, int H, float *out, cudaStream_t st);
 /* logits (nb, C) = Wc @ act(in[s]) + bc and probs = softmax(logits). in:
- * pooled (nb, H) fp32 with tanh when pooled != NULL, else x32 rows at start[s].
- * Empty sequences get zeros. */
+ * pooled (nb, H) fp32 with tanh when pooled != NULL, else x32 rows at start[s]
+ * (at s when compact). Empty sequences get zeros. */
 void wf_cu_head(const float *pooled, const float *x32, const int32_t *start, int nb, int H, const float *wc,
-                const float *bc, int C, float *logits, float *probs, cudaStream_t st);
+                const float *bc, int C, float *logits, float *probs, int compact, cudaStream_t st);
 
 #endif
