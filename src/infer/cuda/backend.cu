@@ -122,7 +122,7 @@ typedef struct {
 #define FUSE_MAX_TOKENS 2048
 /* The folded pass runs a layer's attention output, FFN blocks and output bottleneck as one kernel (ffn_chain.cu)
  * in buckets of up to this many tokens (WAFER_CUDA_FFN_CHAIN_MAX_TOKENS; WAFER_CUDA_FFN_CHAIN=0: never),
- * cuBLASLt products above. Measured on an H200 (docs/benchmarks.md): 1.57x at 128 tokens, 1.55x at 256, even at
+ * cuBLASLt products above. Measured on an H200 (docs/benchmarks.md): 1.57x at 128 tokens, 1.56x at 256, even at
  * 512, 0.83x at 1024 (the kernel spreads each 32 rows over a cluster of 8 SMs that all read the layer's
  * weights: at 1024 tokens that is 32 reads of them a layer). */
 #define FFN_CHAIN_MAX_TOKENS 512
