@@ -2,7 +2,7 @@
 # The GPU checks and benchmarks in one go, for one call on a GPU machine:
 #   tests/gpu/run.sh BUNDLE_DIR OUT_DIR [what...]
 # BUNDLE_DIR is made by tests/gpu/bundle.sh (binaries built elsewhere, their C libraries, fixtures, scripts);
-# logs go to OUT_DIR. what: agree ring bench torch fused default tune profile (default: agree ring bench torch), in the
+# logs go to OUT_DIR. what: agree ring bench torch fused default tune profile chain (default: agree ring bench torch), in the
 # order given. Exit status: 1
 # if a check failed.
 set -u
@@ -94,6 +94,34 @@ for w in $what; do
                 "$b/bin/bench_gpu" -m mobilebert -l 128 -b "$1" -s 0 >/dev/null 2>&1
             grep gpu__time_duration "$out/ncu_b$1_t$2_graph.csv" | tail -1
         done
+        ;;
+    chain)
+        # MobileBERT's FFN blocks as one kernel a layer (ffn_chain.cu) against the cuBLASLt pairs, same call
+        bs=${CHAIN_BATCHES:-1,2,4,8,16,64,1024}
+        secs=${BENCH_SECS:-0.3}
+        echo "== agreement with the FFN chain kernel in every bucket and programmatic dependent launch"
+        WAFER_CUDA_FFN_CHAIN_MAX_TOKENS=1000000 WAFER_CUDA_PDL=1 timeout 120 "$b/bin/gpu_agree" 8 2>&1 \
+            | tee "$out/agree_chain.log"
+        [ "${PIPESTATUS[0]}" = 0 ] || { echo "agreement (FFN chain everywhere, PDL): FAILED"; fail=1; }
+        echo "== bench_gpu mobilebert: FFN chain (default) / WAFER_CUDA_FFN_CHAIN=0 / WAFER_CUDA_PDL=1 / every bucket"
+        timeout 60 "$b/bin/bench_gpu" -v 1 -k /tmp/wafer-bench-models -m mobilebert -l 128 -b "$bs" -s "$secs" 2>&1 \
+            | grep -v -e 'algorithms chosen' | tee "$out/chain.log"
+        WAFER_CUDA_FFN_CHAIN=0 timeout 60 "$b/bin/bench_gpu" -k /tmp/wafer-bench-models -m mobilebert -l 128 -b "$bs" \
+            -s "$secs" 2>&1 | grep '^| wafer' | sed 's/^| wafer /| chain off /' | tee -a "$out/chain.log"
+        WAFER_CUDA_PDL=1 timeout 60 "$b/bin/bench_gpu" -k /tmp/wafer-bench-models -m mobilebert -l 128 -b "$bs" \
+            -s "$secs" 2>&1 | grep '^| wafer' | sed 's/^| wafer /| chain+pdl /' | tee -a "$out/chain.log"
+        WAFER_CUDA_FFN_CHAIN_MAX_TOKENS=1000000 timeout 60 "$b/bin/bench_gpu" -k /tmp/wafer-bench-models \
+            -m mobilebert -l 128 -b 16,32,64,256,1024 -s "$secs" 2>&1 | grep '^| wafer' \
+            | sed 's/^| wafer /| chain all /' | tee -a "$out/chain.log"
+        echo "== ring (GPU-scheduled) mobilebert: FFN chain (default) / off / PDL"
+        CUDA_MODULE_LOADING=EAGER timeout 75 "$b/bin/ring_test" bench mobilebert 128 2>&1 | tee -a "$out/chain.log"
+        WAFER_CUDA_FFN_CHAIN=0 CUDA_MODULE_LOADING=EAGER timeout 75 "$b/bin/ring_test" bench mobilebert 128 2>&1 \
+            | sed 's/^| wafer ring/| chain off ring/' | tee -a "$out/chain.log"
+        WAFER_CUDA_PDL=1 CUDA_MODULE_LOADING=EAGER timeout 75 "$b/bin/ring_test" bench mobilebert 128 2>&1 \
+            | sed 's/^| wafer ring/| chain+pdl ring/' | tee -a "$out/chain.log"
+        echo "== PyTorch, same weights"
+        timeout 200 python3 "$b/bench/gpu/torch_bench.py" --peak --model /tmp/wafer-bench-models/mobilebert \
+            --name mobilebert --len 128 --batches "$bs" --secs "$secs" 2>&1 | grep -v Warning | tee -a "$out/chain.log"
         ;;
     torch)
         echo "== PyTorch on the same weights"

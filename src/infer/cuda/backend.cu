@@ -16,6 +16,8 @@
  * add is a product's C matrix (beta = 1), and a layer is 11 cuBLASLt products and the attention, no norm kernel
  * (q and k composed with the attention bottleneck: one product gives [bn_in | q | k | v]).
  * The residual stream is then bf16 (cuBLASLt's C and D share a type, and the next product reads it).
+ * In buckets of up to FFN_CHAIN_MAX_TOKENS tokens the attention output, the FFN blocks and the output bottleneck
+ * (10 of those products) are one kernel of ours (ffn_chain.cu): a layer is 3 graph nodes.
  *
  * Buckets: a batch of T tokens runs in the smallest bucket of Tb >= T tokens
  * (powers of two from 16, and max_tokens). Padding tokens belong to no
@@ -118,6 +120,12 @@ typedef struct {
  * cuBLASLt. Opt-in: measured on an H200 they are slower than the unfused path at every batch size so far
  * (docs/benchmarks.md, "GPU backend", "Fused kernels"); they pass tests/gpu/gpu_agree. */
 #define FUSE_MAX_TOKENS 2048
+/* The folded pass runs a layer's attention output, FFN blocks and output bottleneck as one kernel (ffn_chain.cu)
+ * in buckets of up to this many tokens (WAFER_CUDA_FFN_CHAIN_MAX_TOKENS; WAFER_CUDA_FFN_CHAIN=0: never),
+ * cuBLASLt products above. Measured on an H200 (docs/benchmarks.md): 1.57x at 128 tokens, 1.56x at 256, even at
+ * 512, 0.83x at 1024 (the kernel spreads each 32 rows over a cluster of 8 SMs that all read the layer's
+ * weights: at 1024 tokens that is 32 reads of them a layer). */
+#define FFN_CHAIN_MAX_TOKENS 512
 
 typedef struct {
     wf_cuda_bucket_t pub;
@@ -152,7 +160,10 @@ typedef struct {
     int fused; /* our fused products where shapes allow (WAFER_CUDA_FUSED=1; else cuBLASLt everywhere) */
     int fuse_max; /* ... in buckets of up to this many tokens (WAFER_CUDA_FUSED_MAX_TOKENS) */
     int fold;  /* NoNorms folded into the products' weights, residual stream in bf16 (fold_decide) */
-    int pdl;   /* programmatic dependent launches in the graphs (WAFER_CUDA_PDL=0: off) */
+    int fchain;     /* folded pass: a layer's FFN blocks as one kernel (ffn_chain.cu), WAFER_CUDA_FFN_CHAIN: 0 off,
+                     * 1 the FFN blocks, 2 (default) with the attention output and output bottleneck products */
+    int fchain_max; /* ... in buckets of up to this many tokens (WAFER_CUDA_FFN_CHAIN_MAX_TOKENS) */
+    int pdl;   /* programmatic dependent launches in the graphs (fused, folded: WAFER_CUDA_PDL=0 off; else =1 on) */
     int dpdl;  /* the same, in the graphs for device launch */
     bucket_t b[MAX_BUCKETS];
     int nb;
@@ -435,7 +446,7 @@ extern "C" void wf_cuda_pack(const wf_batch_t *b, int tokens, int seqs, int32_t 
  * only cuBLASLt products, the attention, the embedding gather and the head; every residual add is a product's
  * C matrix. The streams hold representations, not values: x = xr * Sx + Tx (the layer input) and, inside a
  * layer, a = ar * s + t, per column, with the scales and shifts folded into the weights that read them. */
-static cublasStatus_t forward_folded(cu_t *c, const bucket_t *bk, cudaStream_t st)
+static cublasStatus_t forward_folded(cu_t *c, const bucket_t *bk, cudaStream_t st, int pdl)
 {
     const wf_arch_dims_t *d = &c->d;
     int T = bk->pub.tokens, nb = bk->pub.seqs;
@@ -461,12 +472,43 @@ static cublasStatus_t forward_folded(cu_t *c, const bucket_t *bk, cudaStream_t s
     for (int l = 0; l < c->cfg.num_hidden_layers; l++) {
         const layer_t *L = &c->L[l];
         /* [bn_in | q | k | v] in one product (xq_place): values, not representations */
+        int nblk = d->nffn + 1;
+        int chain = c->fchain && T <= c->fchain_max && wf_cu_ffn_chain_ok(I, F, H, nblk, act_epi == EPI_RELU)
+                        ? c->fchain
+                        : 0;
+        /* programmatic dependent launches (our kernels only; cuBLASLt's are plain) where the chain runs: measured
+         * there only (docs/benchmarks.md) */
+        int kpdl = chain ? pdl : 0;
         GC(x16, H, T, &L->bott, c->xq16, false, 4 * I, EPI_BIAS, NULL, 0);
         wf_cu_attention_bf16(c->xq16 + I, 4 * I, c->ctx16, start, items, nitems, T / WF_CU_ATTN_QB + nb, nb,
-                             d->heads, d->head_dim, tc_lmax, 0, st);
+                             d->heads, d->head_dim, tc_lmax, kpdl, st);
         bf16 *a16 = c->a16, *a2_16 = c->a2_16;
-        GC(c->ctx16, I, T, &L->ao, a16, false, I, EPI_BIAS, c->xq16, 4 * I);
-        for (int f = 0; f <= d->nffn; f++) {
+        if (chain < 2)
+            GC(c->ctx16, I, T, &L->ao, a16, false, I, EPI_BIAS, c->xq16, 4 * I);
+        if (chain) {
+            /* the layer's FFN blocks as one kernel (ffn_chain.cu) instead of 2 * nblk products; with chain 2
+             * also the attention output before and the output bottleneck after: 3 nodes a layer */
+            wf_cu_ffn_chain_t fc;
+            memset(&fc, 0, sizeof(fc));
+            fc.rows = T;
+            fc.n = nblk;
+            for (int f = 0; f < nblk; f++) {
+                const lin_t *Li = f < d->nffn ? &L->fi[f] : &L->in, *Lo = f < d->nffn ? &L->fo[f] : &L->out;
+                fc.wi[f] = Li->w, fc.bi[f] = Li->b16, fc.wo[f] = Lo->w, fc.bo[f] = Lo->b16;
+            }
+            if (chain >= 2) {
+                fc.ctx = c->ctx16, fc.wao = L->ao.w, fc.bao = L->ao.b16, fc.bn = c->xq16, fc.ldbn = 4 * I;
+                fc.wob = L->ob.w, fc.bob = L->ob.b16, fc.xres = x16, fc.xout = x2_16;
+            } else {
+                fc.x = a16, fc.out = a2_16;
+            }
+            if (WF_CU(wf_cu_ffn_chain(&fc, kpdl, st)) != cudaSuccess)
+                return CUBLAS_STATUS_EXECUTION_FAILED;
+            bf16 *t16 = a16;
+            a16 = a2_16;
+            a2_16 = t16;
+        }
+        for (int f = 0; f <= d->nffn && !chain; f++) {
             const lin_t *Li = f < d->nffn ? &L->fi[f] : &L->in, *Lo = f < d->nffn ? &L->fo[f] : &L->out;
             GC(a16, I, T, Li, c->h16, false, F, act_epi, NULL, 0);
             if (act_epi == EPI_BIAS)
@@ -476,7 +518,8 @@ static cublasStatus_t forward_folded(cu_t *c, const bucket_t *bk, cudaStream_t s
             a16 = a2_16;
             a2_16 = t16;
         }
-        GC(a16, I, T, &L->ob, x2_16, false, H, EPI_BIAS, x16, H);
+        if (chain < 2)
+            GC(a16, I, T, &L->ob, x2_16, false, H, EPI_BIAS, x16, H);
         bf16 *t16 = x16;
         x16 = x2_16;
         x2_16 = t16;
@@ -505,7 +548,7 @@ static cublasStatus_t forward(cu_t *c, const bucket_t *bk, cudaStream_t st, int 
     int compact = 0; /* the last layer's output is one row per sequence */
     cublasStatus_t s;
     if (c->fold)
-        return forward_folded(c, bk, st);
+        return forward_folded(c, bk, st, pdl);
 #define G(...)                                                                         \
     do {                                                                               \
         s = gemm(c, __VA_ARGS__, st);                                                  \
@@ -1482,10 +1525,11 @@ static wf_status_t cu_init(const wf_model_t *m, const wf_session_opts_t *o, void
     CK(wf_cu_linear_setup(), "cannot size the fused kernels' shared memory");
     CK(wf_cu_linear_norm_setup(), "cannot size the fused kernels' shared memory");
     CK(wf_cu_ffn_norm_setup(), "cannot size the fused kernels' shared memory");
+    CK(wf_cu_ffn_chain_setup(), "cannot size the FFN chain kernel's shared memory");
     {
         const char *f = getenv("WAFER_CUDA_FUSED"), *p = getenv("WAFER_CUDA_PDL");
         c->fused = f && !strcmp(f, "1");
-        c->pdl = c->dpdl = c->fused && !(p && !strcmp(p, "0"));
+        c->pdl = c->dpdl = (c->fused && !(p && !strcmp(p, "0"))) || (p && !strcmp(p, "1"));
         const char *m = getenv("WAFER_CUDA_FUSED_MAX_TOKENS");
         c->fuse_max = m && atoi(m) > 0 ? atoi(m) : FUSE_MAX_TOKENS;
     }
@@ -1504,6 +1548,9 @@ static wf_status_t cu_init(const wf_model_t *m, const wf_session_opts_t *o, void
         c->prof_run = pr ? atol(pr) : 0;
         const char *tt = getenv("WAFER_CUDA_TUNE_TOL");
         c->tune_tol = tt && atof(tt) > 0 ? (float)atof(tt) : TUNE_TOL;
+        const char *fc = getenv("WAFER_CUDA_FFN_CHAIN"), *fm = getenv("WAFER_CUDA_FFN_CHAIN_MAX_TOKENS");
+        c->fchain = fc && *fc ? atoi(fc) : 2;
+        c->fchain_max = fm && atoi(fm) > 0 ? atoi(fm) : FFN_CHAIN_MAX_TOKENS;
     }
     if (c->tune) {
         size_t wmax = d->inter;
@@ -1523,6 +1570,13 @@ static wf_status_t cu_init(const wf_model_t *m, const wf_session_opts_t *o, void
     }
 
     c->fold = !c->fused && fold_decide(c, wf_model_get_weights_refs(m));
+    {
+        /* the folded pass launches its own kernels (attention, FFN chain) as programmatic dependent launches
+         * where the FFN chain runs, unless WAFER_CUDA_PDL=0 */
+        const char *p = getenv("WAFER_CUDA_PDL");
+        if (c->fold && !(p && !strcmp(p, "0")))
+            c->pdl = c->dpdl = 1;
+    }
     wf_debug("cuda: NoNorms %s", c->fold ? "folded into the products" : "as kernels");
     /* Weights: size, stage on the host, one copy. */
     place_t p = { NULL, NULL, 0, WF_OK };

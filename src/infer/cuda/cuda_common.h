@@ -89,6 +89,30 @@ cudaError_t wf_cu_ffn_norm(const bf16 *X, int ldx, int I, const bf16 *Wi, const 
                            const bf16 *Wo, const float *bo, const wf_cu_norm_args_t *a, int pdl, cudaStream_t st);
 cudaError_t wf_cu_ffn_norm_setup(void);
 
+/* ---- ffn_chain.cu ----
+ * n feed-forward blocks in a row as one kernel, on bf16 rows (the folded MobileBERT pass): for f < n,
+ * a = bf16(bf16(relu(a Wi[f]^T + bi[f])) Wo[f]^T + bo[f] + a), as the cuBLASLt pair with a ReLU epilogue and the
+ * residual as C computes it (up to the fp32 summation order). Optionally with the product before (wao: the chain's
+ * input is a = bf16(ctx Wao^T + bao + bn) instead of x) and the one after (wob: the output is
+ * xout = bf16(a Wob^T + bob + xres), (rows, H), instead of out). Weights (out, in), biases bf16. Fits I = 128,
+ * F = 512, H = 512, ReLU, n <= WF_CU_FFN_CHAIN_MAX (_ok). Thread-block clusters of 8 CTAs per 128 rows. pdl:
+ * launched as a programmatic dependent launch (weights are read before the wait for the predecessor). _setup:
+ * host, once, outside any capture. */
+#define WF_CU_FFN_CHAIN_MAX 9 /* WF_ARCH_MAX_FFN + 1 */
+typedef struct {
+    int rows, n;
+    const bf16 *x;  /* (rows, I), when !wao */
+    bf16 *out;      /* (rows, I), when !wob; may be x */
+    const bf16 *wi[WF_CU_FFN_CHAIN_MAX], *bi[WF_CU_FFN_CHAIN_MAX], *wo[WF_CU_FFN_CHAIN_MAX], *bo[WF_CU_FFN_CHAIN_MAX];
+    const bf16 *ctx, *wao, *bao, *bn; /* (rows, I), (I, I), (I), (rows, I) with rows ldbn apart */
+    int ldbn;
+    const bf16 *wob, *bob, *xres;     /* (H, I), (H), (rows, H) */
+    bf16 *xout;                       /* (rows, H), not xres */
+} wf_cu_ffn_chain_t;
+int wf_cu_ffn_chain_ok(int I, int F, int H, int n, int relu);
+cudaError_t wf_cu_ffn_chain(const wf_cu_ffn_chain_t *p, int pdl, cudaStream_t st);
+cudaError_t wf_cu_ffn_chain_setup(void);
+
 /* ---- attention.cu ---- */
 /* Varlen self-attention over packed tokens. qkv: (T, 3I) fp32 rows [q | k | v];
  * ctx: (T, I) bf16. items[i] = (sequence << 16 | first query row / QB) for
