@@ -30,6 +30,13 @@
 #define MAXL 32
 
 static int fails;
+
+/* The scheduler variant this process runs (WAFER_RING_SCHED=launch|while; unset: the library's default). */
+static const char *sched_name(void)
+{
+    const char *m = getenv("WAFER_RING_SCHED");
+    return m && *m ? m : "default";
+}
 #define CHECKT(c, ...)                                                                 \
     do {                                                                               \
         if (!(c)) {                                                                    \
@@ -240,7 +247,7 @@ static int soak(uint64_t n, int nrings)
         printf("FAIL: %s\n", e);
         return 1;
     }
-    printf("scheduler over %d ring%s started in %.2f s (device graphs for every bucket)\n", nrings,
+    printf("scheduler (%s) over %d ring%s started in %.2f s (graphs for every bucket)\n", sched_name(), nrings,
            nrings == 1 ? "" : "s", tm_now_s() - t_start);
     uint64_t calls0 = wf_cuda_host_calls();
     pthread_t pt[64], ct[64];
@@ -417,10 +424,12 @@ static int bench(const char *kind, int L)
         /* wait 0 for batch 1 (latency), 200 us otherwise (lets a burst fill the batch) */
         wf_ring_sched_opts_t so = { B, B == 1 ? 0 : 200000 };
         wf_ring_sched_t *sch;
+        double ts = tm_now_s();
         if (wf_ring_sched_start(gpu, ring, &so, &sch, e, sizeof(e)) != WF_OK) {
             printf("FAIL: %s\n", e);
             return 2;
         }
+        ts = tm_now_s() - ts;
         uint64_t calls0 = wf_cuda_host_calls();
         /* rounds of B submissions: latency of each round from its first submit to its last verdict */
         int rounds = 0, got = 0;
@@ -446,9 +455,10 @@ static int bench(const char *kind, int L)
         uint64_t calls = wf_cuda_host_calls() - calls0;
         uint32_t st = wf_ring_sched_stop(sch);
         qsort(lat, rounds, sizeof(double), tm_cmp_double);
-        printf("| wafer ring (GPU-scheduled) | %s | %d | %d | %.3f | %.3f | %.0f | host CUDA calls %llu, status %u |\n",
-               kind, L, B, lat[rounds / 2] * 1e3, lat[(int)(rounds * 0.99)] * 1e3, (double)B * rounds / t,
-               (unsigned long long)calls, st);
+        printf("| wafer ring (GPU-scheduled, %s) | %s | %d | %d | %.3f | %.3f | %.0f | host CUDA calls %llu, status %u, "
+               "started in %.2f s |\n",
+               sched_name(), kind, L, B, lat[rounds / 2] * 1e3, lat[(int)(rounds * 0.99)] * 1e3, (double)B * rounds / t,
+               (unsigned long long)calls, st, ts);
         fflush(stdout);
     }
     wf_ring_free(ring);
