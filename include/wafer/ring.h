@@ -140,19 +140,29 @@ void wf_ring_layout(const wf_ring_opts_t *o, wf_ring_layout_t *l);
 
 struct wf_session;
 
+/* How the scheduler runs the bucket graphs (docs/ring.md, "Two schedulers"). */
+typedef enum {
+    WF_RING_SCHED_DEFAULT = 0, /* WAFER_RING_SCHED=launch|while where set, else the faster one measured */
+    WF_RING_SCHED_LAUNCH = 1,  /* device graph launch: sched -> bucket graph -> publish -> sched, by tail launches */
+    WF_RING_SCHED_WHILE = 2,   /* one graph launched once: WHILE { poll; SWITCH(bucket) { forward }; publish } */
+} wf_ring_sched_mode_t;
+
 typedef struct {
     int max_batch;        /* most submissions per batch (<= the session's max_batch) */
     uint64_t max_wait_ns; /* a partial batch waits at most this long after its first submission */
+    int mode;             /* wf_ring_sched_mode_t (0: the default) */
 } wf_ring_sched_opts_t;
 
 typedef struct wf_ring_sched wf_ring_sched_t;
 
 /* Starts the self-scheduled mode: a scheduler kernel on the GPU polls the
  * ring, batches what is ready (up to max_batch, or max_wait_ns after the
- * first), packs it into the bucket's input, launches that bucket's graph from
- * the device (tail launch), then a publish graph that writes the verdicts and
- * the completion index, then relaunches itself. In steady state the host
- * makes no CUDA call. The session (backend "cuda", created with max_tokens >=
+ * first), packs it into the bucket's input, runs that bucket's graph, then a
+ * publish kernel that writes the verdicts and the completion index, and polls
+ * again. The bucket graph runs by a device-side tail launch (o->mode
+ * WF_RING_SCHED_LAUNCH) or as the selected branch of a conditional SWITCH
+ * node inside a conditional WHILE loop, one graph launched once
+ * (WF_RING_SCHED_WHILE). In steady state the host makes no CUDA call. The session (backend "cuda", created with max_tokens >=
  * max_batch * the ring's max_len) is used by the scheduler alone until
  * wf_ring_sched_stop. The ring's region must be GPU-visible. Returns a
  * wf_status_t (WF_ERR_UNSUPPORTED without CUDA), message in err. */

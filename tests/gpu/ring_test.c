@@ -15,7 +15,8 @@
  * same with RINGS rings served by one scheduler, a producer and a consumer thread
  * per ring all running at once (SUBMISSIONS / RINGS each), request ids carrying
  * the ring's index (a verdict in the wrong ring is a wrong id); a ring given twice
- * and rings of different shapes are refused.
+ * and rings of different shapes are refused, and so is an unknown scheduler mode.
+ * WAFER_RING_SCHED=launch|while picks the scheduler variant (unset: the default).
  */
 #include "rand_model.h"
 #include "timing.h"
@@ -30,6 +31,13 @@
 #define MAXL 32
 
 static int fails;
+
+/* The scheduler variant this process runs (WAFER_RING_SCHED=launch|while; unset: the library's default). */
+static const char *sched_name(void)
+{
+    const char *m = getenv("WAFER_RING_SCHED");
+    return m && *m ? m : "default";
+}
 #define CHECKT(c, ...)                                                                 \
     do {                                                                               \
         if (!(c)) {                                                                    \
@@ -217,12 +225,16 @@ static int soak(uint64_t n, int nrings)
         lanes[r].idx = (uint64_t)r;
         lanes[r].n = n;
     }
-    wf_ring_sched_opts_t so = { max_batch, 20000 };
+    wf_ring_sched_opts_t so = { max_batch, 20000, WF_RING_SCHED_DEFAULT };
     wf_ring_sched_t *sch;
     if (nrings > 1) {
         /* refused: a ring twice (it would have two consumers), rings of different shapes */
         wf_ring_t *twice[2] = { ring[0], ring[0] };
         CHECKT(wf_ring_sched_start_multi(gpu, twice, 2, &so, &sch, e, sizeof(e)) == WF_ERR_INVALID, "ring twice");
+        wf_ring_sched_opts_t bad = so;
+        bad.mode = 7;
+        CHECKT(wf_ring_sched_start_multi(gpu, ring, nrings, &bad, &sch, e, sizeof(e)) == WF_ERR_INVALID,
+               "an unknown scheduler mode");
         wf_ring_opts_t ro2 = { 2048, MAXL, (uint32_t)g_C };
         wf_ring_region_t *rg2;
         wf_ring_t *other;
@@ -240,7 +252,7 @@ static int soak(uint64_t n, int nrings)
         printf("FAIL: %s\n", e);
         return 1;
     }
-    printf("scheduler over %d ring%s started in %.2f s (device graphs for every bucket)\n", nrings,
+    printf("scheduler (%s) over %d ring%s started in %.2f s (graphs for every bucket)\n", sched_name(), nrings,
            nrings == 1 ? "" : "s", tm_now_s() - t_start);
     uint64_t calls0 = wf_cuda_host_calls();
     pthread_t pt[64], ct[64];
@@ -330,7 +342,7 @@ static int probe(const char *what)
         printf("FAIL: probe setup: %s %s\n", err.msg, e);
         return 2;
     }
-    wf_ring_sched_opts_t so = { max_batch, 0 };
+    wf_ring_sched_opts_t so = { max_batch, 0, WF_RING_SCHED_DEFAULT };
     wf_ring_sched_t *sch, *sch2 = NULL;
     if (wf_ring_sched_start(gpu, ring, &so, &sch, e, sizeof(e)) != WF_OK) {
         printf("FAIL: %s\n", e);
@@ -415,12 +427,14 @@ static int bench(const char *kind, int L)
     for (size_t bi = 0; bi < sizeof(batches) / sizeof(batches[0]); bi++) {
         int B = batches[bi];
         /* wait 0 for batch 1 (latency), 200 us otherwise (lets a burst fill the batch) */
-        wf_ring_sched_opts_t so = { B, B == 1 ? 0 : 200000 };
+        wf_ring_sched_opts_t so = { B, B == 1 ? 0 : 200000, WF_RING_SCHED_DEFAULT };
         wf_ring_sched_t *sch;
+        double ts = tm_now_s();
         if (wf_ring_sched_start(gpu, ring, &so, &sch, e, sizeof(e)) != WF_OK) {
             printf("FAIL: %s\n", e);
             return 2;
         }
+        ts = tm_now_s() - ts;
         uint64_t calls0 = wf_cuda_host_calls();
         /* rounds of B submissions: latency of each round from its first submit to its last verdict */
         int rounds = 0, got = 0;
@@ -446,9 +460,10 @@ static int bench(const char *kind, int L)
         uint64_t calls = wf_cuda_host_calls() - calls0;
         uint32_t st = wf_ring_sched_stop(sch);
         qsort(lat, rounds, sizeof(double), tm_cmp_double);
-        printf("| wafer ring (GPU-scheduled) | %s | %d | %d | %.3f | %.3f | %.0f | host CUDA calls %llu, status %u |\n",
-               kind, L, B, lat[rounds / 2] * 1e3, lat[(int)(rounds * 0.99)] * 1e3, (double)B * rounds / t,
-               (unsigned long long)calls, st);
+        printf("| wafer ring (GPU-scheduled, %s) | %s | %d | %d | %.3f | %.3f | %.0f | host CUDA calls %llu, status %u, "
+               "started in %.2f s |\n",
+               sched_name(), kind, L, B, lat[rounds / 2] * 1e3, lat[(int)(rounds * 0.99)] * 1e3, (double)B * rounds / t,
+               (unsigned long long)calls, st, ts);
         fflush(stdout);
     }
     wf_ring_free(ring);

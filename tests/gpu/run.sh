@@ -2,7 +2,8 @@
 # The GPU checks and benchmarks in one go, for one call on a GPU machine:
 #   tests/gpu/run.sh BUNDLE_DIR OUT_DIR [what...]
 # BUNDLE_DIR is made by tests/gpu/bundle.sh (binaries built elsewhere, their C libraries, fixtures, scripts);
-# logs go to OUT_DIR. what: agree ring bench torch fused default tune profile chain (default: agree ring bench torch), in the
+# logs go to OUT_DIR. what: agree ring sched bench torch fused default tune profile chain (default: agree ring bench
+# torch), in the
 # order given. Exit status: 1
 # if a check failed.
 set -u
@@ -36,6 +37,25 @@ for w in $what; do
         [ "${PIPESTATUS[0]}" = 0 ] || { echo "ring: FAILED"; fail=1; }
         CUDA_MODULE_LOADING=EAGER timeout 75 "$b/bin/ring_test" bench mobilebert 128 2>&1 | tee -a "$out/ring.log"
         CUDA_MODULE_LOADING=EAGER timeout 40 "$b/bin/ring_test" bench bert-small 64 2>&1 | tee -a "$out/ring.log"
+        ;;
+    sched)
+        # the two GPU schedulers (WAFER_RING_SCHED: device graph launch, conditional WHILE graph), each test run
+        # with one then the other, in the same call
+        ss=${SCHEDS:-launch while}
+        for m in $ss; do
+            echo "== ring soak, scheduler $m"
+            WAFER_RING_SCHED=$m CUDA_MODULE_LOADING=EAGER timeout 90 "$b/bin/ring_test" "${SOAK:-1000000}" 2>&1 \
+                | tee -a "$out/sched.log"
+            [ "${PIPESTATUS[0]}" = 0 ] || { echo "ring ($m): FAILED"; fail=1; }
+        done
+        for mb in "mobilebert 128" "bert-small 64"; do
+            for m in $ss; do
+                echo "== ring bench $mb, scheduler $m"
+                WAFER_RING_SCHED=$m CUDA_MODULE_LOADING=EAGER timeout 90 "$b/bin/ring_test" bench $mb 2>&1 \
+                    | tee -a "$out/sched.log"
+                [ "${PIPESTATUS[0]}" = 0 ] || { echo "ring bench $mb ($m): FAILED"; fail=1; }
+            done
+        done
         ;;
     bench)
         echo "== bench_gpu"

@@ -916,6 +916,29 @@ extern "C" const wf_cuda_bucket_t *wf_cuda_bucket_at(void *state, int i, int dev
     return &c->b[i].pub;
 }
 
+extern "C" wf_status_t wf_cuda_bucket_capture_into(void *state, int i, void *graph, int pdl, wf_err_t *err)
+{
+    cu_t *c = (cu_t *)state;
+    if (i < 0 || i >= c->nb)
+        ERR(WF_ERR_INVALID, "cuda: no bucket %d", i);
+    std::lock_guard<std::mutex> g(c->mu);
+    bucket_t *bk = &c->b[i];
+    wf_status_t st = bucket_build(c, bk, false, err); /* the warm-up: algorithms chosen, modules loaded */
+    if (st != WF_OK)
+        return st;
+    cudaError_t e = WF_CU(cudaStreamBeginCaptureToGraph(c->st, (cudaGraph_t)graph, NULL, NULL, 0,
+                                                        cudaStreamCaptureModeThreadLocal));
+    if (e != cudaSuccess)
+        ERR(WF_ERR_BACKEND, "cuda: cannot begin a capture into a graph: %s", cu_err_str(e));
+    cublasStatus_t s = forward(c, bk, c->st, pdl && c->dpdl);
+    cudaGraph_t out = NULL;
+    e = WF_CU(cudaStreamEndCapture(c->st, &out));
+    if (s != CUBLAS_STATUS_SUCCESS || e != cudaSuccess)
+        ERR(WF_ERR_BACKEND, "cuda: capture of the %d-token bucket into a graph failed: %s / cuBLASLt %d",
+            bk->pub.tokens, cu_err_str(e), (int)s);
+    return WF_OK;
+}
+
 extern "C" void wf_cuda_model_limits(void *state, int *vocab, int *max_pos)
 {
     cu_t *c = (cu_t *)state;

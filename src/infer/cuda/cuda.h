@@ -61,6 +61,12 @@ void wf_cuda_pack(const wf_batch_t *b, int tokens, int seqs, int32_t *blk);
 const wf_cuda_bucket_t *wf_cuda_bucket_get(void *state, int tokens, int seqs, int dev_launch, wf_err_t *err);
 /* Bucket i (0 = smallest) built as above, or NULL past the last. */
 const wf_cuda_bucket_t *wf_cuda_bucket_at(void *state, int i, int dev_launch, wf_err_t *err);
+/* Captures bucket i's forward pass (inputs in its d_in, outputs in d_probs;
+ * no host copies) into an existing graph, e.g. a conditional node's body
+ * (cudaGraph_t graph), building (warming up) the bucket first. pdl: with
+ * programmatic dependent launches where the session uses them in graphs for
+ * device launch (0: plain launches). */
+wf_status_t wf_cuda_bucket_capture_into(void *state, int i, void *graph, int pdl, wf_err_t *err);
 int wf_cuda_num_labels(void *state);
 /* The model's vocabulary size and max_position_embeddings (the scheduler validates submissions). */
 void wf_cuda_model_limits(void *state, int *vocab, int *max_pos);
