@@ -54,6 +54,14 @@ void *wf_pool_get(wf_pool_t *p);
 void wf_pool_put(wf_pool_t *p, void *obj);
 void wf_pool_free(wf_pool_t *p);
 
+/* ---- growable arrays ---- */
+
+/* Makes room in a heap array of `elem`-byte items for item n (n <= *cap):
+ * with n < *cap returns p as it is, otherwise reallocates it to twice *cap
+ * items (`first` when *cap is 0) and updates *cap. Returns the array, or NULL
+ * (p and *cap unchanged) when there is no memory or the size overflows. */
+void *wf_array_grow(void *p, size_t *cap, size_t n, size_t elem, size_t first);
+
 /* ---- buf: a byte buffer with a hard capacity ---- */
 
 typedef struct {

@@ -1,6 +1,7 @@
 /* Arenas, pools and bounded buffers (see wafer/core.h). */
 #include "wafer/core.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -147,6 +148,21 @@ void wf_pool_free(wf_pool_t *p)
     }
     p->free_list = NULL;
     p->free_count = 0;
+}
+
+/* ---- growable arrays ---- */
+
+void *wf_array_grow(void *p, size_t *cap, size_t n, size_t elem, size_t first)
+{
+    if (n < *cap)
+        return p;
+    size_t nc = *cap ? *cap * 2 : first;
+    if (nc <= *cap || nc > SIZE_MAX / elem)
+        return NULL;
+    void *np = realloc(p, nc * elem);
+    if (np)
+        *cap = nc;
+    return np;
 }
 
 /* ---- buf ---- */

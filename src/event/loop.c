@@ -168,14 +168,10 @@ int wf_loop_timer_set(wf_loop_t *loop, wf_timer_t *t, uint64_t when_ms)
             heap_down(loop, t->idx - 1);
         return 0;
     }
-    if (loop->nheap == loop->capheap) {
-        size_t ncap = loop->capheap ? loop->capheap * 2 : 256;
-        wf_timer_t **nh = realloc(loop->heap, ncap * sizeof(*nh));
-        if (!nh)
-            return -ENOMEM;
-        loop->heap = nh;
-        loop->capheap = ncap;
-    }
+    wf_timer_t **nh = wf_array_grow(loop->heap, &loop->capheap, loop->nheap, sizeof(*nh), 256);
+    if (!nh)
+        return -ENOMEM;
+    loop->heap = nh;
     t->when = when_ms;
     loop->heap[loop->nheap] = t;
     t->idx = ++loop->nheap;

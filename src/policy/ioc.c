@@ -228,14 +228,10 @@ static int intern(wf_ioc_t *t, char prefix, const char *s, uint32_t *id)
     if (rc)
         return rc;
     if (created) {
-        if (t->ninterned == t->interncap) {
-            size_t nc = t->interncap ? t->interncap * 2 : 256;
-            span_t *ni = realloc(t->interned, nc * sizeof(*ni));
-            if (!ni)
-                return -ENOMEM;
-            t->interned = ni;
-            t->interncap = nc;
-        }
+        span_t *ni = wf_array_grow(t->interned, &t->interncap, t->ninterned, sizeof(*ni), 256);
+        if (!ni)
+            return -ENOMEM;
+        t->interned = ni;
         t->interned[t->ninterned] = (span_t){ sl->off + 1, (uint32_t)n };
         sl->val = (uint32_t)t->ninterned++;
         if (prefix == K_EVENT)
@@ -406,14 +402,10 @@ static int add_key(wf_ioc_builder_t *b, wf_ioc_kind_t kind, int type, const char
     if ((rc = upsert(t, key, klen, &sl, &created)))
         return rc;
     if (created) {
-        if (t->nmeta == t->metacap) {
-            size_t nc = t->metacap ? t->metacap * 2 : 1024;
-            meta_t *nm = realloc(t->meta, nc * sizeof(*nm));
-            if (!nm)
-                return -ENOMEM;
-            t->meta = nm;
-            t->metacap = nc;
-        }
+        meta_t *nm = wf_array_grow(t->meta, &t->metacap, t->nmeta, sizeof(*nm), 1024);
+        if (!nm)
+            return -ENOMEM;
+        t->meta = nm;
         meta_t *m = &t->meta[t->nmeta];
         memset(m, 0, sizeof(*m));
         m->type = (uint8_t)type;

@@ -382,14 +382,10 @@ static int json_tags(json_t *arr, char ***out, size_t *n)
 
 static int add_event(recset_t *rs, const char *id, json_t *tags, char *const *extra, size_t nextra)
 {
-    if (rs->nev == rs->evcap) {
-        size_t nc = rs->evcap ? rs->evcap * 2 : 64;
-        evinfo_t *ne = realloc(rs->evs, nc * sizeof(*ne));
-        if (!ne)
-            return -ENOMEM;
-        rs->evs = ne;
-        rs->evcap = nc;
-    }
+    evinfo_t *ne = wf_array_grow(rs->evs, &rs->evcap, rs->nev, sizeof(*ne), 64);
+    if (!ne)
+        return -ENOMEM;
+    rs->evs = ne;
     evinfo_t *e = &rs->evs[rs->nev];
     memset(e, 0, sizeof(*e));
     rs->nev++;
@@ -415,14 +411,10 @@ static int add_rec(recset_t *rs, const char *type, const char *value, size_t vle
         rs->skipped++;
         return 0;
     }
-    if (rs->n == rs->cap) {
-        size_t nc = rs->cap ? rs->cap * 2 : 1024;
-        rec_t *nr = realloc(rs->r, nc * sizeof(*nr));
-        if (!nr)
-            return -ENOMEM;
-        rs->r = nr;
-        rs->cap = nc;
-    }
+    rec_t *nr = wf_array_grow(rs->r, &rs->cap, rs->n, sizeof(*nr), 1024);
+    if (!nr)
+        return -ENOMEM;
+    rs->r = nr;
     rec_t *r = &rs->r[rs->n];
     memset(r, 0, sizeof(*r));
     r->ev = ev;

@@ -2,6 +2,8 @@
 #include "wafer/conf.h"
 #include "wafer/core.h"
 
+#include <stdint.h>
+
 TEST(arena_alloc_reset)
 {
     wf_arena_t a;
@@ -43,6 +45,25 @@ TEST(pool_bounded)
     wf_pool_put(&p, a);
     wf_pool_put(&p, b);
     wf_pool_free(&p);
+}
+
+TEST(array_grow_doubles)
+{
+    size_t cap = 0, n = 0;
+    int *a = NULL;
+    for (int i = 0; i < 100; i++) {
+        int *na = wf_array_grow(a, &cap, n, sizeof(*na), 4);
+        CHECK(na != NULL);
+        a = na;
+        a[n++] = i;
+    }
+    CHECK(cap == 128); /* 4, 8, ..., 128 */
+    CHECK(a[0] == 0 && a[99] == 99);
+    CHECK(wf_array_grow(a, &cap, 50, sizeof(*a), 4) == a); /* room: unchanged */
+    size_t huge = SIZE_MAX / 2 + 1;
+    CHECK(wf_array_grow(a, &huge, huge, sizeof(*a), 4) == NULL); /* overflow refused, cap kept */
+    CHECK(huge == SIZE_MAX / 2 + 1);
+    free(a);
 }
 
 TEST(buf_bounded)
