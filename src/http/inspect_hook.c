@@ -689,6 +689,18 @@ static wf_str_t arena_copy(wf_arena_t *a, wf_str_t s, size_t max)
     return p ? wf_str(p, n) : WF_STR_NULL;
 }
 
+/* A request refused for who sent it (deny-listed, banned): its event, its verdict count, 403. */
+static wf_insp_action_t refuse_client(const wf_insp_start_t *st, wf_secev_action_t a, wf_secev_reason_t r)
+{
+    wf_secev_t ev;
+    evsrc_t s;
+    ev_src_req(&s, st);
+    ev_fill(&ev, &s, a, r, 403);
+    wf_secops_emit_global(&ev);
+    count_verdict(a, "none", NULL);
+    return WF_INSP_REFUSE;
+}
+
 wf_insp_action_t wf_insp_begin(wf_worker_t *w, const wf_insp_start_t *st, wf_insp_req_t **out, size_t *body_limit)
 {
     *out = NULL;
@@ -700,13 +712,7 @@ wf_insp_action_t wf_insp_begin(wf_worker_t *w, const wf_insp_start_t *st, wf_ins
         wf_client_list_t cl = wf_policy_client(pol, st->peer);
         if (cl == WF_CLIENT_DENY) {
             WF_STAT_INC(&w->stats, denied);
-            wf_secev_t ev;
-            evsrc_t s;
-            ev_src_req(&s, st);
-            ev_fill(&ev, &s, WF_SECEV_DENY, WF_SECEV_R_DENYLIST, 403);
-            wf_secops_emit_global(&ev);
-            count_verdict(WF_SECEV_DENY, "none", NULL);
-            return WF_INSP_REFUSE;
+            return refuse_client(st, WF_SECEV_DENY, WF_SECEV_R_DENYLIST);
         }
         if (cl == WF_CLIENT_ALLOW) {
             WF_STAT_INC(&w->stats, allowlisted);
@@ -717,13 +723,7 @@ wf_insp_action_t wf_insp_begin(wf_worker_t *w, const wf_insp_start_t *st, wf_ins
     uint64_t until = 0;
     if (wf_bans_global && wf_bans_check(wf_bans_global, st->peer, wf_now_ms(), &until)) {
         WF_STAT_INC(&w->stats, banned);
-        wf_secev_t ev;
-        evsrc_t s;
-        ev_src_req(&s, st);
-        ev_fill(&ev, &s, WF_SECEV_BAN, WF_SECEV_R_BANNED, 403);
-        wf_secops_emit_global(&ev);
-        count_verdict(WF_SECEV_BAN, "none", NULL);
-        return WF_INSP_REFUSE;
+        return refuse_client(st, WF_SECEV_BAN, WF_SECEV_R_BANNED);
     }
     if (wf_misp_global) {
         wf_ioc_hit_t hit;
