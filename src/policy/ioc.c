@@ -115,11 +115,9 @@ static uint64_t key_hash(const wf_ioc_t *t, const char *k, size_t n)
     return h ? h : 1;
 }
 
-static const slot_t *lookup(const wf_ioc_t *t, const char *k, size_t n)
+/* The slot of key k (hash h), or NULL; the table has slots. */
+static const slot_t *probe(const wf_ioc_t *t, const char *k, size_t n, uint64_t h)
 {
-    if (!t->cap)
-        return NULL;
-    uint64_t h = key_hash(t, k, n);
     for (size_t i = h & (t->cap - 1);; i = (i + 1) & (t->cap - 1)) {
         const slot_t *s = &t->slots[i];
         if (!s->h)
@@ -127,6 +125,11 @@ static const slot_t *lookup(const wf_ioc_t *t, const char *k, size_t n)
         if (s->h == h && s->len == n && memcmp(t->pool + s->off, k, n) == 0)
             return s;
     }
+}
+
+static const slot_t *lookup(const wf_ioc_t *t, const char *k, size_t n)
+{
+    return t->cap ? probe(t, k, n, key_hash(t, k, n)) : NULL;
 }
 
 /* The data path's lookup: most keys looked up are in no table, and the filter (16 bits per key, in cache)
@@ -137,13 +140,7 @@ static const slot_t *lookup_fast(const wf_ioc_t *t, const char *k, size_t n)
     uint64_t b1 = (h >> 20) & t->fmask, b2 = (h >> 40 | h << 24) & t->fmask;
     if (!(t->filter[b1 >> 6] & (1ull << (b1 & 63))) || !(t->filter[b2 >> 6] & (1ull << (b2 & 63))))
         return NULL;
-    for (size_t i = h & (t->cap - 1);; i = (i + 1) & (t->cap - 1)) {
-        const slot_t *s = &t->slots[i];
-        if (!s->h)
-            return NULL;
-        if (s->h == h && s->len == n && memcmp(t->pool + s->off, k, n) == 0)
-            return s;
-    }
+    return probe(t, k, n, h);
 }
 
 static int grow(wf_ioc_t *t)
