@@ -642,6 +642,19 @@ static int add_attrs(recset_t *rs, json_t *attrs, int32_t ev, bool to_ids_only)
     return 0;
 }
 
+/* An event of feed f: its tags, then "feed:NAME" and the feed's configured tags. */
+static int feed_event(recset_t *rs, const wf_misp_feed_conf_t *f, const char *id, json_t *tags)
+{
+    char feedtag[80];
+    snprintf(feedtag, sizeof(feedtag), "feed:%s", f->name);
+    char *extra[17];
+    size_t nextra = 0;
+    extra[nextra++] = feedtag;
+    for (size_t i = 0; i < f->ntags; i++)
+        extra[nextra++] = f->tags[i];
+    return add_event(rs, id, tags, extra, nextra);
+}
+
 static int parse_event(recset_t *rs, const wf_misp_feed_conf_t *f, const char *uuid, json_t *root, char *err,
                        size_t errlen)
 {
@@ -651,14 +664,7 @@ static int parse_event(recset_t *rs, const wf_misp_feed_conf_t *f, const char *u
         return -WF_EFORMAT;
     }
     const char *id = json_string_value(json_object_get(e, "uuid"));
-    char feedtag[80];
-    snprintf(feedtag, sizeof(feedtag), "feed:%s", f->name);
-    char *extra[17];
-    size_t nextra = 0;
-    extra[nextra++] = feedtag;
-    for (size_t i = 0; i < f->ntags; i++)
-        extra[nextra++] = f->tags[i];
-    int ev = add_event(rs, id && uuid_ok(id) ? id : uuid, json_object_get(e, "Tag"), extra, nextra);
+    int ev = feed_event(rs, f, id && uuid_ok(id) ? id : uuid, json_object_get(e, "Tag"));
     if (ev < 0)
         return ev;
     if (add_attrs(rs, json_object_get(e, "Attribute"), ev, f->to_ids_only) < 0)
@@ -798,17 +804,6 @@ static int add_value(recset_t *rs, const wf_misp_feed_conf_t *f, int32_t ev, con
     return add_rec(rs, type, v, n, ev, NULL) < 0 ? -ENOMEM : 0;
 }
 
-static int feed_event(recset_t *rs, const wf_misp_feed_conf_t *f)
-{
-    char feedtag[80];
-    snprintf(feedtag, sizeof(feedtag), "feed:%s", f->name);
-    char *extra[17];
-    size_t nextra = 0;
-    extra[nextra++] = feedtag;
-    for (size_t i = 0; i < f->ntags; i++)
-        extra[nextra++] = f->tags[i];
-    return add_event(rs, NULL, NULL, extra, nextra);
-}
 
 /* One CSV line: the column's field (double quotes with "" escapes allowed). */
 static bool csv_field(const char *p, size_t n, char delim, int column, char *out, size_t cap, size_t *outn)
@@ -856,7 +851,7 @@ static bool csv_field(const char *p, size_t n, char delim, int column, char *out
 
 static int parse_csv(recset_t *rs, const wf_misp_feed_conf_t *f, const char *p, size_t n)
 {
-    int ev = feed_event(rs, f);
+    int ev = feed_event(rs, f, NULL, NULL);
     if (ev < 0)
         return ev;
     char field[4096];
@@ -883,7 +878,7 @@ static int parse_csv(recset_t *rs, const wf_misp_feed_conf_t *f, const char *p, 
 
 static int parse_freetext(recset_t *rs, const wf_misp_feed_conf_t *f, char *p, size_t n)
 {
-    int ev = feed_event(rs, f);
+    int ev = feed_event(rs, f, NULL, NULL);
     if (ev < 0)
         return ev;
     n = refang(p, n);
