@@ -261,6 +261,17 @@ static int32_t insert(wf_bans_t *b, shard_t *s, const key_t_ *k, uint64_t now)
     return i;
 }
 
+/* The client's entry, made when it has none, and now the most recently used. */
+static entry_t *find_or_insert(wf_bans_t *b, shard_t *s, const key_t_ *k, uint64_t now)
+{
+    int32_t i = find(s, k);
+    if (i == NIL)
+        i = insert(b, s, k, now);
+    else
+        touch(s, i);
+    return &s->e[i];
+}
+
 /* A ban whose end has passed is lifted, with the detections that led to it. */
 static void expire(wf_bans_t *b, entry_t *e, uint64_t now)
 {
@@ -302,12 +313,7 @@ int wf_bans_record(wf_bans_t *b, const wf_sockaddr_t *client, uint64_t now_ms, u
     shard_t *s = shard_of(b, &k);
     int started = 0;
     pthread_mutex_lock(&s->mu);
-    int32_t i = find(s, &k);
-    if (i == NIL)
-        i = insert(b, s, &k, now_ms);
-    else
-        touch(s, i);
-    entry_t *e = &s->e[i];
+    entry_t *e = find_or_insert(b, s, &k, now_ms);
     e->last_ms = now_ms;
     expire(b, e, now_ms);
     if (e->until_ms) /* already banned: its requests should not have reached inspection */
@@ -358,12 +364,7 @@ int wf_bans_add(wf_bans_t *b, const wf_sockaddr_t *client, uint64_t now_ms, uint
         return -EINVAL;
     shard_t *s = shard_of(b, &k);
     pthread_mutex_lock(&s->mu);
-    int32_t i = find(s, &k);
-    if (i == NIL)
-        i = insert(b, s, &k, now_ms);
-    else
-        touch(s, i);
-    entry_t *e = &s->e[i];
+    entry_t *e = find_or_insert(b, s, &k, now_ms);
     expire(b, e, now_ms);
     if (!e->until_ms) {
         __atomic_fetch_add(&b->nbanned, 1, __ATOMIC_RELAXED);
